@@ -1,0 +1,92 @@
+//! What a node is told at start: who it is, whom it knows, and its limits.
+
+use std::time::Duration;
+
+use crate::address::Address;
+
+/// Everything a [`Node`](crate::Node) needs to know about itself.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The address the node advertises: first in every HANDSHAKE it sends.
+    pub address: Address,
+    /// Other spellings that reach this node (e.g. `ws://localhost:PORT` when the
+    /// advertised address is a LAN address). The node never dials any of them.
+    pub aliases: Vec<Address>,
+    /// The addresses from `known-peers.json`, dialled at start and never forgotten.
+    pub known_peers: Vec<Address>,
+    /// Seed of every random choice the node makes (backoff jitter).
+    pub seed: u64,
+    /// Caps that keep a hostile or broken peer from hurting the node.
+    pub limits: Limits,
+    /// How failed dials are retried.
+    pub backoff: Backoff,
+}
+
+impl Config {
+    /// A node reachable at `address`, with default limits and backoff.
+    pub fn new(address: Address) -> Config {
+        Config {
+            address,
+            aliases: Vec::new(),
+            known_peers: Vec::new(),
+            seed: 0,
+            limits: Limits::default(),
+            backoff: Backoff::default(),
+        }
+    }
+}
+
+/// Caps on what one peer can make the node do or hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Longest frame the node reads, in bytes.
+    pub max_frame_bytes: usize,
+    /// Addresses taken from one HANDSHAKE; the rest are ignored.
+    pub max_handshake_addresses: usize,
+    /// Addresses the node remembers in all.
+    pub max_address_book: usize,
+    /// Dials in flight at once; more wait their turn.
+    pub max_concurrent_dials: usize,
+    /// Accepted connections open at once; more are closed at once.
+    pub max_inbound: usize,
+    /// Frames a connection may send that the node cannot use before it is closed.
+    pub max_refused_frames: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_frame_bytes: 1 << 20,
+            max_handshake_addresses: 1024,
+            max_address_book: 4096,
+            max_concurrent_dials: 32,
+            max_inbound: 1024,
+            max_refused_frames: 16,
+        }
+    }
+}
+
+/// Capped exponential backoff with jitter for redialling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backoff {
+    /// Delay before the first retry; it doubles after every failure.
+    pub initial: Duration,
+    /// The delay never grows past this.
+    pub max: Duration,
+    /// A dial not answered within this counts as failed.
+    pub dial_timeout: Duration,
+    /// Addresses only heard of in a HANDSHAKE, never reached, are forgotten after this
+    /// many failed dials in a row (known peers and peers once reached are kept).
+    pub forget_after: u32,
+}
+
+impl Default for Backoff {
+    fn default() -> Backoff {
+        Backoff {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(5),
+            dial_timeout: Duration::from_secs(10),
+            forget_after: 6,
+        }
+    }
+}

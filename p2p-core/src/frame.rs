@@ -1,0 +1,178 @@
+//! Frames on the wire: one JSON object per WebSocket text frame.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::address::Address;
+use crate::transaction::{Transaction, TransactionError};
+
+/// Longest `type` we copy into a log line.
+const MAX_TYPE_LEN: usize = 64;
+
+/// A frame the core understands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// `HANDSHAKE`: the sender's address, then every address it holds an open dial to.
+    /// Entries are kept as text; each is checked when it is used.
+    Handshake(Vec<String>),
+    /// `TRANSACTION`: a transaction to pool and pass on.
+    Transaction(Transaction),
+    /// `STATUS_REQUEST` (ours): asks for a [`STATUS`](crate::Status) reply on the same
+    /// connection. JavaScript nodes ignore it.
+    StatusRequest,
+    /// A `type` we do not know: ignored, as the JavaScript nodes do.
+    Unknown(String),
+}
+
+/// Why a frame was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// Longer than the configured limit.
+    #[error("frame of {len} bytes is over the {limit}-byte limit")]
+    TooLarge {
+        /// Size of the frame.
+        len: usize,
+        /// The limit it broke.
+        limit: usize,
+    },
+    /// A binary frame; the protocol only has text frames.
+    #[error("binary frame of {0} bytes")]
+    Binary(usize),
+    /// Not a JSON object with a string `type`.
+    #[error("frame is not a JSON object with a string type: {0}")]
+    NotJson(String),
+    /// A HANDSHAKE whose `data` is not an array of strings.
+    #[error("HANDSHAKE data is not an array of strings")]
+    BadHandshake,
+    /// A TRANSACTION whose `data` is not a transaction.
+    #[error("TRANSACTION data refused: {0}")]
+    BadTransaction(#[from] TransactionError),
+    /// A known type without its `data`.
+    #[error("{0} frame has no data")]
+    NoData(&'static str),
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(borrow, default)]
+    data: Option<&'a RawValue>,
+}
+
+/// Decodes one text frame, refusing anything longer than `max_len` bytes.
+pub fn decode(text: &str, max_len: usize) -> Result<Frame, FrameError> {
+    if text.len() > max_len {
+        return Err(FrameError::TooLarge {
+            len: text.len(),
+            limit: max_len,
+        });
+    }
+    let envelope: Envelope<'_> = serde_json::from_str(text).map_err(|e| {
+        let mut message = e.to_string();
+        message.truncate(120);
+        FrameError::NotJson(message)
+    })?;
+    match envelope.kind.as_ref() {
+        "HANDSHAKE" => {
+            let data = envelope.data.ok_or(FrameError::NoData("HANDSHAKE"))?;
+            let list: Vec<String> =
+                serde_json::from_str(data.get()).map_err(|_| FrameError::BadHandshake)?;
+            Ok(Frame::Handshake(list))
+        }
+        "TRANSACTION" => {
+            let data = envelope.data.ok_or(FrameError::NoData("TRANSACTION"))?;
+            Ok(Frame::Transaction(Transaction::from_raw(data)?))
+        }
+        "STATUS_REQUEST" => Ok(Frame::StatusRequest),
+        other => {
+            let end = other
+                .char_indices()
+                .nth(MAX_TYPE_LEN)
+                .map_or(other.len(), |(i, _)| i);
+            Ok(Frame::Unknown(other[..end].to_owned()))
+        }
+    }
+}
+
+/// The HANDSHAKE frame: `own` first, then `connected`.
+pub fn handshake<'a>(own: &Address, connected: impl IntoIterator<Item = &'a Address>) -> String {
+    let mut list = vec![own.to_string()];
+    list.extend(connected.into_iter().map(Address::to_string));
+    let data = serde_json::to_string(&list).unwrap_or_else(|_| "[]".to_owned());
+    format!(r#"{{"type":"HANDSHAKE","data":{data}}}"#)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handshake_frames_decode_to_their_address_list() {
+        let frame = decode(
+            r#"{"type":"HANDSHAKE","data":["ws://localhost:4002","ws://localhost:4001"]}"#,
+            1000,
+        );
+        assert_eq!(
+            frame,
+            Ok(Frame::Handshake(vec![
+                "ws://localhost:4002".into(),
+                "ws://localhost:4001".into()
+            ]))
+        );
+    }
+
+    #[test]
+    fn extra_top_level_keys_are_ignored() {
+        let frame = decode(r#"{"x":1,"type":"HANDSHAKE","data":[],"y":[1,2]}"#, 1000);
+        assert_eq!(frame, Ok(Frame::Handshake(vec![])));
+    }
+
+    #[test]
+    fn unknown_types_are_reported_not_refused() {
+        assert_eq!(
+            decode(r#"{"type":"PING"}"#, 1000),
+            Ok(Frame::Unknown("PING".into()))
+        );
+    }
+
+    #[test]
+    fn frames_of_the_wrong_shape_are_refused() {
+        let refused = [
+            "not json",
+            "",
+            "[]",
+            "null",
+            r#"{"data":[]}"#,
+            r#"{"type":7}"#,
+            r#"{"type":"HANDSHAKE"}"#,
+            r#"{"type":"HANDSHAKE","data":"ws://localhost:1"}"#,
+            r#"{"type":"HANDSHAKE","data":[1,2]}"#,
+            r#"{"type":"TRANSACTION","data":[]}"#,
+            r#"{"type":"TRANSACTION","data":{"amount":1}}"#,
+            r#"{"type":"TRANSACTION"}"#,
+        ];
+        for text in refused {
+            assert!(decode(text, 1000).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn frames_over_the_size_limit_are_refused_before_parsing() {
+        let text = format!(r#"{{"type":"HANDSHAKE","data":["{}"]}}"#, "a".repeat(100));
+        assert!(matches!(
+            decode(&text, 50),
+            Err(FrameError::TooLarge { limit: 50, .. })
+        ));
+    }
+
+    #[test]
+    fn handshake_lists_own_address_first() {
+        let own = Address::localhost(4001);
+        let other = Address::localhost(4002);
+        assert_eq!(
+            handshake(&own, [&other]),
+            r#"{"type":"HANDSHAKE","data":["ws://localhost:4001","ws://localhost:4002"]}"#
+        );
+    }
+}

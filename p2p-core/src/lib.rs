@@ -1,0 +1,68 @@
+//! The gossip protocol of the curriculum's peer-to-peer network, as a pure state machine.
+//!
+//! A [`Node`] is one node of the network without any I/O: it never opens a socket, reads a
+//! file or a clock, starts a thread or draws an unseeded random number. Its host (the
+//! native `p2p-node` binary, a simulator, a browser page) does all of that
+//! and tells the node what happened; the node answers with [`Action`]s for the host to
+//! carry out. The same inputs always give the same outputs.
+//!
+//! # Driving a node
+//!
+//! Build it with [`Node::new`] from a [`Config`] and the stored pool, then call
+//! [`Node::start`]. Every input is a `handle_*` method that takes the current [`Time`]:
+//! a dial opened or failed, a connection accepted or closed, a frame received, or a
+//! timeout. After every input, call [`Node::poll_action`] until it returns `None` and
+//! carry out each action in order; then sleep until [`Node::poll_timeout`] or the next
+//! input, whichever comes first, and on waking call [`Node::handle_timeout`]. Calling it
+//! early or more often is harmless.
+//!
+//! Connections are named by [`ConnId`]s the host chooses; dials by [`DialId`]s the node
+//! chooses, which the host hands back when it reports how the dial ended. A host that
+//! closes a connection, or sees it closed, reports it once with [`Node::handle_closed`].
+//!
+//! ```
+//! use p2p_core::{Action, Address, Config, ConnId, Node, Time};
+//!
+//! let mut config = Config::new(Address::localhost(4001));
+//! config.known_peers = vec!["ws://localhost:4002".parse().unwrap()];
+//! let mut node = Node::new(config, Vec::new());
+//! node.start(Time::ZERO);
+//! let mut dials = Vec::new();
+//! while let Some(action) = node.poll_action() {
+//!     if let Action::Dial { dial, address } = action {
+//!         dials.push((dial, address));
+//!     }
+//! }
+//! assert_eq!(dials[0].1.to_string(), "ws://localhost:4002");
+//! // The host opened the connection and named it #1: the node sends its HANDSHAKE.
+//! node.handle_dial_opened(dials[0].0, ConnId(1), Time::from_millis(3));
+//! let sent = std::iter::from_fn(|| node.poll_action()).find_map(|a| match a {
+//!     Action::Send { frame, .. } => Some(frame),
+//!     _ => None,
+//! });
+//! assert_eq!(
+//!     sent.as_deref(),
+//!     Some(r#"{"type":"HANDSHAKE","data":["ws://localhost:4001","ws://localhost:4002"]}"#)
+//! );
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod address;
+mod config;
+pub mod frame;
+mod node;
+mod rng;
+mod time;
+mod transaction;
+
+pub use address::{Address, AddressError, MAX_ADDRESS_LEN};
+pub use config::{Backoff, Config, Limits};
+pub use frame::{Frame, FrameError};
+pub use node::{Action, ConnId, DialId, Level, Node, Notice, Payload, Status};
+pub use rng::Rng;
+pub use time::Time;
+pub use transaction::{
+    parse_pool, render_appended, render_pool, PoolFileError, Transaction, TransactionError,
+    MAX_HASH_LEN,
+};

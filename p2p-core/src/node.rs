@@ -1,0 +1,845 @@
+//! The protocol state machine.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::address::Address;
+use crate::config::Config;
+use crate::frame::{self, Frame, FrameError};
+use crate::rng::Rng;
+use crate::time::Time;
+use crate::transaction::Transaction;
+
+/// A connection, named by the host: unique among the host's open connections.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ConnId(pub u64);
+
+impl fmt::Display for ConnId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// One dial the node asked for, named by the node; the host reports its outcome with it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DialId(pub u64);
+
+/// A frame's text, serialised once and shared by every connection it goes to.
+pub type Payload = Arc<str>;
+
+/// What the node asks its host to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Serve WebSocket connections; the node is reachable at `address`.
+    Listen {
+        /// The node's advertised address.
+        address: Address,
+    },
+    /// Open a WebSocket connection to `address`, then report it with
+    /// [`Node::handle_dial_opened`] or [`Node::handle_dial_failed`].
+    Dial {
+        /// Names this dial in the report.
+        dial: DialId,
+        /// Where to.
+        address: Address,
+    },
+    /// Send one text frame on a connection.
+    Send {
+        /// The connection.
+        conn: ConnId,
+        /// The frame's text.
+        frame: Payload,
+    },
+    /// Close a connection, then report it with [`Node::handle_closed`].
+    Close {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// Add a transaction to the stored pool (after those already stored, in this order).
+    Persist {
+        /// The transaction, new to this node.
+        transaction: Transaction,
+    },
+    /// Tell the person running the node what happened.
+    Log(Notice),
+}
+
+/// How much a notice matters.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    /// Something was refused or a limit was reached.
+    Warn,
+    /// The story of the network: connections, handshakes, new transactions.
+    Info,
+    /// Detail: dial attempts, duplicates.
+    Debug,
+}
+
+/// Something that happened in the node, for its log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// The node started and serves on its address.
+    Listening(Address),
+    /// A dial started.
+    Dialling {
+        /// Where to.
+        address: Address,
+        /// Failed dials to it in a row before this one.
+        attempt: u32,
+    },
+    /// A dial opened; a HANDSHAKE was sent on it.
+    Connected(Address),
+    /// A dial failed or timed out.
+    DialFailed {
+        /// Where to.
+        address: Address,
+        /// Failed dials in a row, this one included.
+        attempt: u32,
+        /// When it is tried again; `None` if the address was forgotten.
+        retry_in: Option<Duration>,
+    },
+    /// A dialled connection closed.
+    Disconnected {
+        /// To whom.
+        address: Address,
+        /// When it is dialled again.
+        retry_in: Duration,
+    },
+    /// A connection was accepted.
+    Accepted(ConnId),
+    /// An accepted connection closed.
+    InboundClosed {
+        /// The connection.
+        conn: ConnId,
+        /// Who it was, if it said in a HANDSHAKE.
+        peer: Option<Address>,
+    },
+    /// A HANDSHAKE arrived.
+    Handshake {
+        /// The connection it came on.
+        conn: ConnId,
+        /// Its first address, the sender's, if valid.
+        from: Option<Address>,
+        /// How many addresses it listed.
+        listed: usize,
+        /// How many of those are not addresses we would dial.
+        invalid: usize,
+    },
+    /// A transaction new to this node entered its pool.
+    NewTransaction {
+        /// Its hash.
+        hash: String,
+        /// The peer it came from, if known.
+        from: Option<Address>,
+        /// Pool size, this one included.
+        pool: usize,
+    },
+    /// A transaction already in the pool arrived again and was dropped.
+    Duplicate {
+        /// Its hash.
+        hash: String,
+    },
+    /// A frame of a type we do not know; ignored.
+    UnknownType {
+        /// The connection.
+        conn: ConnId,
+        /// Its `type`.
+        kind: String,
+    },
+    /// A frame the node cannot use; dropped.
+    Refused {
+        /// The connection.
+        conn: ConnId,
+        /// Why.
+        error: FrameError,
+    },
+    /// A connection was closed for sending too many frames the node cannot use.
+    Misbehaving {
+        /// The connection.
+        conn: ConnId,
+        /// Who it was, if known.
+        peer: Option<Address>,
+    },
+    /// A limit stopped the node from doing what a peer asked.
+    Limit {
+        /// Which limit.
+        what: &'static str,
+        /// The limit's value.
+        limit: usize,
+    },
+}
+
+impl Notice {
+    /// How much it matters.
+    pub fn level(&self) -> Level {
+        match self {
+            Notice::Listening(_)
+            | Notice::Connected(_)
+            | Notice::Disconnected { .. }
+            | Notice::Handshake { .. }
+            | Notice::NewTransaction { .. } => Level::Info,
+            Notice::DialFailed { attempt, .. } if *attempt <= 1 => Level::Info,
+            Notice::Refused { .. } | Notice::Misbehaving { .. } | Notice::Limit { .. } => {
+                Level::Warn
+            }
+            Notice::UnknownType { .. } => Level::Info,
+            Notice::DialFailed { .. }
+            | Notice::Dialling { .. }
+            | Notice::Accepted(_)
+            | Notice::InboundClosed { .. }
+            | Notice::Duplicate { .. } => Level::Debug,
+        }
+    }
+}
+
+struct OrUnknown<'a>(&'a Option<Address>);
+
+impl fmt::Display for OrUnknown<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(address) => write!(f, "{address}"),
+            None => f.write_str("an unnamed peer"),
+        }
+    }
+}
+
+impl fmt::Display for Notice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Notice::Listening(address) => write!(f, "listening on {address}"),
+            Notice::Dialling { address, attempt } => {
+                write!(f, "dialling {address} (attempt {})", attempt + 1)
+            }
+            Notice::Connected(address) => {
+                write!(f, "connected to {address}; sent HANDSHAKE")
+            }
+            Notice::DialFailed {
+                address,
+                attempt,
+                retry_in: Some(delay),
+            } => write!(
+                f,
+                "could not reach {address} ({attempt} in a row); retrying in {} ms",
+                delay.as_millis()
+            ),
+            Notice::DialFailed {
+                address,
+                attempt,
+                retry_in: None,
+            } => write!(
+                f,
+                "could not reach {address} ({attempt} in a row); forgetting it"
+            ),
+            Notice::Disconnected { address, retry_in } => write!(
+                f,
+                "disconnected from {address}; redialling in {} ms",
+                retry_in.as_millis()
+            ),
+            Notice::Accepted(conn) => write!(f, "accepted connection {conn}"),
+            Notice::InboundClosed { conn, peer } => {
+                write!(f, "connection {conn} from {} closed", OrUnknown(peer))
+            }
+            Notice::Handshake {
+                conn,
+                from,
+                listed,
+                invalid,
+            } => {
+                write!(
+                    f,
+                    "HANDSHAKE from {} on {conn} listing {listed} address{}",
+                    OrUnknown(from),
+                    if *listed == 1 { "" } else { "es" }
+                )?;
+                if *invalid > 0 {
+                    write!(f, " ({invalid} not dialable, ignored)")?;
+                }
+                Ok(())
+            }
+            Notice::NewTransaction { hash, from, pool } => write!(
+                f,
+                "new transaction {hash} from {}; pool holds {pool}",
+                OrUnknown(from)
+            ),
+            Notice::Duplicate { hash } => write!(f, "dropped duplicate transaction {hash}"),
+            Notice::UnknownType { conn, kind } => {
+                write!(f, "ignored frame of unknown type {kind:?} on {conn}")
+            }
+            Notice::Refused { conn, error } => write!(f, "refused frame on {conn}: {error}"),
+            Notice::Misbehaving { conn, peer } => write!(
+                f,
+                "closing {conn} from {}: too many frames it cannot use",
+                OrUnknown(peer)
+            ),
+            Notice::Limit { what, limit } => write!(f, "limit reached: {what} ({limit})"),
+        }
+    }
+}
+
+/// A node's state as the STATUS frame reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Status {
+    /// The node's advertised address.
+    pub address: Address,
+    /// Its `connectedAddresses`: open dialled connections, in the order they opened.
+    pub connected: Vec<Address>,
+    /// Dials in flight.
+    pub dialling: Vec<Address>,
+    /// Accepted connections open.
+    pub inbound: usize,
+    /// Transactions in the pool.
+    pub pool: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PeerState {
+    /// Not connected; dialled at `at` (or as soon as a dial slot is free after it).
+    Waiting { at: Time },
+    Dialling { dial: DialId },
+    Open { conn: ConnId },
+}
+
+#[derive(Debug, Clone)]
+struct Peer {
+    state: PeerState,
+    /// Known peers and peers once reached are never forgotten.
+    keep: bool,
+    /// Failed dials in a row.
+    failures: u32,
+}
+
+#[derive(Debug, Clone)]
+enum ConnKind {
+    Dialled(Address),
+    /// The peer's address once it said it in a HANDSHAKE.
+    Accepted(Option<Address>),
+}
+
+#[derive(Debug, Clone)]
+struct Conn {
+    kind: ConnKind,
+    refused: u32,
+    /// The node asked the host to close it: frames from it are ignored.
+    closing: bool,
+}
+
+/// The transactions a node holds, in arrival order, findable by hash.
+#[derive(Debug, Default, Clone)]
+struct Pool {
+    order: Vec<Transaction>,
+    hashes: BTreeSet<Arc<str>>,
+}
+
+impl Pool {
+    fn contains(&self, hash: &str) -> bool {
+        self.hashes.contains(hash)
+    }
+
+    /// Adds `tx` unless its hash is already held; says whether it was new.
+    fn insert(&mut self, tx: Transaction) -> bool {
+        if self.hashes.contains(tx.hash()) {
+            return false;
+        }
+        self.hashes.insert(Arc::from(tx.hash()));
+        self.order.push(tx);
+        true
+    }
+}
+
+/// One node of the network, as a pure state machine.
+///
+/// See the crate documentation for how a host drives it.
+pub struct Node {
+    config: Config,
+    started: bool,
+    peers: BTreeMap<Address, Peer>,
+    /// `connectedAddresses`, in the order the dials opened.
+    connected: Vec<Address>,
+    conns: BTreeMap<ConnId, Conn>,
+    dials: BTreeMap<DialId, Address>,
+    /// Waiting peers by the time they may be dialled.
+    wakeups: BTreeSet<(Time, Address)>,
+    dial_deadlines: BTreeSet<(Time, DialId)>,
+    next_dial: u64,
+    inbound: usize,
+    pool: Pool,
+    actions: VecDeque<Action>,
+    rng: Rng,
+}
+
+impl Node {
+    /// A node with `config`, holding the transactions of its stored pool (duplicates in
+    /// it are skipped). Nothing happens until [`Node::start`].
+    pub fn new(config: Config, stored_pool: Vec<Transaction>) -> Node {
+        let mut pool = Pool::default();
+        for tx in stored_pool {
+            pool.insert(tx);
+        }
+        Node {
+            rng: Rng::new(config.seed),
+            config,
+            started: false,
+            peers: BTreeMap::new(),
+            connected: Vec::new(),
+            conns: BTreeMap::new(),
+            dials: BTreeMap::new(),
+            wakeups: BTreeSet::new(),
+            dial_deadlines: BTreeSet::new(),
+            next_dial: 0,
+            inbound: 0,
+            pool,
+            actions: VecDeque::new(),
+        }
+    }
+
+    /// Starts the node: it listens and dials every known peer. A second call does nothing.
+    pub fn start(&mut self, now: Time) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        let address = self.config.address.clone();
+        self.actions.push_back(Action::Listen {
+            address: address.clone(),
+        });
+        self.log(Notice::Listening(address));
+        for address in self.config.known_peers.clone() {
+            if let Some(peer) = self.want(address, now) {
+                peer.keep = true;
+            }
+        }
+        self.pump_dials(now);
+    }
+
+    /// The dial `dial` opened as connection `conn`.
+    pub fn handle_dial_opened(&mut self, dial: DialId, conn: ConnId, now: Time) {
+        let Some(address) = self.dials.remove(&dial) else {
+            // It timed out before it opened, or was never ours: we do not want it.
+            self.actions.push_back(Action::Close { conn });
+            return;
+        };
+        self.dial_deadlines.retain(|&(_, d)| d != dial);
+        let duplicate = self.conns.contains_key(&conn);
+        if let Some(peer) = self.peers.get_mut(&address) {
+            peer.state = PeerState::Open { conn };
+            peer.keep = true;
+            peer.failures = 0;
+        }
+        if duplicate {
+            // The host reused a live id; refusing it keeps our books straight.
+            self.actions.push_back(Action::Close { conn });
+            self.retry_later(address, now);
+            self.pump_dials(now);
+            return;
+        }
+        self.conns.insert(
+            conn,
+            Conn {
+                kind: ConnKind::Dialled(address.clone()),
+                refused: 0,
+                closing: false,
+            },
+        );
+        self.connected.push(address.clone());
+        let handshake = frame::handshake(&self.config.address, &self.connected);
+        self.actions.push_back(Action::Send {
+            conn,
+            frame: handshake.into(),
+        });
+        self.log(Notice::Connected(address));
+        self.pump_dials(now);
+    }
+
+    /// The dial `dial` failed (refused, unreachable, handshake error).
+    pub fn handle_dial_failed(&mut self, dial: DialId, now: Time) {
+        if let Some(address) = self.dials.remove(&dial) {
+            self.dial_deadlines.retain(|&(_, d)| d != dial);
+            self.dial_failed(address, now);
+        }
+        self.pump_dials(now);
+    }
+
+    /// The host accepted connection `conn` on the node's server.
+    pub fn handle_accepted(&mut self, conn: ConnId, _now: Time) {
+        let limit = self.config.limits.max_inbound;
+        if self.inbound >= limit || self.conns.contains_key(&conn) {
+            self.actions.push_back(Action::Close { conn });
+            self.log(Notice::Limit {
+                what: "inbound connections",
+                limit,
+            });
+            return;
+        }
+        self.inbound += 1;
+        self.conns.insert(
+            conn,
+            Conn {
+                kind: ConnKind::Accepted(None),
+                refused: 0,
+                closing: false,
+            },
+        );
+        self.log(Notice::Accepted(conn));
+    }
+
+    /// A text frame arrived on `conn`.
+    pub fn handle_text(&mut self, conn: ConnId, text: &str, now: Time) {
+        match self.conns.get(&conn) {
+            Some(c) if !c.closing => {}
+            _ => return,
+        }
+        match frame::decode(text, self.config.limits.max_frame_bytes) {
+            Ok(Frame::Handshake(list)) => self.on_handshake(conn, list, now),
+            Ok(Frame::Transaction(tx)) => {
+                let from = self.peer_of(conn);
+                self.accept_transaction(tx, from);
+            }
+            Ok(Frame::StatusRequest) => {
+                let data = serde_json::to_string(&self.status()).unwrap_or_default();
+                self.actions.push_back(Action::Send {
+                    conn,
+                    frame: format!(r#"{{"type":"STATUS","data":{data}}}"#).into(),
+                });
+            }
+            Ok(Frame::Unknown(kind)) => self.log(Notice::UnknownType { conn, kind }),
+            Err(error) => self.refuse(conn, error),
+        }
+    }
+
+    /// A binary frame of `len` bytes arrived on `conn`; the protocol has none.
+    pub fn handle_binary(&mut self, conn: ConnId, len: usize, _now: Time) {
+        if self.conns.get(&conn).is_some_and(|c| !c.closing) {
+            self.refuse(conn, FrameError::Binary(len));
+        }
+    }
+
+    /// Connection `conn` closed, whoever closed it.
+    pub fn handle_closed(&mut self, conn: ConnId, now: Time) {
+        let Some(closed) = self.conns.remove(&conn) else {
+            return;
+        };
+        match closed.kind {
+            ConnKind::Dialled(address) => {
+                self.connected.retain(|a| *a != address);
+                let retry_in = self.jitter(self.config.backoff.initial);
+                if let Some(peer) = self.peers.get_mut(&address) {
+                    peer.state = PeerState::Waiting { at: now + retry_in };
+                    self.wakeups.insert((now + retry_in, address.clone()));
+                }
+                self.log(Notice::Disconnected { address, retry_in });
+            }
+            ConnKind::Accepted(peer) => {
+                self.inbound -= 1;
+                self.log(Notice::InboundClosed { conn, peer });
+            }
+        }
+        self.pump_dials(now);
+    }
+
+    /// Time passed: the host calls this at (or after) [`Node::poll_timeout`].
+    pub fn handle_timeout(&mut self, now: Time) {
+        while let Some(&(deadline, dial)) = self.dial_deadlines.first() {
+            if deadline > now {
+                break;
+            }
+            self.dial_deadlines.pop_first();
+            if let Some(address) = self.dials.remove(&dial) {
+                self.dial_failed(address, now);
+            }
+        }
+        self.pump_dials(now);
+    }
+
+    /// A transaction made at this node (the simulator's and tests' way in; the curriculum's
+    /// `add-transaction` sends a frame instead). Says whether it was new.
+    pub fn add_transaction(&mut self, tx: Transaction, _now: Time) -> bool {
+        self.accept_transaction(tx, None)
+    }
+
+    /// The next thing the host must do, if any. Drain it after every input.
+    #[must_use]
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When the node next needs [`Node::handle_timeout`], if ever.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Time> {
+        let wakeup = if self.dials.len() < self.config.limits.max_concurrent_dials {
+            self.wakeups.first().map(|&(at, _)| at)
+        } else {
+            None
+        };
+        let deadline = self.dial_deadlines.first().map(|&(at, _)| at);
+        match (wakeup, deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The node's advertised address.
+    pub fn address(&self) -> &Address {
+        &self.config.address
+    }
+
+    /// `connectedAddresses`: open dialled connections, in the order they opened.
+    pub fn connected_addresses(&self) -> &[Address] {
+        &self.connected
+    }
+
+    /// Addresses being dialled now.
+    pub fn dialling(&self) -> impl Iterator<Item = &Address> {
+        self.dials.values()
+    }
+
+    /// The pool, in arrival order.
+    pub fn pool(&self) -> &[Transaction] {
+        &self.pool.order
+    }
+
+    /// Whether the pool holds a transaction with this hash.
+    pub fn has_transaction(&self, hash: &str) -> bool {
+        self.pool.contains(hash)
+    }
+
+    /// A summary of the node's state.
+    pub fn status(&self) -> Status {
+        Status {
+            address: self.config.address.clone(),
+            connected: self.connected.clone(),
+            dialling: self.dials.values().cloned().collect(),
+            inbound: self.inbound,
+            pool: self.pool.order.len(),
+        }
+    }
+
+    /// The config the node was made with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn is_self(&self, address: &Address) -> bool {
+        *address == self.config.address || self.config.aliases.contains(address)
+    }
+
+    fn log(&mut self, notice: Notice) {
+        self.actions.push_back(Action::Log(notice));
+    }
+
+    fn peer_of(&self, conn: ConnId) -> Option<Address> {
+        match &self.conns.get(&conn)?.kind {
+            ConnKind::Dialled(address) => Some(address.clone()),
+            ConnKind::Accepted(peer) => peer.clone(),
+        }
+    }
+
+    fn on_handshake(&mut self, conn: ConnId, list: Vec<String>, now: Time) {
+        let limit = self.config.limits.max_handshake_addresses;
+        if list.len() > limit {
+            self.log(Notice::Limit {
+                what: "addresses taken from one HANDSHAKE",
+                limit,
+            });
+        }
+        let listed = list.len();
+        let mut invalid = 0;
+        let mut from = None;
+        for (index, text) in list.iter().take(limit).enumerate() {
+            let Ok(address) = text.parse::<Address>() else {
+                invalid += 1;
+                continue;
+            };
+            if index == 0 {
+                from = Some(address.clone());
+            }
+            // `want` skips our own address, open connections and dials in flight; an
+            // address listed as someone's open connection is alive, so dial it now.
+            let _ = self.want(address, now);
+        }
+        if let Some(Conn {
+            kind: ConnKind::Accepted(peer @ None),
+            ..
+        }) = self.conns.get_mut(&conn)
+        {
+            peer.clone_from(&from);
+        }
+        self.log(Notice::Handshake {
+            conn,
+            from,
+            listed,
+            invalid,
+        });
+        self.pump_dials(now);
+    }
+
+    fn accept_transaction(&mut self, tx: Transaction, from: Option<Address>) -> bool {
+        if self.pool.contains(tx.hash()) {
+            self.log(Notice::Duplicate {
+                hash: tx.short_hash().to_owned(),
+            });
+            return false;
+        }
+        self.pool.insert(tx.clone());
+        let frame: Payload = tx.to_frame().into();
+        for address in &self.connected {
+            if from.as_ref() == Some(address) {
+                continue;
+            }
+            if let Some(PeerState::Open { conn }) = self.peers.get(address).map(|p| p.state) {
+                self.actions.push_back(Action::Send {
+                    conn,
+                    frame: Arc::clone(&frame),
+                });
+            }
+        }
+        self.log(Notice::NewTransaction {
+            hash: tx.short_hash().to_owned(),
+            from,
+            pool: self.pool.order.len(),
+        });
+        self.actions.push_back(Action::Persist { transaction: tx });
+        true
+    }
+
+    fn refuse(&mut self, conn: ConnId, error: FrameError) {
+        self.log(Notice::Refused { conn, error });
+        let limit = self.config.limits.max_refused_frames;
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.refused += 1;
+        if c.refused >= limit && !c.closing {
+            c.closing = true;
+            let peer = self.peer_of(conn);
+            self.actions.push_back(Action::Close { conn });
+            self.log(Notice::Misbehaving { conn, peer });
+        }
+    }
+
+    /// Makes sure `address` is dialled soon unless it is us, open, or being dialled.
+    /// Returns its book entry, if it has one.
+    fn want(&mut self, address: Address, now: Time) -> Option<&mut Peer> {
+        if self.is_self(&address) {
+            return None;
+        }
+        if !self.peers.contains_key(&address) {
+            let limit = self.config.limits.max_address_book;
+            if self.peers.len() >= limit {
+                self.log(Notice::Limit {
+                    what: "address book",
+                    limit,
+                });
+                return None;
+            }
+            self.peers.insert(
+                address.clone(),
+                Peer {
+                    state: PeerState::Waiting { at: now },
+                    keep: false,
+                    failures: 0,
+                },
+            );
+            self.wakeups.insert((now, address.clone()));
+        }
+        let peer = self.peers.get_mut(&address)?;
+        if let PeerState::Waiting { at } = peer.state {
+            if at > now {
+                self.wakeups.remove(&(at, address.clone()));
+                self.wakeups.insert((now, address));
+                peer.state = PeerState::Waiting { at: now };
+            }
+        }
+        Some(peer)
+    }
+
+    fn dial_failed(&mut self, address: Address, now: Time) {
+        let forget_after = self.config.backoff.forget_after;
+        let Some(peer) = self.peers.get_mut(&address) else {
+            return;
+        };
+        peer.failures = peer.failures.saturating_add(1);
+        let attempt = peer.failures;
+        if !peer.keep && attempt >= forget_after {
+            self.peers.remove(&address);
+            self.log(Notice::DialFailed {
+                address,
+                attempt,
+                retry_in: None,
+            });
+            return;
+        }
+        let retry_in = self.backoff(attempt);
+        if let Some(peer) = self.peers.get_mut(&address) {
+            peer.state = PeerState::Waiting { at: now + retry_in };
+        }
+        self.wakeups.insert((now + retry_in, address.clone()));
+        self.log(Notice::DialFailed {
+            address,
+            attempt,
+            retry_in: Some(retry_in),
+        });
+    }
+
+    fn retry_later(&mut self, address: Address, now: Time) {
+        let retry_in = self.backoff(1);
+        if let Some(peer) = self.peers.get_mut(&address) {
+            peer.state = PeerState::Waiting { at: now + retry_in };
+            self.wakeups.insert((now + retry_in, address));
+        }
+    }
+
+    /// The delay before retry number `attempt` (1 for the first): doubling from the
+    /// initial delay up to the cap, then jittered.
+    fn backoff(&mut self, attempt: u32) -> Duration {
+        let initial = self.config.backoff.initial;
+        let doubled = initial.saturating_mul(1u32 << attempt.saturating_sub(1).min(20));
+        self.jitter(doubled.min(self.config.backoff.max))
+    }
+
+    /// A random delay in `[d/2, d]`, so nodes that failed together do not retry together.
+    fn jitter(&mut self, delay: Duration) -> Duration {
+        let micros = u64::try_from(delay.as_micros()).unwrap_or(u64::MAX);
+        Duration::from_micros(self.rng.range(micros / 2, micros))
+    }
+
+    /// Starts dials whose time has come, as far as the concurrency cap allows.
+    fn pump_dials(&mut self, now: Time) {
+        while self.dials.len() < self.config.limits.max_concurrent_dials {
+            let Some((at, _)) = self.wakeups.first() else {
+                break;
+            };
+            if *at > now {
+                break;
+            }
+            let Some((at, address)) = self.wakeups.pop_first() else {
+                break;
+            };
+            let Some(peer) = self.peers.get_mut(&address) else {
+                continue;
+            };
+            // Stale entries (the peer was rescheduled, or connected) are skipped.
+            if peer.state != (PeerState::Waiting { at }) {
+                continue;
+            }
+            let dial = DialId(self.next_dial);
+            self.next_dial += 1;
+            peer.state = PeerState::Dialling { dial };
+            let attempt = peer.failures;
+            self.dials.insert(dial, address.clone());
+            self.dial_deadlines
+                .insert((now + self.config.backoff.dial_timeout, dial));
+            self.actions.push_back(Action::Dial {
+                dial,
+                address: address.clone(),
+            });
+            self.log(Notice::Dialling { address, attempt });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,2 @@
+//! Unit tests of the node, one behaviour each.
+use super::*;

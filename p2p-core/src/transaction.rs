@@ -1,0 +1,394 @@
+//! Transactions: opaque JSON objects named by their `hash`.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+
+/// Longest `hash` we accept; a SHA-256 in hex is 64 bytes.
+pub const MAX_HASH_LEN: usize = 128;
+
+/// A transaction as it travels: the JSON object as it arrived, and its hash.
+///
+/// The body is kept as text, never re-serialised, so it is passed on with the same
+/// fields in the same order, as the protocol asks; only whitespace between tokens is
+/// dropped, so a transaction read back from a pretty-printed pool file is the same
+/// transaction. Cloning is cheap (shared text).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Transaction {
+    body: Arc<str>,
+    hash: Arc<str>,
+}
+
+/// Why a JSON value is not a transaction.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TransactionError {
+    /// The value is not a JSON object.
+    #[error("transaction is not a JSON object")]
+    NotAnObject,
+    /// The object has no `hash`, or it is not a string.
+    #[error("transaction has no string hash")]
+    NoHash,
+    /// The hash is empty or longer than [`MAX_HASH_LEN`].
+    #[error("transaction hash is empty or longer than {MAX_HASH_LEN} bytes")]
+    BadHash,
+    /// The text is not JSON at all.
+    #[error("transaction is not valid JSON: {0}")]
+    Json(String),
+}
+
+#[derive(Deserialize)]
+struct HashOnly<'a> {
+    #[serde(borrow)]
+    hash: Option<std::borrow::Cow<'a, str>>,
+}
+
+impl Transaction {
+    /// A transaction from the raw JSON of its object (as found in a frame or a pool file).
+    pub fn from_raw(raw: &RawValue) -> Result<Transaction, TransactionError> {
+        let text = raw.get();
+        if !text.starts_with('{') {
+            return Err(TransactionError::NotAnObject);
+        }
+        let fields: HashOnly<'_> =
+            serde_json::from_str(text).map_err(|_| TransactionError::NoHash)?;
+        let hash = fields.hash.ok_or(TransactionError::NoHash)?;
+        if hash.is_empty() || hash.len() > MAX_HASH_LEN {
+            return Err(TransactionError::BadHash);
+        }
+        Ok(Transaction {
+            body: Arc::from(minify(text).as_ref()),
+            hash: Arc::from(hash.as_ref()),
+        })
+    }
+
+    /// A transaction from the JSON text of its object.
+    pub fn from_json(text: &str) -> Result<Transaction, TransactionError> {
+        let raw: &RawValue =
+            serde_json::from_str(text).map_err(|e| TransactionError::Json(e.to_string()))?;
+        Transaction::from_raw(raw)
+    }
+
+    /// A new transaction as the curriculum's `add-transaction` makes it.
+    ///
+    /// `{fromAddress: null, toAddress, amount, timeStamp, hash}` where `hash` is the hex
+    /// SHA-256 of the four values concatenated as JavaScript prints them. Without a public
+    /// key (a cloned node) `toAddress` is `null` and hashed as `"null"`: unlike the
+    /// original, whose hash is then the same for every transaction, each one keeps its own.
+    pub fn create(to_address: Option<&str>, amount: u64, time_stamp_ms: u64) -> Transaction {
+        let to_text = to_address.unwrap_or("null");
+        let digest = Sha256::digest(format!("null{to_text}{amount}{time_stamp_ms}"));
+        let hash: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        let to_json = match to_address {
+            Some(key) => serde_json::to_string(key).unwrap_or_else(|_| "null".to_owned()),
+            None => "null".to_owned(),
+        };
+        let body = format!(
+            r#"{{"fromAddress":null,"toAddress":{to_json},"amount":{amount},"timeStamp":{time_stamp_ms},"hash":"{hash}"}}"#
+        );
+        Transaction {
+            body: Arc::from(body),
+            hash: Arc::from(hash),
+        }
+    }
+
+    /// The transaction's `hash`, its identity.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// The JSON object as it arrived.
+    pub fn body(&self) -> &str {
+        &self.body
+    }
+
+    /// The whole TRANSACTION frame that carries it.
+    pub fn to_frame(&self) -> String {
+        format!(r#"{{"type":"TRANSACTION","data":{}}}"#, self.body)
+    }
+}
+
+impl fmt::Debug for Transaction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Transaction({})", self.short_hash())
+    }
+}
+
+impl Transaction {
+    /// The first eight characters of the hash, for logs.
+    pub fn short_hash(&self) -> &str {
+        let end = self
+            .hash
+            .char_indices()
+            .nth(8)
+            .map_or(self.hash.len(), |(i, _)| i);
+        &self.hash[..end]
+    }
+}
+
+/// Where a pool file went wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PoolFileError {
+    /// Not a JSON array (or not JSON): with the line and column serde_json reports.
+    #[error("not a JSON array of transactions at line {line}, column {column}: {message}")]
+    Syntax {
+        /// 1-based line of the error.
+        line: usize,
+        /// 1-based column of the error.
+        column: usize,
+        /// What the parser said.
+        message: String,
+    },
+    /// Entry `index` (0-based) is not a transaction.
+    #[error("entry {index} is not a transaction: {error}")]
+    Entry {
+        /// 0-based position in the array.
+        index: usize,
+        /// What is wrong with it.
+        error: TransactionError,
+    },
+}
+
+/// Reads a pool file (`transactions.json`): a JSON array of transaction objects.
+pub fn parse_pool(text: &str) -> Result<Vec<Transaction>, PoolFileError> {
+    let entries: Vec<&RawValue> =
+        serde_json::from_str(text).map_err(|e| PoolFileError::Syntax {
+            line: e.line(),
+            column: e.column(),
+            message: e.to_string(),
+        })?;
+    entries
+        .into_iter()
+        .enumerate()
+        .map(|(index, raw)| {
+            Transaction::from_raw(raw).map_err(|error| PoolFileError::Entry { index, error })
+        })
+        .collect()
+}
+
+/// The whole pool file, as `JSON.stringify(pool, null, 2)` writes it.
+pub fn render_pool<'a>(pool: impl IntoIterator<Item = &'a Transaction>) -> String {
+    let mut out = String::from("[");
+    let mut any = false;
+    for tx in pool {
+        out.push_str(if any { ",\n  " } else { "\n  " });
+        pretty_into(&mut out, tx.body(), 1);
+        any = true;
+    }
+    out.push_str(if any { "\n]" } else { "]" });
+    out
+}
+
+/// The text that replaces the closing `\n]` of a non-empty pool file to append `new`
+/// (so appending costs the size of the new transactions, not of the pool).
+pub fn render_appended<'a>(new: impl IntoIterator<Item = &'a Transaction>) -> String {
+    let mut out = String::new();
+    for tx in new {
+        out.push_str(",\n  ");
+        pretty_into(&mut out, tx.body(), 1);
+    }
+    out.push_str("\n]");
+    out
+}
+
+/// Drops the whitespace between the tokens of valid JSON text.
+fn minify(json: &str) -> std::borrow::Cow<'_, str> {
+    if !json.bytes().any(|b| b.is_ascii_whitespace()) {
+        return std::borrow::Cow::Borrowed(json);
+    }
+    let bytes = json.as_bytes();
+    let mut out = String::with_capacity(json.len());
+    let (mut i, mut start) = (0, 0);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b' ' | b'\t' | b'\n' | b'\r' => {
+                out.push_str(&json[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    out.push_str(&json[start.min(json.len())..]);
+    std::borrow::Cow::Owned(out)
+}
+
+/// Re-indents valid compact or spaced JSON text as `JSON.stringify(v, null, 2)` does,
+/// starting at nesting `depth`.
+fn pretty_into(out: &mut String, json: &str, depth: usize) {
+    let bytes = json.as_bytes();
+    let mut depth = depth;
+    let mut i = 0;
+    let mut start = 0; // start of the pending run of bytes to copy verbatim
+    let newline = |out: &mut String, depth: usize| {
+        out.push('\n');
+        for _ in 0..depth {
+            out.push_str("  ");
+        }
+    };
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                // Copy the whole string, escapes included.
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+                continue;
+            }
+            b' ' | b'\t' | b'\n' | b'\r' => {
+                out.push_str(&json[start..i]);
+                start = i + 1;
+            }
+            open @ (b'{' | b'[') => {
+                out.push_str(&json[start..i]);
+                let close = if open == b'{' { b'}' } else { b']' };
+                let mut j = i + 1;
+                while j < bytes.len() && bytes[j].is_ascii_whitespace() {
+                    j += 1;
+                }
+                if j < bytes.len() && bytes[j] == close {
+                    out.push(open as char);
+                    out.push(close as char);
+                    i = j + 1;
+                    start = i;
+                    continue;
+                }
+                out.push(open as char);
+                depth += 1;
+                newline(out, depth);
+                start = i + 1;
+            }
+            close @ (b'}' | b']') => {
+                out.push_str(&json[start..i]);
+                depth = depth.saturating_sub(1);
+                newline(out, depth);
+                out.push(close as char);
+                start = i + 1;
+            }
+            b',' => {
+                out.push_str(&json[start..i]);
+                out.push(',');
+                newline(out, depth);
+                start = i + 1;
+            }
+            b':' => {
+                out.push_str(&json[start..i]);
+                out.push_str(": ");
+                start = i + 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    if start < bytes.len() {
+        out.push_str(&json[start..]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn created_transaction_hashes_the_four_values_as_javascript_prints_them() {
+        let tx = Transaction::create(Some("04ab"), 42, 1_700_000_000_000);
+        let expected = Sha256::digest(b"null04ab421700000000000");
+        let expected: String = expected.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(tx.hash(), expected);
+        assert_eq!(
+            tx.body(),
+            format!(
+                r#"{{"fromAddress":null,"toAddress":"04ab","amount":42,"timeStamp":1700000000000,"hash":"{expected}"}}"#
+            )
+        );
+    }
+
+    #[test]
+    fn transactions_made_without_a_key_still_get_distinct_hashes() {
+        let a = Transaction::create(None, 5, 1000);
+        let b = Transaction::create(None, 5, 1001);
+        assert_ne!(a.hash(), b.hash());
+        assert_ne!(
+            a.hash(),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+
+    #[test]
+    fn a_transaction_keeps_its_fields_in_order_without_whitespace() {
+        let text = r#"{"b":1,"a":[2,3],"hash":"h1","z":{"y":null,"s":"x y\" z"}}"#;
+        let spaced = "{\"b\": 1,\n \"a\":[2,\t3],\"hash\":\"h1\",\"z\":{\"y\":null,\"s\":\"x y\\\" z\"} }";
+        let tx = Transaction::from_json(spaced).unwrap();
+        assert_eq!(tx.body(), text);
+        assert_eq!(tx.hash(), "h1");
+        assert_eq!(tx.to_frame(), format!(r#"{{"type":"TRANSACTION","data":{text}}}"#));
+    }
+
+    #[test]
+    fn values_that_are_not_transactions_are_refused() {
+        assert_eq!(Transaction::from_json("[1]"), Err(TransactionError::NotAnObject));
+        assert_eq!(Transaction::from_json("{}"), Err(TransactionError::NoHash));
+        assert_eq!(
+            Transaction::from_json(r#"{"hash":7}"#),
+            Err(TransactionError::NoHash)
+        );
+        assert_eq!(
+            Transaction::from_json(r#"{"hash":""}"#),
+            Err(TransactionError::BadHash)
+        );
+        let long = format!(r#"{{"hash":"{}"}}"#, "a".repeat(MAX_HASH_LEN + 1));
+        assert_eq!(Transaction::from_json(&long), Err(TransactionError::BadHash));
+    }
+
+    #[test]
+    fn pool_renders_as_json_stringify_with_two_spaces() {
+        assert_eq!(render_pool([]), "[]");
+        let a = Transaction::from_json(
+            r#"{"fromAddress":null,"toAddress":"k","amount":1,"timeStamp":2,"hash":"h","x":[],"y":{},"s":"a,b:{c}\"]"}"#,
+        )
+        .unwrap();
+        let b = Transaction::from_json(r#"{"hash":"i","n":[1, {"m": true}]}"#).unwrap();
+        let expected = "[\n  {\n    \"fromAddress\": null,\n    \"toAddress\": \"k\",\n    \"amount\": 1,\n    \"timeStamp\": 2,\n    \"hash\": \"h\",\n    \"x\": [],\n    \"y\": {},\n    \"s\": \"a,b:{c}\\\"]\"\n  },\n  {\n    \"hash\": \"i\",\n    \"n\": [\n      1,\n      {\n        \"m\": true\n      }\n    ]\n  }\n]";
+        assert_eq!(render_pool([&a, &b]), expected);
+    }
+
+    #[test]
+    fn appending_to_a_rendered_pool_gives_the_rendered_whole() {
+        let a = Transaction::create(Some("k"), 1, 10);
+        let b = Transaction::create(Some("k"), 2, 20);
+        let c = Transaction::create(None, 3, 30);
+        let first = render_pool([&a]);
+        let appended = format!(
+            "{}{}",
+            &first[..first.len() - 2],
+            render_appended([&b, &c])
+        );
+        assert_eq!(appended, render_pool([&a, &b, &c]));
+        assert_eq!(parse_pool(&appended).unwrap(), vec![a, b, c]);
+    }
+
+    #[test]
+    fn a_broken_pool_file_reports_where() {
+        match parse_pool("[\n  {\"hash\": \"a\"},\n  {\"hash\": \n") {
+            Err(PoolFileError::Syntax { line, .. }) => assert_eq!(line, 4),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(
+            parse_pool(r#"[{"hash":"a"}, 3]"#),
+            Err(PoolFileError::Entry {
+                index: 1,
+                error: TransactionError::NotAnObject
+            })
+        );
+    }
+}
