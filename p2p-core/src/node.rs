@@ -298,9 +298,15 @@ pub struct Status {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum PeerState {
     /// Not connected; dialled at `at` (or as soon as a dial slot is free after it).
-    Waiting { at: Time },
-    Dialling { dial: DialId },
-    Open { conn: ConnId },
+    Waiting {
+        at: Time,
+    },
+    Dialling {
+        dial: DialId,
+    },
+    Open {
+        conn: ConnId,
+    },
 }
 
 #[derive(Debug, Clone)]

@@ -327,16 +327,23 @@ mod tests {
     #[test]
     fn a_transaction_keeps_its_fields_in_order_without_whitespace() {
         let text = r#"{"b":1,"a":[2,3],"hash":"h1","z":{"y":null,"s":"x y\" z"}}"#;
-        let spaced = "{\"b\": 1,\n \"a\":[2,\t3],\"hash\":\"h1\",\"z\":{\"y\":null,\"s\":\"x y\\\" z\"} }";
+        let spaced =
+            "{\"b\": 1,\n \"a\":[2,\t3],\"hash\":\"h1\",\"z\":{\"y\":null,\"s\":\"x y\\\" z\"} }";
         let tx = Transaction::from_json(spaced).unwrap();
         assert_eq!(tx.body(), text);
         assert_eq!(tx.hash(), "h1");
-        assert_eq!(tx.to_frame(), format!(r#"{{"type":"TRANSACTION","data":{text}}}"#));
+        assert_eq!(
+            tx.to_frame(),
+            format!(r#"{{"type":"TRANSACTION","data":{text}}}"#)
+        );
     }
 
     #[test]
     fn values_that_are_not_transactions_are_refused() {
-        assert_eq!(Transaction::from_json("[1]"), Err(TransactionError::NotAnObject));
+        assert_eq!(
+            Transaction::from_json("[1]"),
+            Err(TransactionError::NotAnObject)
+        );
         assert_eq!(Transaction::from_json("{}"), Err(TransactionError::NoHash));
         assert_eq!(
             Transaction::from_json(r#"{"hash":7}"#),
@@ -347,7 +354,10 @@ mod tests {
             Err(TransactionError::BadHash)
         );
         let long = format!(r#"{{"hash":"{}"}}"#, "a".repeat(MAX_HASH_LEN + 1));
-        assert_eq!(Transaction::from_json(&long), Err(TransactionError::BadHash));
+        assert_eq!(
+            Transaction::from_json(&long),
+            Err(TransactionError::BadHash)
+        );
     }
 
     #[test]
@@ -368,11 +378,7 @@ mod tests {
         let b = Transaction::create(Some("k"), 2, 20);
         let c = Transaction::create(None, 3, 30);
         let first = render_pool([&a]);
-        let appended = format!(
-            "{}{}",
-            &first[..first.len() - 2],
-            render_appended([&b, &c])
-        );
+        let appended = format!("{}{}", &first[..first.len() - 2], render_appended([&b, &c]));
         assert_eq!(appended, render_pool([&a, &b, &c]));
         assert_eq!(parse_pool(&appended).unwrap(), vec![a, b, c]);
     }

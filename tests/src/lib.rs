@@ -1,1 +1,80 @@
+//! The harness of the end-to-end tests: real `p2p-node` processes in scratch folders.
+//!
+//! Every test under `tests/tests/` is one scenario. It makes node folders in a temporary
+//! directory ([`Scratch`], [`NodeSpec`]), starts real nodes in them ([`Node`]), and watches
+//! them from outside: through our `STATUS_REQUEST` extension ([`request_status`],
+//! [`wait_for_full_mesh`]), through [`TestPeer`]s that record every frame a node sends them,
+//! through [`Client`]s that send a node arbitrary frames, and through the pool files
+//! ([`read_pool`]). Nothing here asserts on timing: every wait polls until a generous
+//! deadline ([`DEADLINE`]) and fails with the last thing it saw.
+//!
+//! The binary is found by [`p2p_node_bin`]: `$P2P_NODE_BIN` if set, else it is built once per
+//! test process with `cargo build -p native-host --bin p2p-node` (a no-op when up to date).
+//!
+//! A [`Node`] dropped while its test is panicking prints its log, so a failure reads with the
+//! story of every node in it.
+//!
+//! # Ports
+//!
+//! Tests must not fight over ports, even when a runner (nextest) runs test binaries at once.
+//! Each test file owns a fixed block of 20 ports, below Linux's ephemeral range (32768 and up)
+//! so that no outgoing connection can be sitting on a port a node wants to listen on. The
+//! ports are fixed, so a node keeps its address across restarts.
+//!
+//! | test file                         | ports           |
+//! |-----------------------------------|-----------------|
+//! | `full_mesh.rs`                    | 20000 - 20019   |
+//! | `handshake_with_test_peer.rs`     | 20020 - 20039   |
+//! | `malformed_frames.rs`             | 20040 - 20059   |
+//! | `started_all_at_once.rs`          | 20060 - 20079   |
+//! | `bad_configuration.rs`            | 20080 - 20099   |
+//! | `stop_and_restart.rs`             | 20100 - 20119   |
+//! | `curriculum_ports.rs`             | 4001 - 4003, under [`lock_curriculum_ports`] |
+//! | `add_transaction_in_a_clone.rs`   | 4001 - 4003, under [`lock_curriculum_ports`] |
+//! | `clone_and_delete_nodes.rs`       | none (no node runs)  |
+//!
+//! The curriculum's own ports, 4001 to 4003, are shared by two files; they hold an exclusive
+//! file lock for as long as they run (see [`lock_curriculum_ports`]).
 
+mod binary;
+mod cli;
+mod folder;
+mod node;
+mod peer;
+mod status;
+mod wait;
+
+use std::time::Duration;
+
+pub use binary::{p2p_node_bin, workspace_root};
+pub use cli::{add_transaction, error_line, run_p2p_node, Run, SentTransaction};
+pub use folder::{address, pretty_json, read_pool, read_pool_strict, NodeSpec, Scratch};
+pub use node::Node;
+pub use peer::{Client, Frame, TestPeer};
+pub use status::{lock_curriculum_ports, request_status, wait_for_full_mesh, CurriculumPorts, Status};
+pub use wait::{wait_for, wait_until};
+
+/// How long any wait for the network to settle may take before the test fails. Generous on
+/// purpose: the machine is shared and noisy, and timings are not what these tests check.
+pub const DEADLINE: Duration = Duration::from_secs(30);
+
+/// How long a one-shot command (`add-transaction`, `clone`, a `start` that must fail) may run.
+pub const COMMAND_DEADLINE: Duration = Duration::from_secs(20);
+
+/// The first port of each test file's block (see the table above).
+pub mod ports {
+    /// `full_mesh.rs`.
+    pub const FULL_MESH: u16 = 20000;
+    /// `handshake_with_test_peer.rs`.
+    pub const HANDSHAKE_WITH_TEST_PEER: u16 = 20020;
+    /// `malformed_frames.rs`.
+    pub const MALFORMED_FRAMES: u16 = 20040;
+    /// `started_all_at_once.rs`.
+    pub const STARTED_ALL_AT_ONCE: u16 = 20060;
+    /// `bad_configuration.rs`.
+    pub const BAD_CONFIGURATION: u16 = 20080;
+    /// `stop_and_restart.rs`.
+    pub const STOP_AND_RESTART: u16 = 20100;
+    /// The curriculum's ports, `node-1` to `node-3`.
+    pub const CURRICULUM: [u16; 3] = [4001, 4002, 4003];
+}

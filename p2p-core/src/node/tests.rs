@@ -1,2 +1,1028 @@
 //! Unit tests of the node, one behaviour each.
 use super::*;
+
+use crate::config::{Backoff, Limits};
+
+/// The port of the node under test.
+const PORT: u16 = 4001;
+
+fn addr(text: &str) -> Address {
+    text.parse().expect("a valid test address")
+}
+
+fn ms(millis: u64) -> Time {
+    Time::from_millis(millis)
+}
+
+/// A node on [`PORT`] knowing `known`, with default limits and backoff.
+fn config(known: &[&str]) -> Config {
+    let mut config = Config::new(Address::localhost(PORT));
+    config.known_peers = known.iter().map(|text| addr(text)).collect();
+    config
+}
+
+/// A node made from `config`, started at time zero, and the actions of its start.
+fn started(config: Config) -> (Node, Vec<Action>) {
+    let mut node = Node::new(config, Vec::new());
+    node.start(Time::ZERO);
+    let actions = drain(&mut node);
+    (node, actions)
+}
+
+fn drain(node: &mut Node) -> Vec<Action> {
+    std::iter::from_fn(|| node.poll_action()).collect()
+}
+
+fn dials(actions: &[Action]) -> Vec<(DialId, Address)> {
+    actions
+        .iter()
+        .filter_map(|action| match action {
+            Action::Dial { dial, address } => Some((*dial, address.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn dialled_addresses(actions: &[Action]) -> Vec<String> {
+    dials(actions)
+        .into_iter()
+        .map(|(_, address)| address.to_string())
+        .collect()
+}
+
+/// The dial to `address` among `actions`.
+fn dial_to(actions: &[Action], address: &str) -> DialId {
+    let address = addr(address);
+    dials(actions)
+        .into_iter()
+        .find_map(|(dial, a)| (a == address).then_some(dial))
+        .unwrap_or_else(|| panic!("no dial to {address} in {actions:?}"))
+}
+
+fn sends(actions: &[Action]) -> Vec<(ConnId, String)> {
+    actions
+        .iter()
+        .filter_map(|action| match action {
+            Action::Send { conn, frame } => Some((*conn, frame.to_string())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn closes(actions: &[Action]) -> Vec<ConnId> {
+    actions
+        .iter()
+        .filter_map(|action| match action {
+            Action::Close { conn } => Some(*conn),
+            _ => None,
+        })
+        .collect()
+}
+
+fn persists(actions: &[Action]) -> Vec<Transaction> {
+    actions
+        .iter()
+        .filter_map(|action| match action {
+            Action::Persist { transaction } => Some(transaction.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn notices(actions: &[Action]) -> Vec<Notice> {
+    actions
+        .iter()
+        .filter_map(|action| match action {
+            Action::Log(notice) => Some(notice.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn refusals(actions: &[Action]) -> usize {
+    notices(actions)
+        .iter()
+        .filter(|n| matches!(n, Notice::Refused { .. }))
+        .count()
+}
+
+/// The actions other than log lines.
+fn effects(actions: &[Action]) -> Vec<Action> {
+    actions
+        .iter()
+        .filter(|action| !matches!(action, Action::Log(_)))
+        .cloned()
+        .collect()
+}
+
+/// The retry delays of the failed dials among `actions` (`None`: forgotten).
+fn retry_delays(actions: &[Action]) -> Vec<Option<Duration>> {
+    notices(actions)
+        .into_iter()
+        .filter_map(|notice| match notice {
+            Notice::DialFailed { retry_in, .. } => Some(retry_in),
+            _ => None,
+        })
+        .collect()
+}
+
+fn handshake_frame(list: &[&str]) -> String {
+    let data = serde_json::to_string(list).expect("strings serialise");
+    format!(r#"{{"type":"HANDSHAKE","data":{data}}}"#)
+}
+
+fn tx(amount: u64) -> Transaction {
+    Transaction::create(Some("04ab"), amount, 1_700_000_000_000)
+}
+
+/// Opens every dial among `actions`, naming the connections 1, 2, … in order, and drains
+/// what follows; returns each address with its connection.
+fn open_all(node: &mut Node, actions: &[Action]) -> Vec<(Address, ConnId)> {
+    let mut opened = Vec::new();
+    for (n, (dial, address)) in dials(actions).into_iter().enumerate() {
+        let conn = ConnId(n as u64 + 1);
+        node.handle_dial_opened(dial, conn, ms(1));
+        drain(node);
+        opened.push((address, conn));
+    }
+    opened
+}
+
+/// A started node whose known peers (4002, 4003, 4004) are all connected, on
+/// connections 1, 2 and 3.
+fn meshed() -> Node {
+    let (mut node, actions) = started(config(&[
+        "ws://localhost:4002",
+        "ws://localhost:4003",
+        "ws://localhost:4004",
+    ]));
+    let opened = open_all(&mut node, &actions);
+    assert_eq!(
+        opened,
+        [
+            (addr("ws://localhost:4002"), ConnId(1)),
+            (addr("ws://localhost:4003"), ConnId(2)),
+            (addr("ws://localhost:4004"), ConnId(3)),
+        ]
+    );
+    node
+}
+
+/// Accepts connection `conn` and has it say it is `from` in a HANDSHAKE.
+fn accept_from(node: &mut Node, conn: ConnId, from: &str, now: Time) -> Vec<Action> {
+    node.handle_accepted(conn, now);
+    node.handle_text(conn, &handshake_frame(&[from]), now);
+    drain(node)
+}
+
+/// Fails `dial` at `now` and returns its retry delay (`None`: the address was forgotten).
+fn fail_dial(node: &mut Node, dial: DialId, now: Time) -> Option<Duration> {
+    node.handle_dial_failed(dial, now);
+    let delays = retry_delays(&drain(node));
+    assert_eq!(delays.len(), 1, "one failure reported");
+    delays[0]
+}
+
+// Start.
+
+#[test]
+fn start_emits_listen_and_dials_every_known_peer() {
+    let (node, actions) = started(config(&["ws://localhost:4002", "ws://localhost:4003"]));
+    assert_eq!(
+        actions.first(),
+        Some(&Action::Listen {
+            address: Address::localhost(PORT)
+        })
+    );
+    assert_eq!(
+        dialled_addresses(&actions),
+        ["ws://localhost:4002", "ws://localhost:4003"]
+    );
+    assert_eq!(node.dialling().count(), 2);
+}
+
+#[test]
+fn nothing_happens_before_start() {
+    let mut node = Node::new(config(&["ws://localhost:4002"]), Vec::new());
+    assert!(drain(&mut node).is_empty());
+    assert_eq!(node.poll_timeout(), None);
+}
+
+#[test]
+fn second_start_does_nothing() {
+    let (mut node, _) = started(config(&["ws://localhost:4002"]));
+    node.start(ms(5));
+    assert!(drain(&mut node).is_empty());
+}
+
+#[test]
+fn known_peers_never_include_itself_under_any_spelling() {
+    let (_, actions) = started(config(&[
+        "ws://localhost:4001",
+        "ws://127.0.0.1:4001",
+        "ws://localhost:4001/",
+        "ws://[::1]:4001",
+        "ws://LOCALHOST:4001",
+        "ws://0.0.0.0:4001",
+        "ws://localhost:4002",
+    ]));
+    assert_eq!(dialled_addresses(&actions), ["ws://localhost:4002"]);
+}
+
+#[test]
+fn handshake_listing_itself_under_any_spelling_dials_only_others() {
+    let (mut node, _) = started(config(&[]));
+    node.handle_accepted(ConnId(10), ms(1));
+    node.handle_text(
+        ConnId(10),
+        &handshake_frame(&[
+            "ws://localhost:4002",
+            "ws://127.0.0.1:4001",
+            "ws://localhost:4001/",
+            "ws://[::1]:4001",
+            "ws://localhost:4001",
+        ]),
+        ms(1),
+    );
+    assert_eq!(
+        dialled_addresses(&drain(&mut node)),
+        ["ws://localhost:4002"]
+    );
+}
+
+#[test]
+fn aliases_of_itself_are_never_dialled() {
+    let mut config = Config::new(addr("ws://192.168.1.5:4001"));
+    config.aliases = vec![Address::localhost(PORT)];
+    config.known_peers = vec![addr("ws://127.0.0.1:4001")];
+    let (mut node, actions) = started(config);
+    assert!(dials(&actions).is_empty());
+    node.handle_accepted(ConnId(10), ms(1));
+    node.handle_text(
+        ConnId(10),
+        &handshake_frame(&["ws://192.168.1.5:4001/", "ws://[::1]:4001"]),
+        ms(1),
+    );
+    assert!(dials(&drain(&mut node)).is_empty());
+}
+
+#[test]
+fn two_spellings_of_one_known_peer_give_one_dial() {
+    let (_, actions) = started(config(&[
+        "ws://localhost:4002",
+        "ws://127.0.0.1:4002/",
+        "ws://[::1]:4002",
+    ]));
+    assert_eq!(dialled_addresses(&actions), ["ws://localhost:4002"]);
+}
+
+#[test]
+fn handshake_spelling_a_dialled_peer_differently_starts_no_second_dial() {
+    let (mut node, actions) = started(config(&["ws://localhost:4002"]));
+    node.handle_accepted(ConnId(10), ms(1));
+    node.handle_text(
+        ConnId(10),
+        &handshake_frame(&["ws://127.0.0.1:4002", "ws://[::1]:4002/"]),
+        ms(1),
+    );
+    assert!(dials(&drain(&mut node)).is_empty());
+
+    node.handle_dial_opened(dial_to(&actions, "ws://localhost:4002"), ConnId(1), ms(2));
+    drain(&mut node);
+    node.handle_text(
+        ConnId(10),
+        &handshake_frame(&["ws://127.0.0.1:4002/", "ws://[::ffff:127.0.0.1]:4002"]),
+        ms(3),
+    );
+    assert!(dials(&drain(&mut node)).is_empty());
+    assert_eq!(node.connected_addresses(), [addr("ws://localhost:4002")]);
+}
+
+// A dial opens.
+
+#[test]
+fn opened_dial_leaves_dialling_and_joins_connected_addresses() {
+    let (mut node, actions) = started(config(&["ws://localhost:4002"]));
+    node.handle_dial_opened(dial_to(&actions, "ws://localhost:4002"), ConnId(1), ms(1));
+    assert_eq!(node.dialling().count(), 0);
+    assert_eq!(node.connected_addresses(), [addr("ws://localhost:4002")]);
+}
+
+#[test]
+fn opened_dial_is_sent_a_handshake_of_own_address_then_every_connected_address() {
+    let (mut node, actions) = started(config(&["ws://localhost:4002", "ws://localhost:4003"]));
+    node.handle_dial_opened(dial_to(&actions, "ws://localhost:4002"), ConnId(1), ms(1));
+    assert_eq!(
+        sends(&drain(&mut node)),
+        [(
+            ConnId(1),
+            r#"{"type":"HANDSHAKE","data":["ws://localhost:4001","ws://localhost:4002"]}"#
+                .to_owned()
+        )]
+    );
+    node.handle_dial_opened(dial_to(&actions, "ws://localhost:4003"), ConnId(2), ms(2));
+    assert_eq!(
+        sends(&drain(&mut node)),
+        [(
+            ConnId(2),
+            r#"{"type":"HANDSHAKE","data":["ws://localhost:4001","ws://localhost:4002","ws://localhost:4003"]}"#
+                .to_owned()
+        )]
+    );
+}
+
+// A HANDSHAKE arrives.
+
+#[test]
+fn handshake_dials_every_listed_address_not_itself_connected_or_being_dialled() {
+    let (mut node, actions) = started(config(&["ws://localhost:4002", "ws://localhost:4003"]));
+    node.handle_dial_opened(dial_to(&actions, "ws://localhost:4002"), ConnId(1), ms(1));
+    drain(&mut node);
+    node.handle_accepted(ConnId(10), ms(2));
+    node.handle_text(
+        ConnId(10),
+        &handshake_frame(&[
+            "ws://localhost:4004",
+            "ws://localhost:4001",
+            "ws://localhost:4002",
+            "ws://localhost:4003",
+            "ws://localhost:4005",
+        ]),
+        ms(2),
+    );
+    assert_eq!(
+        dialled_addresses(&drain(&mut node)),
+        ["ws://localhost:4004", "ws://localhost:4005"]
+    );
+}
+
+#[test]
+fn handshake_dials_at_once_a_listed_peer_waiting_out_its_backoff() {
+    let (mut node, actions) = started(config(&["ws://localhost:4002"]));
+    let retry_in = fail_dial(&mut node, dial_to(&actions, "ws://localhost:4002"), ms(1));
+    assert!(retry_in.is_some());
+    let _ = accept_from(&mut node, ConnId(10), "ws://localhost:4003", ms(2));
+    node.handle_text(
+        ConnId(10),
+        &handshake_frame(&["ws://localhost:4003", "ws://localhost:4002"]),
+        ms(2),
+    );
+    assert_eq!(
+        dialled_addresses(&drain(&mut node)),
+        ["ws://localhost:4002"]
+    );
+}
+
+#[test]
+fn transaction_from_a_handshaken_inbound_peer_is_not_sent_back_to_it() {
+    let mut node = meshed();
+    // The peer spells itself differently from our dial to it.
+    let _ = accept_from(&mut node, ConnId(10), "ws://127.0.0.1:4002", ms(2));
+    let tx = tx(1);
+    node.handle_text(ConnId(10), &tx.to_frame(), ms(3));
+    let sent_to: Vec<ConnId> = sends(&drain(&mut node))
+        .into_iter()
+        .map(|(c, _)| c)
+        .collect();
+    assert_eq!(sent_to, [ConnId(2), ConnId(3)]);
+}
+
+// A dialled connection closes.
+
+#[test]
+fn closed_dial_leaves_connected_addresses() {
+    let mut node = meshed();
+    node.handle_closed(ConnId(1), ms(10));
+    assert_eq!(
+        node.connected_addresses(),
+        [addr("ws://localhost:4003"), addr("ws://localhost:4004")]
+    );
+}
+
+#[test]
+fn handshake_after_a_closed_dial_no_longer_lists_it() {
+    let (mut node, actions) = started(config(&[
+        "ws://localhost:4002",
+        "ws://localhost:4003",
+        "ws://localhost:4004",
+    ]));
+    node.handle_dial_opened(dial_to(&actions, "ws://localhost:4002"), ConnId(1), ms(1));
+    node.handle_dial_opened(dial_to(&actions, "ws://localhost:4003"), ConnId(2), ms(1));
+    node.handle_closed(ConnId(1), ms(2));
+    drain(&mut node);
+    node.handle_dial_opened(dial_to(&actions, "ws://localhost:4004"), ConnId(3), ms(3));
+    assert_eq!(
+        sends(&drain(&mut node)),
+        [(
+            ConnId(3),
+            r#"{"type":"HANDSHAKE","data":["ws://localhost:4001","ws://localhost:4003","ws://localhost:4004"]}"#
+                .to_owned()
+        )]
+    );
+}
+
+#[test]
+fn closed_dial_is_redialled_at_poll_timeout_after_backoff() {
+    let (mut node, actions) = started(config(&["ws://localhost:4002"]));
+    node.handle_dial_opened(dial_to(&actions, "ws://localhost:4002"), ConnId(1), ms(1));
+    drain(&mut node);
+    let closed_at = ms(1000);
+    node.handle_closed(ConnId(1), closed_at);
+    assert!(dials(&drain(&mut node)).is_empty());
+
+    let wake = node.poll_timeout().expect("a redial is pending");
+    let initial = Backoff::default().initial;
+    assert!(wake - closed_at >= initial / 2 && wake - closed_at <= initial);
+    node.handle_timeout(Time::from_micros(wake.as_micros() - 1));
+    assert!(dials(&drain(&mut node)).is_empty());
+    node.handle_timeout(wake);
+    assert_eq!(
+        dialled_addresses(&drain(&mut node)),
+        ["ws://localhost:4002"]
+    );
+}
+
+// A dial fails.
+
+#[test]
+fn failed_dial_leaves_the_dialling_set() {
+    let (mut node, actions) = started(config(&["ws://localhost:4002"]));
+    node.handle_dial_failed(dial_to(&actions, "ws://localhost:4002"), ms(1));
+    assert_eq!(node.dialling().count(), 0);
+    assert!(node.connected_addresses().is_empty());
+}
+
+/// Fails every dial to a known peer `failures` times, each retried at `poll_timeout`;
+/// returns the retry delays.
+fn retry_delays_of_a_dead_peer(seed: u64, failures: usize) -> Vec<Duration> {
+    let mut config = config(&["ws://localhost:4002"]);
+    config.seed = seed;
+    config.backoff = Backoff {
+        initial: Duration::from_millis(100),
+        max: Duration::from_secs(1),
+        ..Backoff::default()
+    };
+    let (mut node, actions) = started(config);
+    let mut dial = dial_to(&actions, "ws://localhost:4002");
+    let mut now = ms(1);
+    let mut delays = Vec::new();
+    for _ in 0..failures {
+        let delay = fail_dial(&mut node, dial, now).expect("a known peer is retried");
+        assert_eq!(node.poll_timeout(), Some(now + delay));
+        node.handle_timeout(Time::from_micros((now + delay).as_micros() - 1));
+        assert!(
+            dials(&drain(&mut node)).is_empty(),
+            "no retry before its time"
+        );
+        now = now + delay;
+        node.handle_timeout(now);
+        dial = dial_to(&drain(&mut node), "ws://localhost:4002");
+        delays.push(delay);
+    }
+    delays
+}
+
+#[test]
+fn failed_dials_are_retried_with_capped_exponential_backoff_and_jitter() {
+    let delays = retry_delays_of_a_dead_peer(7, 10);
+    let mut jittered = false;
+    for (n, delay) in delays.iter().enumerate() {
+        let cap = (Duration::from_millis(100) * (1 << n)).min(Duration::from_secs(1));
+        assert!(
+            *delay >= cap / 2 && *delay <= cap,
+            "retry {} after {delay:?}, not within [{:?}, {cap:?}]",
+            n + 1,
+            cap / 2
+        );
+        jittered |= *delay != cap;
+    }
+    assert!(jittered, "delays are jittered: {delays:?}");
+}
+
+#[test]
+fn same_seed_gives_same_retry_delays() {
+    assert_eq!(
+        retry_delays_of_a_dead_peer(42, 8),
+        retry_delays_of_a_dead_peer(42, 8)
+    );
+    assert_ne!(
+        retry_delays_of_a_dead_peer(42, 8),
+        retry_delays_of_a_dead_peer(43, 8)
+    );
+}
+
+#[test]
+fn learned_address_is_forgotten_after_forget_after_failed_dials() {
+    let mut config = config(&[]);
+    config.backoff.forget_after = 3;
+    let (mut node, _) = started(config);
+    let actions = accept_from(&mut node, ConnId(10), "ws://localhost:4005", ms(1));
+    let mut dial = dial_to(&actions, "ws://localhost:4005");
+    let mut now = ms(1);
+    for _ in 1..3 {
+        let delay = fail_dial(&mut node, dial, now).expect("retried before forget_after");
+        now = now + delay;
+        node.handle_timeout(now);
+        dial = dial_to(&drain(&mut node), "ws://localhost:4005");
+    }
+    assert_eq!(fail_dial(&mut node, dial, now), None);
+    assert_eq!(node.poll_timeout(), None);
+    node.handle_timeout(now + Duration::from_secs(3600));
+    assert!(dials(&drain(&mut node)).is_empty());
+}
+
+#[test]
+fn known_peer_is_never_forgotten() {
+    let mut config = config(&["ws://localhost:4002"]);
+    config.backoff.forget_after = 3;
+    let (mut node, actions) = started(config);
+    let mut dial = dial_to(&actions, "ws://localhost:4002");
+    let mut now = ms(1);
+    for _ in 0..10 {
+        let delay = fail_dial(&mut node, dial, now).expect("a known peer is retried");
+        now = now + delay;
+        node.handle_timeout(now);
+        dial = dial_to(&drain(&mut node), "ws://localhost:4002");
+    }
+}
+
+#[test]
+fn learned_address_once_reached_is_never_forgotten() {
+    let mut config = config(&[]);
+    config.backoff.forget_after = 2;
+    let (mut node, _) = started(config);
+    let actions = accept_from(&mut node, ConnId(10), "ws://localhost:4005", ms(1));
+    node.handle_dial_opened(dial_to(&actions, "ws://localhost:4005"), ConnId(1), ms(2));
+    node.handle_closed(ConnId(1), ms(3));
+    drain(&mut node);
+    let mut now = node.poll_timeout().expect("redial pending");
+    node.handle_timeout(now);
+    let mut dial = dial_to(&drain(&mut node), "ws://localhost:4005");
+    for _ in 0..5 {
+        let delay = fail_dial(&mut node, dial, now).expect("a reached peer is retried");
+        now = now + delay;
+        node.handle_timeout(now);
+        dial = dial_to(&drain(&mut node), "ws://localhost:4005");
+    }
+}
+
+// A dial times out.
+
+#[test]
+fn unanswered_dial_fails_at_dial_timeout() {
+    let (mut node, actions) = started(config(&["ws://localhost:4002"]));
+    dial_to(&actions, "ws://localhost:4002");
+    let timeout = Backoff::default().dial_timeout;
+    assert_eq!(node.poll_timeout(), Some(Time::ZERO + timeout));
+
+    node.handle_timeout(Time::from_micros((Time::ZERO + timeout).as_micros() - 1));
+    assert!(retry_delays(&drain(&mut node)).is_empty());
+    assert_eq!(node.dialling().count(), 1);
+
+    node.handle_timeout(Time::ZERO + timeout);
+    let actions = drain(&mut node);
+    assert!(notices(&actions).contains(&Notice::DialFailed {
+        address: addr("ws://localhost:4002"),
+        attempt: 1,
+        retry_in: retry_delays(&actions)[0],
+    }));
+    assert_eq!(node.dialling().count(), 0);
+    assert!(node.poll_timeout().is_some(), "it is retried");
+}
+
+#[test]
+fn dial_timeout_counts_toward_forgetting_a_learned_address() {
+    let mut config = config(&[]);
+    config.backoff.forget_after = 1;
+    let (mut node, _) = started(config);
+    let actions = accept_from(&mut node, ConnId(10), "ws://localhost:4005", ms(0));
+    dial_to(&actions, "ws://localhost:4005");
+    node.handle_timeout(Time::ZERO + Backoff::default().dial_timeout);
+    assert_eq!(retry_delays(&drain(&mut node)), [None]);
+    assert_eq!(node.poll_timeout(), None);
+}
+
+#[test]
+fn dial_opened_after_its_timeout_is_closed() {
+    let (mut node, actions) = started(config(&["ws://localhost:4002"]));
+    let dial = dial_to(&actions, "ws://localhost:4002");
+    node.handle_timeout(Time::ZERO + Backoff::default().dial_timeout);
+    drain(&mut node);
+    node.handle_dial_opened(dial, ConnId(9), ms(10_001));
+    assert_eq!(
+        effects(&drain(&mut node)),
+        [Action::Close { conn: ConnId(9) }]
+    );
+    assert!(node.connected_addresses().is_empty());
+}
+
+#[test]
+fn failure_reported_after_a_dial_timed_out_is_not_counted_again() {
+    let (mut node, actions) = started(config(&["ws://localhost:4002"]));
+    let dial = dial_to(&actions, "ws://localhost:4002");
+    let timed_out_at = Time::ZERO + Backoff::default().dial_timeout;
+    node.handle_timeout(timed_out_at);
+    drain(&mut node);
+    let retry_at = node.poll_timeout();
+    node.handle_dial_failed(dial, timed_out_at);
+    assert_eq!(drain(&mut node), []);
+    assert_eq!(node.poll_timeout(), retry_at);
+}
+
+#[test]
+fn early_or_repeated_timeouts_do_nothing() {
+    let (mut node, _) = started(config(&["ws://localhost:4002"]));
+    for millis in [0, 1, 1, 500] {
+        node.handle_timeout(ms(millis));
+    }
+    assert_eq!(drain(&mut node), []);
+    assert_eq!(node.dialling().count(), 1);
+}
+
+// Transactions.
+
+#[test]
+fn new_transaction_is_persisted_and_sent_unchanged_on_every_open_dialled_connection() {
+    let mut node = meshed();
+    node.handle_accepted(ConnId(10), ms(2));
+    let text = r#"{"z":1,"fromAddress":null,"amount":5,"hash":"abc","extra":[1,{"b":2}]}"#;
+    let tx = Transaction::from_json(text).unwrap();
+    let frame = format!(r#"{{"type":"TRANSACTION","data":{text}}}"#);
+    node.handle_text(ConnId(10), &frame, ms(3));
+    let actions = drain(&mut node);
+    assert_eq!(persists(&actions), [tx]);
+    assert_eq!(
+        sends(&actions),
+        [
+            (ConnId(1), frame.clone()),
+            (ConnId(2), frame.clone()),
+            (ConnId(3), frame)
+        ]
+    );
+    assert!(node.has_transaction("abc"));
+}
+
+#[test]
+fn new_transaction_is_not_sent_back_on_the_dial_it_came_from() {
+    let mut node = meshed();
+    node.handle_text(ConnId(1), &tx(1).to_frame(), ms(3));
+    let actions = drain(&mut node);
+    assert_eq!(persists(&actions).len(), 1);
+    let sent_to: Vec<ConnId> = sends(&actions).into_iter().map(|(c, _)| c).collect();
+    assert_eq!(sent_to, [ConnId(2), ConnId(3)]);
+}
+
+#[test]
+fn seen_transaction_is_dropped() {
+    let mut node = meshed();
+    node.handle_accepted(ConnId(10), ms(2));
+    node.handle_accepted(ConnId(11), ms(2));
+    node.handle_text(ConnId(10), &tx(1).to_frame(), ms(3));
+    drain(&mut node);
+    node.handle_text(ConnId(11), &tx(1).to_frame(), ms(4));
+    node.handle_text(ConnId(2), &tx(1).to_frame(), ms(4));
+    assert_eq!(effects(&drain(&mut node)), []);
+    assert_eq!(node.pool().len(), 1);
+}
+
+#[test]
+fn stored_pool_counts_as_seen() {
+    let mut node = Node::new(config(&["ws://localhost:4002"]), vec![tx(1), tx(2)]);
+    node.start(Time::ZERO);
+    let actions = drain(&mut node);
+    assert_eq!(open_all(&mut node, &actions).len(), 1);
+    node.handle_accepted(ConnId(10), ms(2));
+    node.handle_text(ConnId(10), &tx(2).to_frame(), ms(3));
+    assert_eq!(effects(&drain(&mut node)), []);
+    assert_eq!(node.pool(), [tx(1), tx(2)]);
+}
+
+#[test]
+fn stored_pool_keeps_one_copy_of_each_hash_in_order() {
+    let node = Node::new(config(&[]), vec![tx(1), tx(2), tx(1), tx(3)]);
+    assert_eq!(node.pool(), [tx(1), tx(2), tx(3)]);
+}
+
+#[test]
+fn added_transaction_is_persisted_and_sent_on_every_dial_once() {
+    let mut node = meshed();
+    assert!(node.add_transaction(tx(1), ms(2)));
+    let actions = drain(&mut node);
+    assert_eq!(persists(&actions), [tx(1)]);
+    let sent_to: Vec<ConnId> = sends(&actions).into_iter().map(|(c, _)| c).collect();
+    assert_eq!(sent_to, [ConnId(1), ConnId(2), ConnId(3)]);
+    assert!(!node.add_transaction(tx(1), ms(3)));
+    assert_eq!(effects(&drain(&mut node)), []);
+}
+
+// STATUS_REQUEST.
+
+#[test]
+fn status_request_is_answered_with_status_on_the_same_connection() {
+    let (mut node, actions) = started(config(&["ws://localhost:4002", "ws://localhost:4003"]));
+    node.handle_dial_opened(dial_to(&actions, "ws://localhost:4002"), ConnId(1), ms(1));
+    node.add_transaction(tx(1), ms(1));
+    node.handle_accepted(ConnId(10), ms(2));
+    drain(&mut node);
+    node.handle_text(ConnId(10), r#"{"type":"STATUS_REQUEST"}"#, ms(3));
+    assert_eq!(
+        effects(&drain(&mut node)),
+        [Action::Send {
+            conn: ConnId(10),
+            frame: r#"{"type":"STATUS","data":{"address":"ws://localhost:4001","connected":["ws://localhost:4002"],"dialling":["ws://localhost:4003"],"inbound":1,"pool":1}}"#.into(),
+        }]
+    );
+}
+
+// Frames the node cannot use.
+
+#[test]
+fn frames_it_cannot_use_are_refused_without_effect() {
+    let mut config = config(&[]);
+    config.limits.max_refused_frames = u32::MAX;
+    let (mut node, _) = started(config);
+    node.handle_accepted(ConnId(10), ms(1));
+    drain(&mut node);
+    let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let bad = [
+        "not json",
+        "",
+        "{",
+        "[]",
+        "null",
+        "\u{0}\u{fffd}",
+        deep.as_str(),
+        r#"{"data":[]}"#,
+        r#"{"type":7}"#,
+        r#"{"type":null,"data":[]}"#,
+        r#"{"type":"HANDSHAKE"}"#,
+        r#"{"type":"HANDSHAKE","data":null}"#,
+        r#"{"type":"HANDSHAKE","data":"ws://localhost:4002"}"#,
+        r#"{"type":"HANDSHAKE","data":[1,2]}"#,
+        r#"{"type":"HANDSHAKE","data":{"a":"ws://localhost:4002"}}"#,
+        r#"{"type":"TRANSACTION"}"#,
+        r#"{"type":"TRANSACTION","data":[]}"#,
+        r#"{"type":"TRANSACTION","data":"abc"}"#,
+        r#"{"type":"TRANSACTION","data":{"amount":1}}"#,
+        r#"{"type":"TRANSACTION","data":{"hash":""}}"#,
+        r#"{"type":"TRANSACTION","data":{"hash":7}}"#,
+    ];
+    for text in bad {
+        node.handle_text(ConnId(10), text, ms(2));
+        let actions = drain(&mut node);
+        assert_eq!(refusals(&actions), 1, "{text:.40}");
+        assert_eq!(effects(&actions), [], "{text:.40}");
+    }
+    assert!(node.pool().is_empty());
+}
+
+#[test]
+fn binary_frames_are_refused() {
+    let (mut node, _) = started(config(&[]));
+    node.handle_accepted(ConnId(10), ms(1));
+    drain(&mut node);
+    node.handle_binary(ConnId(10), 12, ms(2));
+    let actions = drain(&mut node);
+    assert_eq!(
+        notices(&actions),
+        [Notice::Refused {
+            conn: ConnId(10),
+            error: FrameError::Binary(12)
+        }]
+    );
+}
+
+#[test]
+fn frames_over_max_frame_bytes_are_refused() {
+    let mut config = config(&[]);
+    config.limits.max_frame_bytes = 100;
+    let (mut node, _) = started(config);
+    node.handle_accepted(ConnId(10), ms(1));
+    drain(&mut node);
+    let frame = tx(1).to_frame();
+    assert!(frame.len() > 100);
+    node.handle_text(ConnId(10), &frame, ms(2));
+    let actions = drain(&mut node);
+    assert_eq!(
+        notices(&actions),
+        [Notice::Refused {
+            conn: ConnId(10),
+            error: FrameError::TooLarge {
+                len: frame.len(),
+                limit: 100
+            }
+        }]
+    );
+    assert_eq!(effects(&actions), []);
+}
+
+#[test]
+fn connection_sending_max_refused_frames_unusable_frames_is_closed() {
+    let (mut node, _) = started(config(&[]));
+    let limit = Limits::default().max_refused_frames;
+    node.handle_accepted(ConnId(10), ms(1));
+    drain(&mut node);
+    for n in 1..limit {
+        if n % 2 == 0 {
+            node.handle_binary(ConnId(10), 3, ms(2));
+        } else {
+            node.handle_text(ConnId(10), "garbage", ms(2));
+        }
+    }
+    assert_eq!(closes(&drain(&mut node)), []);
+    node.handle_text(ConnId(10), "garbage", ms(3));
+    let actions = drain(&mut node);
+    assert_eq!(closes(&actions), [ConnId(10)]);
+    assert!(notices(&actions).contains(&Notice::Misbehaving {
+        conn: ConnId(10),
+        peer: None
+    }));
+}
+
+#[test]
+fn frames_from_a_connection_being_closed_are_ignored() {
+    let mut config = config(&[]);
+    config.limits.max_refused_frames = 1;
+    let (mut node, _) = started(config);
+    node.handle_accepted(ConnId(10), ms(1));
+    node.handle_text(ConnId(10), "garbage", ms(2));
+    assert_eq!(closes(&drain(&mut node)), [ConnId(10)]);
+    node.handle_text(ConnId(10), "garbage", ms(3));
+    node.handle_binary(ConnId(10), 3, ms(3));
+    node.handle_text(ConnId(10), &tx(1).to_frame(), ms(3));
+    assert_eq!(drain(&mut node), []);
+    assert!(node.pool().is_empty());
+}
+
+#[test]
+fn unknown_types_are_ignored_and_not_counted_as_refused() {
+    let (mut node, _) = started(config(&[]));
+    let limit = Limits::default().max_refused_frames;
+    node.handle_accepted(ConnId(10), ms(1));
+    drain(&mut node);
+    for _ in 0..limit * 4 {
+        node.handle_text(ConnId(10), r#"{"type":"PING","data":{"x":1}}"#, ms(2));
+    }
+    let actions = drain(&mut node);
+    assert_eq!(effects(&actions), []);
+    assert_eq!(refusals(&actions), 0);
+    assert!(notices(&actions).contains(&Notice::UnknownType {
+        conn: ConnId(10),
+        kind: "PING".to_owned()
+    }));
+    // One short of the limit of frames it cannot use still leaves the connection open.
+    for _ in 1..limit {
+        node.handle_text(ConnId(10), "garbage", ms(3));
+    }
+    assert_eq!(closes(&drain(&mut node)), []);
+}
+
+#[test]
+fn handshake_addresses_that_are_not_ws_urls_are_not_dialled() {
+    let (mut node, _) = started(config(&[]));
+    node.handle_accepted(ConnId(10), ms(1));
+    node.handle_text(
+        ConnId(10),
+        &handshake_frame(&[
+            "http://localhost:4002",
+            "wss://localhost:4003",
+            "localhost:4004",
+            "ws://localhost:4005/path",
+            "",
+            "ws://localhost:99999",
+            "ws://localhost:4006",
+        ]),
+        ms(1),
+    );
+    let actions = drain(&mut node);
+    assert_eq!(dialled_addresses(&actions), ["ws://localhost:4006"]);
+    assert!(notices(&actions).contains(&Notice::Handshake {
+        conn: ConnId(10),
+        from: None,
+        listed: 7,
+        invalid: 6,
+    }));
+}
+
+#[test]
+fn handshake_addresses_beyond_max_handshake_addresses_are_ignored() {
+    let mut config = config(&[]);
+    config.limits.max_handshake_addresses = 10;
+    config.limits.max_concurrent_dials = 100_000;
+    let (mut node, _) = started(config);
+    node.handle_accepted(ConnId(10), ms(1));
+    let listed: Vec<String> = (5000..8000)
+        .map(|p| format!("ws://localhost:{p}"))
+        .collect();
+    let listed: Vec<&str> = listed.iter().map(String::as_str).collect();
+    node.handle_text(ConnId(10), &handshake_frame(&listed), ms(1));
+    let actions = drain(&mut node);
+    assert_eq!(dialled_addresses(&actions), listed[..10]);
+    assert!(notices(&actions).contains(&Notice::Limit {
+        what: "addresses taken from one HANDSHAKE",
+        limit: 10
+    }));
+}
+
+// Limits.
+
+#[test]
+fn inbound_connections_over_max_inbound_are_closed() {
+    let mut config = config(&[]);
+    config.limits.max_inbound = 2;
+    let (mut node, _) = started(config);
+    node.handle_accepted(ConnId(10), ms(1));
+    node.handle_accepted(ConnId(11), ms(1));
+    assert_eq!(closes(&drain(&mut node)), []);
+    node.handle_accepted(ConnId(12), ms(1));
+    assert_eq!(closes(&drain(&mut node)), [ConnId(12)]);
+    node.handle_closed(ConnId(12), ms(2));
+    assert_eq!(node.status().inbound, 2);
+}
+
+#[test]
+fn closed_inbound_connection_frees_its_slot() {
+    let mut config = config(&[]);
+    config.limits.max_inbound = 1;
+    let (mut node, _) = started(config);
+    node.handle_accepted(ConnId(10), ms(1));
+    node.handle_closed(ConnId(10), ms(2));
+    node.handle_accepted(ConnId(11), ms(3));
+    assert_eq!(closes(&drain(&mut node)), []);
+    assert_eq!(node.status().inbound, 1);
+}
+
+#[test]
+fn address_book_stops_growing_at_max_address_book() {
+    let mut config = config(&["ws://localhost:4002"]);
+    config.limits.max_address_book = 3;
+    let (mut node, _) = started(config);
+    node.handle_accepted(ConnId(10), ms(1));
+    let listed: Vec<String> = (5000..5010)
+        .map(|p| format!("ws://localhost:{p}"))
+        .collect();
+    let listed: Vec<&str> = listed.iter().map(String::as_str).collect();
+    node.handle_text(ConnId(10), &handshake_frame(&listed), ms(1));
+    let actions = drain(&mut node);
+    assert_eq!(dialled_addresses(&actions), listed[..2]);
+    assert!(notices(&actions).contains(&Notice::Limit {
+        what: "address book",
+        limit: 3
+    }));
+}
+
+#[test]
+fn max_concurrent_dials_caps_dials_in_flight_and_the_rest_start_as_slots_free() {
+    let mut config = config(&[
+        "ws://localhost:4002",
+        "ws://localhost:4003",
+        "ws://localhost:4004",
+        "ws://localhost:4005",
+        "ws://localhost:4006",
+    ]);
+    config.limits.max_concurrent_dials = 2;
+    let (mut node, actions) = started(config);
+    assert_eq!(
+        dialled_addresses(&actions),
+        ["ws://localhost:4002", "ws://localhost:4003"]
+    );
+
+    node.handle_dial_failed(dial_to(&actions, "ws://localhost:4002"), ms(1));
+    let after_failure = drain(&mut node);
+    assert_eq!(dialled_addresses(&after_failure), ["ws://localhost:4004"]);
+
+    node.handle_dial_opened(dial_to(&actions, "ws://localhost:4003"), ConnId(1), ms(2));
+    let after_open = drain(&mut node);
+    assert_eq!(dialled_addresses(&after_open), ["ws://localhost:4005"]);
+
+    // 4004 and 4005 fill both slots: the dial timeout of 4004 frees one for 4006.
+    assert_eq!(node.dialling().count(), 2);
+    node.handle_timeout(ms(1) + Backoff::default().dial_timeout);
+    assert_eq!(
+        dialled_addresses(&drain(&mut node)),
+        ["ws://localhost:4006"]
+    );
+    assert_eq!(node.dialling().count(), 2);
+}
+
+#[test]
+fn poll_timeout_waits_for_a_dial_slot_rather_than_a_due_dial() {
+    let mut config = config(&["ws://localhost:4002", "ws://localhost:4003"]);
+    config.limits.max_concurrent_dials = 1;
+    let (node, _) = started(config);
+    // 4003 is due now but has no slot: the next thing that can happen is 4002 timing out.
+    assert_eq!(
+        node.poll_timeout(),
+        Some(Time::ZERO + Backoff::default().dial_timeout)
+    );
+}
+
+#[test]
+fn poll_timeout_is_none_when_nothing_is_pending() {
+    let (node, _) = started(config(&[]));
+    assert_eq!(node.poll_timeout(), None);
+
+    let mut node = meshed();
+    node.handle_accepted(ConnId(10), ms(2));
+    assert_eq!(node.poll_timeout(), None);
+}

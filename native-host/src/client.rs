@@ -1,0 +1,127 @@
+//! Short-lived client connections to a running node: `add-transaction` and `status`.
+
+use std::time::Duration;
+
+use async_tungstenite::tungstenite::protocol::WebSocketConfig;
+use async_tungstenite::tungstenite::Message;
+use futures::StreamExt;
+use p2p_core::{Address, Transaction};
+use serde::Deserialize;
+
+use crate::runtime;
+
+/// How long a client waits for a node to answer.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why talking to a node failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ClientError {
+    /// Nothing answers at the address.
+    #[error("no node is running at {0}")]
+    NotRunning(Address),
+    /// The node did not answer in time.
+    #[error("{0} did not answer within {ANSWER_TIMEOUT:?}")]
+    Timeout(Address),
+    /// The connection broke.
+    #[error("connection to {address} failed: {message}")]
+    Broken {
+        /// The node.
+        address: Address,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+/// A node's state, from its STATUS reply.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct NodeStatus {
+    pub(crate) address: String,
+    pub(crate) connected: Vec<String>,
+    pub(crate) dialling: Vec<String>,
+    pub(crate) inbound: usize,
+    pub(crate) pool: usize,
+}
+
+#[derive(Deserialize)]
+struct StatusFrame {
+    #[serde(rename = "type")]
+    kind: String,
+    data: Option<NodeStatus>,
+}
+
+async fn open(address: &Address) -> Result<runtime::Socket, ClientError> {
+    match runtime::timeout(
+        ANSWER_TIMEOUT,
+        runtime::connect(address.host(), address.port(), WebSocketConfig::default()),
+    )
+    .await
+    {
+        None => Err(ClientError::Timeout(address.clone())),
+        Some(Ok(socket)) => Ok(socket),
+        Some(Err(async_tungstenite::tungstenite::Error::Io(_))) => {
+            Err(ClientError::NotRunning(address.clone()))
+        }
+        Some(Err(e)) => Err(ClientError::Broken {
+            address: address.clone(),
+            message: e.to_string(),
+        }),
+    }
+}
+
+fn broken(address: &Address) -> impl Fn(async_tungstenite::tungstenite::Error) -> ClientError + '_ {
+    move |e| ClientError::Broken {
+        address: address.clone(),
+        message: e.to_string(),
+    }
+}
+
+/// Sends one TRANSACTION frame to the node at `address`, then closes.
+pub(crate) async fn send_transaction(
+    address: &Address,
+    transaction: &Transaction,
+) -> Result<(), ClientError> {
+    let mut socket = open(address).await?;
+    socket
+        .send(Message::text(transaction.to_frame()))
+        .await
+        .map_err(broken(address))?;
+    socket.close(None).await.map_err(broken(address))?;
+    // Wait for the node's close reply, so the frame is known to have been read.
+    let _ = runtime::timeout(ANSWER_TIMEOUT, async { while socket.next().await.is_some() {} }).await;
+    Ok(())
+}
+
+/// Asks the node at `address` for its status.
+pub(crate) async fn status(address: &Address) -> Result<NodeStatus, ClientError> {
+    let mut socket = open(address).await?;
+    socket
+        .send(Message::text(r#"{"type":"STATUS_REQUEST"}"#))
+        .await
+        .map_err(broken(address))?;
+    let reply = runtime::timeout(ANSWER_TIMEOUT, async {
+        while let Some(message) = socket.next().await {
+            if let Ok(Message::Text(text)) = message {
+                if let Ok(StatusFrame {
+                    kind,
+                    data: Some(status),
+                }) = serde_json::from_str::<StatusFrame>(text.as_str())
+                {
+                    if kind == "STATUS" {
+                        return Some(status);
+                    }
+                }
+            }
+        }
+        None
+    })
+    .await;
+    let _ = socket.close(None).await;
+    match reply {
+        None => Err(ClientError::Timeout(address.clone())),
+        Some(None) => Err(ClientError::Broken {
+            address: address.clone(),
+            message: "closed without a STATUS reply (not one of our nodes?)".to_owned(),
+        }),
+        Some(Some(status)) => Ok(status),
+    }
+}

@@ -1,0 +1,330 @@
+//! Node folders: reading one (`.env`, `known-peers.json`, `transactions.json`), and
+//! cloning and deleting them at the workspace root.
+
+use std::fs;
+use std::io;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use p2p_core::{parse_pool, Address, PoolFileError, Transaction};
+
+/// Name of the environment file in a node folder.
+pub(crate) const ENV_FILE: &str = ".env";
+/// Name of the known-peers file in a node folder.
+pub(crate) const KNOWN_PEERS_FILE: &str = "known-peers.json";
+/// Name of the pool file in a node folder.
+pub(crate) const POOL_FILE: &str = "transactions.json";
+
+/// What a node folder's `.env` says.
+#[derive(Debug, Clone)]
+pub(crate) struct Env {
+    /// `PORT`: the port the node serves on.
+    pub(crate) port: u16,
+    /// `MY_PUBLIC_KEY`: the key transactions made here are sent to, if set.
+    pub(crate) public_key: Option<String>,
+    /// `P2P_BIND`: the IP address to serve on (all interfaces when unset).
+    pub(crate) bind: Option<IpAddr>,
+    /// `P2P_ADVERTISE`: the address other machines reach this node at.
+    pub(crate) advertise: Option<Address>,
+}
+
+/// A node folder, read.
+#[derive(Debug)]
+pub(crate) struct NodeFolder {
+    pub(crate) dir: PathBuf,
+    pub(crate) env: Env,
+    pub(crate) known_peers: Vec<Address>,
+    pub(crate) pool: Vec<Transaction>,
+    /// The pool file's text as read (empty when the file did not exist).
+    pub(crate) pool_text: Option<String>,
+}
+
+/// Why a node folder could not be read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FolderError {
+    /// There is no `.env`: probably not a node folder.
+    #[error("no {ENV_FILE} in {0}: run this in a node folder (node-1, or a clone made by `p2p-node clone`)")]
+    NoEnv(PathBuf),
+    /// A file exists but cannot be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the system said.
+        source: io::Error,
+    },
+    /// `.env` is not `KEY=value` lines.
+    #[error("{path}: {message}")]
+    EnvSyntax {
+        /// The file.
+        path: PathBuf,
+        /// What dotenvy said.
+        message: String,
+    },
+    /// `.env` has no `PORT`.
+    #[error("{0} sets no PORT (add a line like PORT=4001)")]
+    NoPort(PathBuf),
+    /// `PORT` is not a port number.
+    #[error("{path}: PORT={value:?} is not a port number (1-65535)")]
+    BadPort {
+        /// The file.
+        path: PathBuf,
+        /// The value found.
+        value: String,
+    },
+    /// `P2P_BIND` is not an IP address.
+    #[error("{path}: P2P_BIND={value:?} is not an IP address (e.g. 0.0.0.0 or 192.0.2.1)")]
+    BadBind {
+        /// The file.
+        path: PathBuf,
+        /// The value found.
+        value: String,
+    },
+    /// `P2P_ADVERTISE` is not a `ws://host:port` address.
+    #[error("{path}: P2P_ADVERTISE={value:?} is not a ws://host:port address: {error}")]
+    BadAdvertise {
+        /// The file.
+        path: PathBuf,
+        /// The value found.
+        value: String,
+        /// Why.
+        error: p2p_core::AddressError,
+    },
+    /// `known-peers.json` is not a JSON array of `ws://` addresses.
+    #[error("{path}: {message}")]
+    KnownPeers {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// `transactions.json` is not a JSON array of transactions; it is left untouched.
+    #[error("{path}: {error} (the file was left as it is)")]
+    Pool {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, and where.
+        error: PoolFileError,
+    },
+}
+
+fn read(path: &Path) -> Result<String, FolderError> {
+    fs::read_to_string(path).map_err(|source| FolderError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Reads a node folder's `.env`.
+pub(crate) fn read_env(dir: &Path) -> Result<Env, FolderError> {
+    let path = dir.join(ENV_FILE);
+    if !path.exists() {
+        return Err(FolderError::NoEnv(dir.to_owned()));
+    }
+    let iter = dotenvy::from_path_iter(&path).map_err(|e| match e {
+        dotenvy::Error::Io(source) => FolderError::Read {
+            path: path.clone(),
+            source,
+        },
+        other => FolderError::EnvSyntax {
+            path: path.clone(),
+            message: other.to_string(),
+        },
+    })?;
+    let (mut port, mut public_key, mut bind, mut advertise) = (None, None, None, None);
+    for item in iter {
+        let (key, value) = item.map_err(|e| FolderError::EnvSyntax {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        match key.as_str() {
+            "PORT" => port = Some(value),
+            "MY_PUBLIC_KEY" if !value.is_empty() => public_key = Some(value),
+            "P2P_BIND" if !value.is_empty() => bind = Some(value),
+            "P2P_ADVERTISE" if !value.is_empty() => advertise = Some(value),
+            _ => {}
+        }
+    }
+    let value = port.ok_or_else(|| FolderError::NoPort(path.clone()))?;
+    let port = match value.trim().parse::<u16>() {
+        Ok(port) if port != 0 => port,
+        _ => return Err(FolderError::BadPort { path, value }),
+    };
+    let bind = bind
+        .map(|value| {
+            value.trim().parse::<IpAddr>().map_err(|_| FolderError::BadBind {
+                path: path.clone(),
+                value,
+            })
+        })
+        .transpose()?;
+    let advertise = advertise
+        .map(|value| {
+            value
+                .trim()
+                .parse::<Address>()
+                .map_err(|error| FolderError::BadAdvertise {
+                    path: path.clone(),
+                    value,
+                    error,
+                })
+        })
+        .transpose()?;
+    Ok(Env {
+        port,
+        public_key,
+        bind,
+        advertise,
+    })
+}
+
+/// Reads a whole node folder. A missing `transactions.json` is an empty pool.
+pub(crate) fn read_folder(dir: &Path) -> Result<NodeFolder, FolderError> {
+    let env = read_env(dir)?;
+    let peers_path = dir.join(KNOWN_PEERS_FILE);
+    let peers_text = read(&peers_path)?;
+    let entries: Vec<String> =
+        serde_json::from_str(&peers_text).map_err(|e| FolderError::KnownPeers {
+            path: peers_path.clone(),
+            message: format!("not a JSON array of addresses: {e}"),
+        })?;
+    let known_peers = entries
+        .iter()
+        .enumerate()
+        .map(|(index, text)| {
+            text.parse::<Address>()
+                .map_err(|error| FolderError::KnownPeers {
+                    path: peers_path.clone(),
+                    message: format!("entry {index} ({text:?}) is not a ws://host:port address: {error}"),
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let pool_path = dir.join(POOL_FILE);
+    let (pool, pool_text) = if pool_path.exists() {
+        let text = read(&pool_path)?;
+        let pool = parse_pool(&text).map_err(|error| FolderError::Pool {
+            path: pool_path.clone(),
+            error,
+        })?;
+        (pool, Some(text))
+    } else {
+        (Vec::new(), None)
+    };
+    Ok(NodeFolder {
+        dir: dir.to_owned(),
+        env,
+        known_peers,
+        pool,
+        pool_text,
+    })
+}
+
+/// Why a clone or a delete failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RootError {
+    /// The root has no `node-1` to clone.
+    #[error("no node-1 folder in {0}: run this at the workspace root")]
+    NoTemplate(PathBuf),
+    /// Every port up to 65535 is taken by a folder.
+    #[error("no free node number left in {0}")]
+    Full(PathBuf),
+    /// A file operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// What the system said.
+        source: io::Error,
+    },
+}
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> RootError + '_ {
+    move |source| RootError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The number `N` of a `node-<digits>` folder name (`node-1`, `node-12`, `node-007`;
+/// not `node-x` or `node-1-backup`).
+pub(crate) fn node_number(name: &str) -> Option<u32> {
+    let digits = name.strip_prefix("node-")?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(digits.parse().unwrap_or(u32::MAX))
+}
+
+/// The `node-<digits>` folders under `root`, by number.
+pub(crate) fn node_folders(root: &Path) -> Result<Vec<(u32, PathBuf)>, RootError> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(root).map_err(io_at(root))? {
+        let entry = entry.map_err(io_at(root))?;
+        let name = entry.file_name();
+        if let Some(n) = name.to_str().and_then(node_number) {
+            if entry.file_type().map_err(io_at(root))?.is_dir() {
+                found.push((n, entry.path()));
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// Copies `root/node-1` to `root/node-N` for the lowest free `N >= 2`, whose `.env`
+/// holds only `PORT=4000+N`. Returns `N` and the new folder.
+pub(crate) fn clone_node(root: &Path) -> Result<(u32, PathBuf), RootError> {
+    let template = root.join("node-1");
+    if !template.is_dir() {
+        return Err(RootError::NoTemplate(root.to_owned()));
+    }
+    let n = (2..=(u32::from(u16::MAX) - 4000))
+        .find(|n| !root.join(format!("node-{n}")).exists())
+        .ok_or_else(|| RootError::Full(root.to_owned()))?;
+    let target = root.join(format!("node-{n}"));
+    // Build it beside and rename, so a half-made clone is never seen as a node.
+    let staging = root.join(format!(".node-{n}.partial"));
+    if staging.exists() {
+        fs::remove_dir_all(&staging).map_err(io_at(&staging))?;
+    }
+    fs::create_dir(&staging).map_err(io_at(&staging))?;
+    for name in [KNOWN_PEERS_FILE, POOL_FILE] {
+        let from = template.join(name);
+        if from.exists() {
+            fs::copy(&from, staging.join(name)).map_err(io_at(&from))?;
+        }
+    }
+    let env = staging.join(ENV_FILE);
+    fs::write(&env, format!("PORT={}\n", 4000 + n)).map_err(io_at(&env))?;
+    fs::rename(&staging, &target).map_err(io_at(&target))?;
+    Ok((n, target))
+}
+
+/// Removes every `node-<digits>` folder under `root` except `node-1`; returns their names.
+pub(crate) fn delete_nodes(root: &Path) -> Result<Vec<String>, RootError> {
+    let mut deleted = Vec::new();
+    for (_, path) in node_folders(root)? {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        let Some(name) = name.filter(|name| name != "node-1") else {
+            continue;
+        };
+        fs::remove_dir_all(&path).map_err(io_at(&path))?;
+        deleted.push(name);
+    }
+    Ok(deleted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_numbers_are_plain_decimal_after_node_dash() {
+        assert_eq!(node_number("node-1"), Some(1));
+        assert_eq!(node_number("node-42"), Some(42));
+        assert_eq!(node_number("node-007"), Some(7));
+        for name in ["node-", "node-x", "node-1-backup", "nodes-2", "node-+2"] {
+            assert_eq!(node_number(name), None, "{name}");
+        }
+    }
+}

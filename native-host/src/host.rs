@@ -1,0 +1,461 @@
+//! Runs one node: turns sockets, timers and signals into the core's inputs and carries
+//! out its actions. Every decision of the protocol is the core's; this file only does
+//! what it is told.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_tungstenite::tungstenite::protocol::WebSocketConfig;
+use async_tungstenite::tungstenite::{Message, Utf8Bytes};
+use async_tungstenite::WebSocketStream;
+use futures::channel::mpsc;
+use futures::io::{AsyncRead, AsyncWrite};
+use futures::{SinkExt, StreamExt};
+use p2p_core::{Action, Address, Config, ConnId, DialId, Level, Node, Payload, Time, Transaction};
+
+use crate::folder::{NodeFolder, POOL_FILE};
+use crate::runtime::{self, Listener};
+use crate::store::{PoolStore, StoreError};
+
+/// Frames queued for one connection before the peer counts as not reading and is dropped.
+const SEND_QUEUE_FRAMES: usize = 1 << 17;
+/// Events queued for the node before readers wait (back-pressure onto the sockets).
+const EVENT_QUEUE: usize = 4096;
+/// How long an accepted TCP connection may take to finish the WebSocket handshake.
+const ACCEPT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why the node stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RunError {
+    /// The port is taken.
+    #[error("port {port} is already in use (is another node running on it?)")]
+    PortInUse {
+        /// The port.
+        port: u16,
+    },
+    /// Binding failed for another reason.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// What we tried to bind.
+        address: SocketAddr,
+        /// What the system said.
+        source: io::Error,
+    },
+    /// The pool could not be written.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// What happens around the node, as its host sees it.
+enum Event {
+    Accepted {
+        conn: ConnId,
+        outbox: mpsc::Sender<Payload>,
+    },
+    DialOpened {
+        dial: DialId,
+        conn: ConnId,
+        outbox: mpsc::Sender<Payload>,
+    },
+    DialFailed {
+        dial: DialId,
+        address: Address,
+        error: String,
+    },
+    Text {
+        conn: ConnId,
+        text: Utf8Bytes,
+    },
+    Binary {
+        conn: ConnId,
+        len: usize,
+    },
+    Closed {
+        conn: ConnId,
+        reason: Option<String>,
+    },
+    Shutdown,
+}
+
+/// Hands out connection ids; shared by the accept loop and the dial tasks.
+#[derive(Clone, Default)]
+struct ConnIds(Arc<AtomicU64>);
+
+impl ConnIds {
+    fn next(&self) -> ConnId {
+        ConnId(self.0.fetch_add(1, Ordering::Relaxed) + 1)
+    }
+}
+
+/// Binds the node's port: `P2P_BIND` if set, else every interface (IPv6 and IPv4 where
+/// the machine has IPv6, as the curriculum's `ws` server does).
+async fn bind(port: u16, bind: Option<IpAddr>) -> Result<Listener, RunError> {
+    let candidates = match bind {
+        Some(ip) => vec![ip],
+        None => vec![
+            IpAddr::V6(Ipv6Addr::UNSPECIFIED),
+            IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        ],
+    };
+    let mut last = None;
+    for ip in candidates {
+        let address = SocketAddr::new(ip, port);
+        match Listener::bind(address).await {
+            Ok(listener) => return Ok(listener),
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => {
+                return Err(RunError::PortInUse { port })
+            }
+            Err(source) => last = Some(RunError::Bind { address, source }),
+        }
+    }
+    Err(last.unwrap_or(RunError::PortInUse { port }))
+}
+
+/// Runs the node of `folder` until Ctrl-C or SIGTERM.
+pub(crate) fn run(folder: NodeFolder) -> Result<(), RunError> {
+    runtime::block_on(run_async(folder))
+}
+
+async fn run_async(folder: NodeFolder) -> Result<(), RunError> {
+    let own = Address::localhost(folder.env.port);
+    let mut config = Config::new(folder.env.advertise.clone().unwrap_or_else(|| own.clone()));
+    if config.address != own {
+        config.aliases.push(own);
+    }
+    config.known_peers = folder.known_peers.clone();
+    config.seed = seed();
+    let listener = bind(folder.env.port, folder.env.bind).await?;
+    let node = Node::new(config, folder.pool);
+    let store = PoolStore::open(
+        &folder.dir.join(POOL_FILE),
+        node.pool(),
+        folder.pool_text.as_deref(),
+    )?;
+    if !node.pool().is_empty() {
+        log::info!("loaded {} transactions from {POOL_FILE}", node.pool().len());
+    }
+    let (events_tx, events) = mpsc::channel(EVENT_QUEUE);
+    let shutdown = events_tx.clone();
+    if let Err(e) = ctrlc::set_handler(move || {
+        let _ = runtime::block_on(shutdown.clone().send(Event::Shutdown));
+    }) {
+        log::warn!("cannot catch Ctrl-C ({e}); stop the node with kill -9");
+    }
+    let limit = node.config().limits.max_frame_bytes;
+    let mut host = Host {
+        ws_config: WebSocketConfig::default()
+            .max_message_size(Some(limit))
+            .max_frame_size(Some(limit)),
+        node,
+        store,
+        conns: HashMap::new(),
+        events_tx,
+        ids: ConnIds::default(),
+        epoch: Instant::now(),
+        listener: Some(listener),
+        persist: Vec::new(),
+    };
+    host.run(events).await
+}
+
+fn seed() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 32)
+}
+
+struct Host {
+    node: Node,
+    store: PoolStore,
+    conns: HashMap<ConnId, mpsc::Sender<Payload>>,
+    events_tx: mpsc::Sender<Event>,
+    ids: ConnIds,
+    epoch: Instant,
+    ws_config: WebSocketConfig,
+    listener: Option<Listener>,
+    /// Transactions to append at the end of the current batch of events.
+    persist: Vec<Transaction>,
+}
+
+impl Host {
+    fn now(&self) -> Time {
+        Time::from_micros(self.epoch.elapsed().as_micros() as u64)
+    }
+
+    async fn run(&mut self, mut events: mpsc::Receiver<Event>) -> Result<(), RunError> {
+        let now = self.now();
+        self.node.start(now);
+        self.carry_out();
+        loop {
+            let next = match self.node.poll_timeout() {
+                Some(at) => runtime::timeout(at.since(self.now()), events.next()).await,
+                None => Some(events.next().await),
+            };
+            match next {
+                None => {
+                    let now = self.now();
+                    self.node.handle_timeout(now);
+                }
+                Some(Some(Event::Shutdown)) | Some(None) => break,
+                Some(Some(event)) => {
+                    if self.handle(event) {
+                        break;
+                    }
+                    // Take what else is waiting before writing the pool: one write per batch.
+                    let mut budget = 1024;
+                    while budget > 0 {
+                        match events.try_recv() {
+                            Ok(Event::Shutdown) => return self.stop().await,
+                            Ok(event) => {
+                                self.handle(event);
+                            }
+                            _ => break,
+                        }
+                        budget -= 1;
+                    }
+                }
+            }
+            self.carry_out();
+            self.flush()?;
+        }
+        self.stop().await
+    }
+
+    /// Feeds one event to the node; true to stop.
+    fn handle(&mut self, event: Event) -> bool {
+        let now = self.now();
+        match event {
+            Event::Accepted { conn, outbox } => {
+                self.conns.insert(conn, outbox);
+                self.node.handle_accepted(conn, now);
+            }
+            Event::DialOpened { dial, conn, outbox } => {
+                self.conns.insert(conn, outbox);
+                self.node.handle_dial_opened(dial, conn, now);
+            }
+            Event::DialFailed {
+                dial,
+                address,
+                error,
+            } => {
+                log::debug!("dial to {address} failed: {error}");
+                self.node.handle_dial_failed(dial, now);
+            }
+            Event::Text { conn, text } => {
+                if self.conns.contains_key(&conn) {
+                    self.node.handle_text(conn, text.as_str(), now);
+                }
+            }
+            Event::Binary { conn, len } => {
+                if self.conns.contains_key(&conn) {
+                    self.node.handle_binary(conn, len, now);
+                }
+            }
+            Event::Closed { conn, reason } => {
+                if self.conns.remove(&conn).is_some() {
+                    if let Some(reason) = reason {
+                        log::debug!("connection {conn} ended: {reason}");
+                    }
+                    self.node.handle_closed(conn, now);
+                }
+            }
+            Event::Shutdown => return true,
+        }
+        self.carry_out();
+        false
+    }
+
+    /// Carries out every action the node has queued.
+    fn carry_out(&mut self) {
+        while let Some(action) = self.node.poll_action() {
+            match action {
+                Action::Listen { address } => self.listen(address),
+                Action::Dial { dial, address } => self.dial(dial, address),
+                Action::Send { conn, frame } => {
+                    let Some(outbox) = self.conns.get_mut(&conn) else {
+                        continue;
+                    };
+                    if let Err(e) = outbox.try_send(frame) {
+                        if e.is_full() {
+                            log::warn!(
+                                "closing {conn}: {SEND_QUEUE_FRAMES} frames queued and the peer is not reading them"
+                            );
+                            self.close(conn);
+                        }
+                    }
+                }
+                Action::Close { conn } => self.close(conn),
+                Action::Persist { transaction } => self.persist.push(transaction),
+                Action::Log(notice) => match notice.level() {
+                    Level::Warn => log::warn!("{notice}"),
+                    Level::Info => log::info!("{notice}"),
+                    Level::Debug => log::debug!("{notice}"),
+                },
+            }
+        }
+    }
+
+    /// Closes a connection: dropping its outbox makes its task send a close frame and end.
+    fn close(&mut self, conn: ConnId) {
+        if self.conns.remove(&conn).is_some() {
+            let now = self.now();
+            self.node.handle_closed(conn, now);
+        }
+    }
+
+    fn flush(&mut self) -> Result<(), RunError> {
+        if !self.persist.is_empty() {
+            self.store.append(&self.persist)?;
+            self.persist.clear();
+        }
+        Ok(())
+    }
+
+    async fn stop(&mut self) -> Result<(), RunError> {
+        self.carry_out();
+        self.flush()?;
+        log::info!(
+            "stopping; {} transactions saved in {POOL_FILE}",
+            self.node.pool().len()
+        );
+        self.conns.clear();
+        // Give the connection tasks a moment to send their close frames.
+        runtime::sleep(Duration::from_millis(50)).await;
+        Ok(())
+    }
+
+    fn listen(&mut self, address: Address) {
+        let Some(listener) = self.listener.take() else {
+            return;
+        };
+        if let Ok(local) = listener.local_addr() {
+            log::debug!("serving {address} on {local}");
+        }
+        let events = self.events_tx.clone();
+        let ids = self.ids.clone();
+        let config = self.ws_config;
+        runtime::spawn(async move {
+            loop {
+                let stream = match listener.accept().await {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        log::warn!("accept failed: {e}");
+                        runtime::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                let mut events = events.clone();
+                let ids = ids.clone();
+                runtime::spawn(async move {
+                    let socket = match runtime::timeout(
+                        ACCEPT_HANDSHAKE_TIMEOUT,
+                        runtime::accept(stream, config),
+                    )
+                    .await
+                    {
+                        Some(Ok(socket)) => socket,
+                        Some(Err(e)) => {
+                            log::debug!("WebSocket handshake refused: {e}");
+                            return;
+                        }
+                        None => {
+                            log::debug!("WebSocket handshake timed out");
+                            return;
+                        }
+                    };
+                    let conn = ids.next();
+                    let (outbox, queue) = mpsc::channel(SEND_QUEUE_FRAMES);
+                    if events.send(Event::Accepted { conn, outbox }).await.is_ok() {
+                        connection(socket, conn, queue, events).await;
+                    }
+                });
+            }
+        });
+    }
+
+    fn dial(&mut self, dial: DialId, address: Address) {
+        let mut events = self.events_tx.clone();
+        let ids = self.ids.clone();
+        let config = self.ws_config;
+        runtime::spawn(async move {
+            match runtime::connect(address.host(), address.port(), config).await {
+                Ok(socket) => {
+                    let conn = ids.next();
+                    let (outbox, queue) = mpsc::channel(SEND_QUEUE_FRAMES);
+                    let opened = Event::DialOpened {
+                        dial,
+                        conn,
+                        outbox,
+                    };
+                    if events.send(opened).await.is_ok() {
+                        connection(socket, conn, queue, events).await;
+                    }
+                }
+                Err(e) => {
+                    let failed = Event::DialFailed {
+                        dial,
+                        address,
+                        error: e.to_string(),
+                    };
+                    let _ = events.send(failed).await;
+                }
+            }
+        });
+    }
+}
+
+/// Pumps one WebSocket: frames from `queue` out (batched: one flush per run of queued
+/// frames), frames in to the node, until either side ends.
+async fn connection<S>(
+    socket: WebSocketStream<S>,
+    conn: ConnId,
+    mut queue: mpsc::Receiver<Payload>,
+    mut events: mpsc::Sender<Event>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send,
+{
+    let (mut sink, mut stream) = socket.split();
+    let writer = async {
+        while let Some(frame) = queue.next().await {
+            sink.feed(Message::text(&*frame)).await?;
+            while let Ok(frame) = queue.try_recv() {
+                sink.feed(Message::text(&*frame)).await?;
+            }
+            sink.flush().await?;
+        }
+        // The node closed the connection.
+        sink.close(None).await?;
+        Ok::<(), async_tungstenite::tungstenite::Error>(())
+    };
+    let mut reader_events = events.clone();
+    let reader = async {
+        while let Some(message) = stream.next().await {
+            let event = match message {
+                Ok(Message::Text(text)) => Event::Text { conn, text },
+                Ok(Message::Binary(bytes)) => Event::Binary {
+                    conn,
+                    len: bytes.len(),
+                },
+                Ok(Message::Close(_)) => break,
+                Ok(_) => continue,
+                Err(e) => return Some(e.to_string()),
+            };
+            if reader_events.send(event).await.is_err() {
+                return None;
+            }
+        }
+        None
+    };
+    futures::pin_mut!(writer, reader);
+    let reason = match futures::future::select(writer, reader).await {
+        futures::future::Either::Left((result, _)) => result.err().map(|e| e.to_string()),
+        futures::future::Either::Right((reason, _)) => reason,
+    };
+    let _ = events.send(Event::Closed { conn, reason }).await;
+}

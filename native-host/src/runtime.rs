@@ -1,0 +1,81 @@
+//! Every call into the async runtime lives here, so that moving from async-std (in
+//! maintenance) to smol or another runtime is a change to this one file.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use async_tungstenite::tungstenite::protocol::WebSocketConfig;
+use async_tungstenite::WebSocketStream;
+
+pub(crate) use async_std::net::TcpStream;
+
+/// A WebSocket over TCP, dialled or accepted.
+pub(crate) type Socket = WebSocketStream<TcpStream>;
+
+/// Runs a future to completion on the current thread.
+pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
+    async_std::task::block_on(future)
+}
+
+/// Runs a future in the background.
+pub(crate) fn spawn<F>(future: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    async_std::task::spawn(future);
+}
+
+/// Waits for `duration`.
+pub(crate) async fn sleep(duration: Duration) {
+    async_std::task::sleep(duration).await;
+}
+
+/// `future`'s output, or `None` if it takes longer than `duration`.
+pub(crate) async fn timeout<F: Future>(duration: Duration, future: F) -> Option<F::Output> {
+    async_std::future::timeout(duration, future).await.ok()
+}
+
+/// A TCP listener.
+pub(crate) struct Listener(async_std::net::TcpListener);
+
+impl Listener {
+    /// Binds a listener to `address`.
+    pub(crate) async fn bind(address: SocketAddr) -> io::Result<Listener> {
+        async_std::net::TcpListener::bind(address).await.map(Listener)
+    }
+
+    /// The next connection.
+    pub(crate) async fn accept(&self) -> io::Result<(TcpStream, SocketAddr)> {
+        self.0.accept().await
+    }
+
+    /// The address it is bound to.
+    pub(crate) fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+}
+
+/// Opens a WebSocket to `ws://host:port`.
+pub(crate) async fn connect(
+    host: &str,
+    port: u16,
+    config: WebSocketConfig,
+) -> Result<Socket, async_tungstenite::tungstenite::Error> {
+    let stream = TcpStream::connect((host.trim_start_matches('[').trim_end_matches(']'), port))
+        .await?;
+    let _ = stream.set_nodelay(true);
+    let url = format!("ws://{host}:{port}/");
+    let (socket, _response) =
+        async_tungstenite::client_async_with_config(url, stream, Some(config)).await?;
+    Ok(socket)
+}
+
+/// Completes the WebSocket handshake on an accepted stream.
+pub(crate) async fn accept(
+    stream: TcpStream,
+    config: WebSocketConfig,
+) -> Result<Socket, async_tungstenite::tungstenite::Error> {
+    async_tungstenite::accept_async_with_config(stream, Some(config)).await
+}

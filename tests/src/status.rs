@@ -1,0 +1,176 @@
+//! The status extension as a test oracle, and the lock on the curriculum's ports.
+
+use std::collections::BTreeSet;
+use std::fs::{File, OpenOptions};
+use std::net::TcpListener;
+use std::time::Duration;
+
+use async_std::future::timeout;
+use async_std::net::TcpStream;
+use async_tungstenite::tungstenite::Message;
+use futures::StreamExt;
+use nix::fcntl::{Flock, FlockArg};
+use serde_json::Value;
+
+use crate::folder::address;
+use crate::node::Node;
+use crate::wait::wait_until;
+
+/// A node's answer to `{"type":"STATUS_REQUEST"}`.
+#[derive(Debug, Clone)]
+pub struct Status {
+    /// Its own address.
+    pub address: String,
+    /// Its `connectedAddresses`: the addresses it holds an open dialled connection to.
+    pub connected: BTreeSet<String>,
+    /// The addresses it is dialling (each as its JSON text unless a plain string).
+    pub dialling: BTreeSet<String>,
+    /// How many connections it has accepted and holds open.
+    pub inbound: u64,
+    /// How many transactions its pool holds.
+    pub pool: u64,
+    /// The whole `STATUS` frame, for messages.
+    pub raw: Value,
+}
+
+impl Status {
+    fn parse(frame: &Value) -> Result<Status, String> {
+        let data = &frame["data"];
+        let strings = |key: &str| -> Result<BTreeSet<String>, String> {
+            let list = data[key]
+                .as_array()
+                .ok_or_else(|| format!("STATUS data.{key} is not an array: {frame}"))?;
+            Ok(list
+                .iter()
+                .map(|item| match item {
+                    Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                })
+                .collect())
+        };
+        let number = |key: &str| -> Result<u64, String> {
+            data[key]
+                .as_u64()
+                .ok_or_else(|| format!("STATUS data.{key} is not a count: {frame}"))
+        };
+        Ok(Status {
+            address: data["address"]
+                .as_str()
+                .ok_or_else(|| format!("STATUS data.address is not a string: {frame}"))?
+                .to_owned(),
+            connected: strings("connected")?,
+            dialling: strings("dialling")?,
+            inbound: number("inbound")?,
+            pool: number("pool")?,
+            raw: frame.clone(),
+        })
+    }
+}
+
+/// Dials `ws://localhost:PORT`, sends `{"type":"STATUS_REQUEST"}` and returns the first
+/// `STATUS` frame that comes back (other frames are skipped), all within `limit`.
+pub fn request_status(port: u16, limit: Duration) -> Result<Status, String> {
+    async_std::task::block_on(async {
+        match timeout(limit, status_exchange(port)).await {
+            Ok(result) => result,
+            Err(_) => Err(format!("no STATUS from port {port} within {limit:?}")),
+        }
+    })
+}
+
+async fn status_exchange(port: u16) -> Result<Status, String> {
+    let stream = TcpStream::connect(("localhost", port))
+        .await
+        .map_err(|e| format!("cannot connect to port {port}: {e}"))?;
+    let (mut ws, _) = async_tungstenite::client_async(address(port), stream)
+        .await
+        .map_err(|e| format!("no WebSocket handshake with port {port}: {e}"))?;
+    ws.send(Message::text(r#"{"type":"STATUS_REQUEST"}"#))
+        .await
+        .map_err(|e| format!("cannot send STATUS_REQUEST to port {port}: {e}"))?;
+    while let Some(message) = ws.next().await {
+        let message = message.map_err(|e| format!("connection to port {port} failed: {e}"))?;
+        if let Message::Text(text) = message {
+            let frame: Value = match serde_json::from_str(text.as_str()) {
+                Ok(frame) => frame,
+                Err(_) => continue,
+            };
+            if frame["type"] == "STATUS" {
+                let status = Status::parse(&frame);
+                // Closing politely is a courtesy; the answer is what matters.
+                let _ = timeout(Duration::from_millis(500), ws.close(None)).await;
+                return status;
+            }
+        }
+    }
+    Err(format!("port {port} closed the connection without a STATUS"))
+}
+
+/// Polls every node's status until each one's `connected` set is exactly the addresses of all
+/// the others (and its `address` its own); panics after `limit` with every node's last status.
+pub fn wait_for_full_mesh<'a>(nodes: impl IntoIterator<Item = &'a Node>, limit: Duration) {
+    let nodes: Vec<&Node> = nodes.into_iter().collect();
+    let addresses: Vec<String> = nodes.iter().map(|node| node.address()).collect();
+    let mut last: Vec<Result<Status, String>> = Vec::new();
+    let meshed = wait_until(limit, || {
+        last = nodes.iter().map(|node| node.status()).collect();
+        last.iter().zip(&addresses).all(|(status, own)| match status {
+            Ok(status) => {
+                let others: BTreeSet<String> =
+                    addresses.iter().filter(|a| *a != own).cloned().collect();
+                status.address == *own && status.connected == others
+            }
+            Err(_) => false,
+        })
+    });
+    if !meshed {
+        let report: Vec<String> = nodes
+            .iter()
+            .zip(&last)
+            .map(|(node, status)| match status {
+                Ok(status) => format!("  {}: {}", node.name(), status.raw),
+                Err(e) => format!("  {}: {e}", node.name()),
+            })
+            .collect();
+        panic!(
+            "no full mesh of {:?} within {limit:?}; each node's connected set should be all \
+             the others. Last statuses:\n{}",
+            addresses,
+            report.join("\n")
+        );
+    }
+}
+
+/// Held while a test uses the curriculum's ports 4001 to 4003.
+#[derive(Debug)]
+pub struct CurriculumPorts {
+    _lock: Flock<File>,
+}
+
+/// Takes the exclusive lock on the curriculum's ports (a `flock` on
+/// `$TMPDIR/p2p-node-tests-4001.lock`, waiting for any other test holding it), then checks
+/// that nothing else listens on 4001 to 4003, panicking with a clear message if something does
+/// (a `p2p-node up` left running, say).
+pub fn lock_curriculum_ports() -> CurriculumPorts {
+    let path = std::env::temp_dir().join("p2p-node-tests-4001.lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .unwrap_or_else(|e| panic!("cannot open the lock file {}: {e}", path.display()));
+    let lock = Flock::lock(file, FlockArg::LockExclusive)
+        .unwrap_or_else(|(_, e)| panic!("cannot lock {}: {e}", path.display()));
+    for port in crate::ports::CURRICULUM {
+        // A process on the port may be on its way out (a previous test's node): give it time.
+        let free = wait_until(Duration::from_secs(10), || {
+            TcpListener::bind(("0.0.0.0", port)).is_ok()
+        });
+        assert!(
+            free,
+            "port {port} is in use by another process; stop it (a `p2p-node up` or a node \
+             started by hand?) before running the tests on the curriculum's ports"
+        );
+    }
+    CurriculumPorts { _lock: lock }
+}
