@@ -87,7 +87,10 @@ pub(crate) async fn send_transaction(
         .map_err(broken(address))?;
     socket.close(None).await.map_err(broken(address))?;
     // Wait for the node's close reply, so the frame is known to have been read.
-    let _ = runtime::timeout(ANSWER_TIMEOUT, async { while socket.next().await.is_some() {} }).await;
+    let _ = runtime::timeout(ANSWER_TIMEOUT, async {
+        while socket.next().await.is_some() {}
+    })
+    .await;
     Ok(())
 }
 

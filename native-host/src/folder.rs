@@ -152,10 +152,13 @@ pub(crate) fn read_env(dir: &Path) -> Result<Env, FolderError> {
     };
     let bind = bind
         .map(|value| {
-            value.trim().parse::<IpAddr>().map_err(|_| FolderError::BadBind {
-                path: path.clone(),
-                value,
-            })
+            value
+                .trim()
+                .parse::<IpAddr>()
+                .map_err(|_| FolderError::BadBind {
+                    path: path.clone(),
+                    value,
+                })
         })
         .transpose()?;
     let advertise = advertise
@@ -178,8 +181,10 @@ pub(crate) fn read_env(dir: &Path) -> Result<Env, FolderError> {
     })
 }
 
-/// Reads a whole node folder. A missing `transactions.json` is an empty pool.
-pub(crate) fn read_folder(dir: &Path) -> Result<NodeFolder, FolderError> {
+/// Reads a whole node folder. A missing `transactions.json` is an empty pool. With
+/// `repair`, a pool file that does not parse is copied aside and read up to its first
+/// incomplete or invalid transaction.
+pub(crate) fn read_folder(dir: &Path, repair: bool) -> Result<NodeFolder, FolderError> {
     let env = read_env(dir)?;
     let peers_path = dir.join(KNOWN_PEERS_FILE);
     let peers_text = read(&peers_path)?;
@@ -195,18 +200,40 @@ pub(crate) fn read_folder(dir: &Path) -> Result<NodeFolder, FolderError> {
             text.parse::<Address>()
                 .map_err(|error| FolderError::KnownPeers {
                     path: peers_path.clone(),
-                    message: format!("entry {index} ({text:?}) is not a ws://host:port address: {error}"),
+                    message: format!(
+                        "entry {index} ({text:?}) is not a ws://host:port address: {error}"
+                    ),
                 })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let pool_path = dir.join(POOL_FILE);
     let (pool, pool_text) = if pool_path.exists() {
         let text = read(&pool_path)?;
-        let pool = parse_pool(&text).map_err(|error| FolderError::Pool {
-            path: pool_path.clone(),
-            error,
-        })?;
-        (pool, Some(text))
+        match parse_pool(&text) {
+            Ok(pool) => (pool, Some(text)),
+            Err(error) if !repair => {
+                return Err(FolderError::Pool {
+                    path: pool_path,
+                    error,
+                })
+            }
+            Err(error) => {
+                let backup = pool_path.with_file_name(format!("{POOL_FILE}.before-repair"));
+                fs::copy(&pool_path, &backup).map_err(|source| FolderError::Read {
+                    path: backup.clone(),
+                    source,
+                })?;
+                let pool = salvage_pool(&text);
+                log::warn!(
+                    "{}: {error}; repaired: kept the {} complete transactions before it (the old file is in {})",
+                    pool_path.display(),
+                    pool.len(),
+                    backup.display()
+                );
+                // `None`: the store writes the repaired pool file anew.
+                (pool, None)
+            }
+        }
     } else {
         (Vec::new(), None)
     };
@@ -217,6 +244,28 @@ pub(crate) fn read_folder(dir: &Path) -> Result<NodeFolder, FolderError> {
         pool,
         pool_text,
     })
+}
+
+/// Every complete, valid transaction of a damaged pool file, up to the first that is not.
+pub(crate) fn salvage_pool(text: &str) -> Vec<Transaction> {
+    let mut pool = Vec::new();
+    let Some(start) = text.find('[') else {
+        return pool;
+    };
+    let mut rest = &text[start + 1..];
+    loop {
+        rest = rest.trim_start_matches(|c: char| c.is_whitespace() || c == ',');
+        let mut stream =
+            serde_json::Deserializer::from_str(rest).into_iter::<&serde_json::value::RawValue>();
+        match stream.next() {
+            Some(Ok(raw)) => match Transaction::from_raw(raw) {
+                Ok(tx) => pool.push(tx),
+                Err(_) => return pool,
+            },
+            _ => return pool,
+        }
+        rest = &rest[stream.byte_offset()..];
+    }
 }
 
 /// Why a clone or a delete failed.
@@ -317,6 +366,19 @@ pub(crate) fn delete_nodes(root: &Path) -> Result<Vec<String>, RootError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn salvage_keeps_every_complete_transaction_before_the_damage() {
+        let a = Transaction::create(Some("k"), 1, 10);
+        let b = Transaction::create(None, 2, 20);
+        let whole = p2p_core::render_pool([&a, &b]);
+        let cut = &whole[..whole.len() - 30];
+        assert_eq!(salvage_pool(cut), vec![a.clone()]);
+        assert_eq!(salvage_pool(&whole), vec![a.clone(), b]);
+        assert_eq!(salvage_pool("garbage"), vec![]);
+        let bad_entry = format!("[{}, 7, {}]", a.body(), a.body());
+        assert_eq!(salvage_pool(&bad_entry), vec![a]);
+    }
 
     #[test]
     fn node_numbers_are_plain_decimal_after_node_dash() {

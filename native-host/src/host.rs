@@ -19,7 +19,7 @@ use p2p_core::{Action, Address, Config, ConnId, DialId, Level, Node, Payload, Ti
 
 use crate::folder::{NodeFolder, POOL_FILE};
 use crate::runtime::{self, Listener};
-use crate::store::{PoolStore, StoreError};
+use crate::store::{self, PoolStore, StoreError};
 
 /// Frames queued for one connection before the peer counts as not reading and is dropped.
 const SEND_QUEUE_FRAMES: usize = 1 << 17;
@@ -27,6 +27,8 @@ const SEND_QUEUE_FRAMES: usize = 1 << 17;
 const EVENT_QUEUE: usize = 4096;
 /// How long an accepted TCP connection may take to finish the WebSocket handshake.
 const ACCEPT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// After new transactions, the pool file is rewritten once this long passes without more.
+const SNAPSHOT_LULL: Duration = Duration::from_millis(20);
 
 /// Why the node stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -129,7 +131,23 @@ async fn run_async(folder: NodeFolder) -> Result<(), RunError> {
     config.known_peers = folder.known_peers.clone();
     config.seed = seed();
     let listener = bind(folder.env.port, folder.env.bind).await?;
-    let node = Node::new(config, folder.pool);
+    let journal = folder.dir.join(store::JOURNAL_FILE);
+    let (recovered, torn) = store::read_journal(&journal)?;
+    if !recovered.is_empty() || torn > 0 {
+        log::info!(
+            "recovered {} transactions from {} (the node stopped before saving them){}",
+            recovered.len(),
+            journal.display(),
+            if torn > 0 {
+                format!("; dropped {torn} bytes of a transaction cut off mid-write")
+            } else {
+                String::new()
+            }
+        );
+    }
+    let mut pool = folder.pool;
+    pool.extend(recovered);
+    let node = Node::new(config, pool);
     let store = PoolStore::open(
         &folder.dir.join(POOL_FILE),
         node.pool(),
@@ -158,6 +176,7 @@ async fn run_async(folder: NodeFolder) -> Result<(), RunError> {
         epoch: Instant::now(),
         listener: Some(listener),
         persist: Vec::new(),
+        snapshot_at: None,
     };
     host.run(events).await
 }
@@ -180,6 +199,8 @@ struct Host {
     listener: Option<Listener>,
     /// Transactions to append at the end of the current batch of events.
     persist: Vec<Transaction>,
+    /// When to bring the pool file up to date with the journal.
+    snapshot_at: Option<Instant>,
 }
 
 impl Host {
@@ -192,14 +213,26 @@ impl Host {
         self.node.start(now);
         self.carry_out();
         loop {
-            let next = match self.node.poll_timeout() {
-                Some(at) => runtime::timeout(at.since(self.now()), events.next()).await,
+            let node_wake = self
+                .node
+                .poll_timeout()
+                .map(|at| self.epoch + Duration::from_micros(at.as_micros()));
+            let wake = [node_wake, self.snapshot_at].into_iter().flatten().min();
+            let next = match wake {
+                Some(at) => {
+                    let wait = at.saturating_duration_since(Instant::now());
+                    runtime::timeout(wait, events.next()).await
+                }
                 None => Some(events.next().await),
             };
             match next {
                 None => {
                     let now = self.now();
                     self.node.handle_timeout(now);
+                    if self.snapshot_at.is_some_and(|at| at <= Instant::now()) {
+                        self.snapshot_at = None;
+                        self.store.snapshot(self.node.pool())?;
+                    }
                 }
                 Some(Some(Event::Shutdown)) | Some(None) => break,
                 Some(Some(event)) => {
@@ -310,8 +343,9 @@ impl Host {
 
     fn flush(&mut self) -> Result<(), RunError> {
         if !self.persist.is_empty() {
-            self.store.append(&self.persist)?;
+            self.store.append(&self.persist, self.node.pool())?;
             self.persist.clear();
+            self.snapshot_at = self.store.lagging().then(|| Instant::now() + SNAPSHOT_LULL);
         }
         Ok(())
     }
@@ -319,6 +353,9 @@ impl Host {
     async fn stop(&mut self) -> Result<(), RunError> {
         self.carry_out();
         self.flush()?;
+        if self.store.lagging() {
+            self.store.snapshot(self.node.pool())?;
+        }
         log::info!(
             "stopping; {} transactions saved in {POOL_FILE}",
             self.node.pool().len()
@@ -388,11 +425,7 @@ impl Host {
                 Ok(socket) => {
                     let conn = ids.next();
                     let (outbox, queue) = mpsc::channel(SEND_QUEUE_FRAMES);
-                    let opened = Event::DialOpened {
-                        dial,
-                        conn,
-                        outbox,
-                    };
+                    let opened = Event::DialOpened { dial, conn, outbox };
                     if events.send(opened).await.is_ok() {
                         connection(socket, conn, queue, events).await;
                     }

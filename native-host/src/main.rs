@@ -41,6 +41,10 @@ enum Cmd {
         /// The node folder.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
+        /// If transactions.json does not parse, keep the complete transactions before the
+        /// damage (the old file is copied to transactions.json.before-repair) and start.
+        #[arg(long)]
+        repair: bool,
     },
     /// Copy node-1 to the lowest free node-N (N ≥ 2) with PORT=4000+N (`cargo clone-node`).
     Clone {
@@ -103,8 +107,8 @@ fn main() -> ExitCode {
 
 fn run(command: Cmd) -> Result<(), String> {
     match command {
-        Cmd::Start { dir } => {
-            let folder = folder::read_folder(&dir).map_err(|e| e.to_string())?;
+        Cmd::Start { dir, repair } => {
+            let folder = folder::read_folder(&dir, repair).map_err(|e| e.to_string())?;
             host::run(folder).map_err(|e| e.to_string())
         }
         Cmd::Clone { root } => {
@@ -135,16 +139,16 @@ fn add_transaction(dir: &std::path::Path, amount: Option<u64>) -> Result<(), Str
     let time_stamp = u64::try_from(now.as_millis()).unwrap_or(u64::MAX);
     // Not the protocol's business: any number from 1 to 100 will do.
     let amount = amount.unwrap_or_else(|| u64::from(now.subsec_nanos()) % 100 + 1);
-    let transaction =
-        p2p_core::Transaction::create(env.public_key.as_deref(), amount, time_stamp);
+    let transaction = p2p_core::Transaction::create(env.public_key.as_deref(), amount, time_stamp);
     let address = p2p_core::Address::localhost(env.port);
-    runtime::block_on(client::send_transaction(&address, &transaction)).map_err(|e| {
-        format!("{e} (start it with `cargo node` in {})", dir.display())
-    })?;
+    runtime::block_on(client::send_transaction(&address, &transaction))
+        .map_err(|e| format!("{e} (start it with `cargo node` in {})", dir.display()))?;
     println!(
         "sent transaction {} to {address}: amount {amount} to {}",
         transaction.hash(),
-        env.public_key.as_deref().unwrap_or("null (no MY_PUBLIC_KEY in .env)")
+        env.public_key
+            .as_deref()
+            .unwrap_or("null (no MY_PUBLIC_KEY in .env)")
     );
     Ok(())
 }

@@ -43,7 +43,9 @@ pub(crate) struct Listener(async_std::net::TcpListener);
 impl Listener {
     /// Binds a listener to `address`.
     pub(crate) async fn bind(address: SocketAddr) -> io::Result<Listener> {
-        async_std::net::TcpListener::bind(address).await.map(Listener)
+        async_std::net::TcpListener::bind(address)
+            .await
+            .map(Listener)
     }
 
     /// The next connection.
@@ -63,8 +65,8 @@ pub(crate) async fn connect(
     port: u16,
     config: WebSocketConfig,
 ) -> Result<Socket, async_tungstenite::tungstenite::Error> {
-    let stream = TcpStream::connect((host.trim_start_matches('[').trim_end_matches(']'), port))
-        .await?;
+    let stream =
+        TcpStream::connect((host.trim_start_matches('[').trim_end_matches(']'), port)).await?;
     let _ = stream.set_nodelay(true);
     let url = format!("ws://{host}:{port}/");
     let (socket, _response) =

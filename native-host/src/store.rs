@@ -1,25 +1,35 @@
-//! The pool file, `transactions.json`, kept as `JSON.stringify(pool, null, 2)` writes it.
+//! The pool on disk: `transactions.json`, as `JSON.stringify(pool, null, 2)` writes it,
+//! never seen torn, and a journal beside it that makes writing cheap.
 //!
-//! New transactions are appended in place: the closing `\n]` is overwritten by the new
-//! entries and a new `\n]`, in one positioned write per batch. A batch costs the size of
-//! its transactions, never the size of the pool.
+//! New transactions are appended to `.transactions.journal` (one compact JSON object a
+//! line, one write per batch): that costs the size of the new transactions. The pool
+//! file itself is only ever replaced whole, by writing a temporary file and renaming it
+//! over the old one, so a reader, or a restart after `kill -9` at any moment, sees the
+//! old pool file or the new one, never a mix. It is replaced when the journal has grown
+//! to half the pool file (so over a burst the rewrites add up to a constant factor of
+//! what was appended: amortised O(new transactions)) and after a short lull, so that it
+//! never lags far behind the node. At start the journal is replayed: a torn last line
+//! (the node was killed mid-write) is dropped, as that transaction was never complete.
 
 use std::fs::{self, File, OpenOptions};
-use std::io;
-use std::os::unix::fs::FileExt;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use p2p_core::{render_appended, render_pool, Transaction};
+use p2p_core::{render_pool, Transaction};
 
-/// The open pool file.
+/// The journal's file name, beside `transactions.json`.
+pub(crate) const JOURNAL_FILE: &str = ".transactions.journal";
+
+/// The pool file and its journal, open.
 pub(crate) struct PoolStore {
     path: PathBuf,
-    file: File,
-    /// Where the closing `\n]` starts, or `None` while the file is `[]`.
-    tail: Option<u64>,
+    journal_path: PathBuf,
+    journal: File,
+    journal_bytes: u64,
+    snapshot_bytes: u64,
 }
 
-/// Why the pool file could not be written.
+/// Why the pool could not be written.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot write {path}: {source}")]
 pub(crate) struct StoreError {
@@ -27,89 +37,130 @@ pub(crate) struct StoreError {
     source: io::Error,
 }
 
+fn at(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |source| StoreError {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Transactions recovered from a journal left by a node that stopped without writing
+/// its pool file, in order; a torn last line is skipped. Also says how many bytes of
+/// torn tail were dropped.
+pub(crate) fn read_journal(path: &Path) -> Result<(Vec<Transaction>, usize), StoreError> {
+    let text = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(source) => return Err(at(path)(source)),
+    };
+    let mut recovered = Vec::new();
+    let mut offset = 0;
+    for line in text.split_inclusive(|&b| b == b'\n') {
+        let complete = line.ends_with(b"\n");
+        let parsed = std::str::from_utf8(line)
+            .ok()
+            .and_then(|l| Transaction::from_json(l.trim_end()).ok());
+        match parsed {
+            Some(tx) if complete => recovered.push(tx),
+            _ => break,
+        }
+        offset += line.len();
+    }
+    Ok((recovered, text.len() - offset))
+}
+
 impl PoolStore {
-    /// Opens the pool file holding `pool`, whose text was `text` (`None`: no file yet).
-    /// A file not in canonical form (other spacing, duplicates) is rewritten once,
-    /// atomically, so that appends can follow; its transactions are all kept.
+    /// Opens the store of `dir`'s pool file, which now must hold `pool` (the file's
+    /// transactions plus any recovered from the journal). The pool file is rewritten
+    /// (atomically) if its text `text` is not exactly that; the journal is emptied.
     pub(crate) fn open(
         path: &Path,
         pool: &[Transaction],
         text: Option<&str>,
     ) -> Result<PoolStore, StoreError> {
+        let journal_path = path.with_file_name(JOURNAL_FILE);
         let canonical = render_pool(pool);
         if text != Some(canonical.as_str()) {
             if text.is_some() {
                 log::info!(
-                    "rewriting {} in canonical form ({} transactions kept)",
+                    "writing {} in canonical form ({} transactions)",
                     path.display(),
                     pool.len()
                 );
             }
-            write_atomically(path, &canonical)?;
+            write_atomically(path, canonical.as_bytes())?;
         }
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(|source| StoreError {
-                path: path.to_owned(),
-                source,
-            })?;
-        let tail = (!pool.is_empty()).then(|| canonical.len() as u64 - 2);
+        // Append mode: every write lands at the end, also after the journal is emptied.
+        let journal = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&journal_path)
+            .map_err(at(&journal_path))?;
+        journal.set_len(0).map_err(at(&journal_path))?;
         Ok(PoolStore {
             path: path.to_owned(),
-            file,
-            tail,
+            journal_path,
+            journal,
+            journal_bytes: 0,
+            snapshot_bytes: canonical.len() as u64,
         })
     }
 
-    /// Appends `new` (transactions not yet in the file) in one write.
-    pub(crate) fn append(&mut self, new: &[Transaction]) -> Result<(), StoreError> {
+    /// Records `new` (just added to the end of `pool`) in the journal, and rewrites the
+    /// pool file when the journal has grown to half its size.
+    pub(crate) fn append(
+        &mut self,
+        new: &[Transaction],
+        pool: &[Transaction],
+    ) -> Result<(), StoreError> {
         if new.is_empty() {
             return Ok(());
         }
-        let error = |source| StoreError {
-            path: self.path.clone(),
-            source,
-        };
-        match self.tail {
-            Some(tail) => {
-                let text = render_appended(new);
-                self.file
-                    .write_all_at(text.as_bytes(), tail)
-                    .map_err(error)?;
-                self.tail = Some(tail + text.len() as u64 - 2);
-            }
-            None => {
-                // The first transactions replace `[]` as a whole file, atomically.
-                let text = render_pool(new);
-                write_atomically(&self.path, &text)?;
-                self.file = OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .open(&self.path)
-                    .map_err(error)?;
-                self.tail = Some(text.len() as u64 - 2);
-            }
+        let mut lines = String::with_capacity(new.iter().map(|t| t.body().len() + 1).sum());
+        for tx in new {
+            lines.push_str(tx.body());
+            lines.push('\n');
         }
+        self.journal
+            .write_all(lines.as_bytes())
+            .map_err(at(&self.journal_path))?;
+        self.journal_bytes += lines.len() as u64;
+        if self.journal_bytes * 2 >= self.snapshot_bytes {
+            self.snapshot(pool)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the pool file lags behind the journal.
+    pub(crate) fn lagging(&self) -> bool {
+        self.journal_bytes > 0
+    }
+
+    /// Rewrites the pool file from `pool` and empties the journal.
+    pub(crate) fn snapshot(&mut self, pool: &[Transaction]) -> Result<(), StoreError> {
+        let text = render_pool(pool);
+        write_atomically(&self.path, text.as_bytes())?;
+        // Only now is the journal redundant; a crash before this line replays it, and
+        // the replayed transactions are already in the pool file: duplicates are dropped.
+        self.journal.set_len(0).map_err(at(&self.journal_path))?;
+        self.journal_bytes = 0;
+        self.snapshot_bytes = text.len() as u64;
         Ok(())
     }
 }
 
-/// Writes `text` to a temporary file beside `path` and renames it over `path`, so a
+/// Writes `bytes` to a temporary file beside `path` and renames it over `path`, so a
 /// reader sees the old file or the new one, never a mix.
-fn write_atomically(path: &Path, text: &str) -> Result<(), StoreError> {
-    let error = |source| StoreError {
-        path: path.to_owned(),
-        source,
-    };
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let temporary = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-    fs::write(&temporary, text).map_err(error)?;
-    fs::rename(&temporary, path).map_err(error)
+    let mut file = File::create(&temporary).map_err(at(&temporary))?;
+    file.write_all(bytes).map_err(at(&temporary))?;
+    drop(file);
+    fs::rename(&temporary, path).map_err(at(path))
 }
 
 #[cfg(test)]
@@ -122,32 +173,61 @@ mod tests {
     }
 
     #[test]
-    fn appended_batches_read_back_as_the_whole_pool_in_order() {
+    fn the_pool_file_and_journal_together_always_hold_the_whole_pool() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("transactions.json");
-        fs::write(&path, "[]").unwrap();
-        let mut store = PoolStore::open(&path, &[], Some("[]")).unwrap();
-        let all: Vec<_> = (0..10).map(tx).collect();
-        store.append(&all[..1]).unwrap();
-        store.append(&all[1..4]).unwrap();
-        store.append(&all[4..]).unwrap();
-        let text = fs::read_to_string(&path).unwrap();
-        assert_eq!(text, render_pool(&all));
-        assert_eq!(parse_pool(&text).unwrap(), all);
+        let mut store = PoolStore::open(&path, &[], None).unwrap();
+        let all: Vec<_> = (0..200).map(tx).collect();
+        for end in 1..=all.len() {
+            store.append(&all[end - 1..end], &all[..end]).unwrap();
+            let mut seen = parse_pool(&fs::read_to_string(&path).unwrap()).unwrap();
+            let (journal, torn) = read_journal(&dir.path().join(JOURNAL_FILE)).unwrap();
+            assert_eq!(torn, 0);
+            for t in journal {
+                if !seen.contains(&t) {
+                    seen.push(t);
+                }
+            }
+            assert_eq!(seen, all[..end]);
+        }
     }
 
     #[test]
-    fn a_pool_file_in_another_spacing_is_rewritten_once_keeping_every_transaction() {
+    fn rewrites_of_the_pool_file_are_amortised_over_a_burst() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("transactions.json");
+        let mut store = PoolStore::open(&path, &[], None).unwrap();
+        let all: Vec<_> = (0..5000).map(tx).collect();
+        let mut rewrites = 0;
+        for end in 1..=all.len() {
+            let before = store.snapshot_bytes;
+            store.append(&all[end - 1..end], &all[..end]).unwrap();
+            rewrites += usize::from(store.snapshot_bytes != before);
+        }
+        // Each rewrite at least grows the file by half: logarithmically many.
+        assert!(rewrites < 40, "{rewrites} rewrites for 5000 transactions");
+    }
+
+    #[test]
+    fn a_torn_journal_line_is_dropped_and_the_rest_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join(JOURNAL_FILE);
+        let (a, b) = (tx(1), tx(2));
+        let torn = b.body()[..20].to_owned();
+        fs::write(&journal, format!("{}\n{}\n{torn}", a.body(), b.body())).unwrap();
+        assert_eq!(read_journal(&journal).unwrap(), (vec![a, b], torn.len()));
+    }
+
+    #[test]
+    fn a_pool_file_in_another_spacing_is_rewritten_keeping_every_transaction() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("transactions.json");
         let first = tx(1);
         let spaced = format!("[ {} ]\n", first.body());
         fs::write(&path, &spaced).unwrap();
         let pool = parse_pool(&spaced).unwrap();
-        let mut store = PoolStore::open(&path, &pool, Some(&spaced)).unwrap();
-        store.append(&[tx(2)]).unwrap();
-        let text = fs::read_to_string(&path).unwrap();
-        assert_eq!(text, render_pool(&[first, tx(2)]));
+        PoolStore::open(&path, &pool, Some(&spaced)).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), render_pool(&[first]));
     }
 
     #[test]

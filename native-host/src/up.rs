@@ -260,7 +260,10 @@ pub(crate) fn up(root: &Path, count: u32) -> Result<(), UpError> {
             .spawn()
             .map_err(spawn_error)?;
         nodes.0.push((row.name.clone(), child));
-        println!("started {} on port {} (log: {}/node.log)", row.name, row.port, row.name);
+        println!(
+            "started {} on port {} (log: {}/node.log)",
+            row.name, row.port, row.name
+        );
     }
     let terminal = std::io::stdout().is_terminal();
     let mut meshed = false;
