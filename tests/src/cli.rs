@@ -44,6 +44,12 @@ pub fn error_line(run: &Run) -> Option<&str> {
 /// Runs `p2p-node ARGS` in `cwd` and waits for it to end; panics if it runs longer than
 /// `timeout` (it is killed first) or cannot be started.
 pub fn run_p2p_node(args: &[&str], cwd: &Path, timeout: Duration) -> Run {
+    try_run_p2p_node(args, cwd, timeout).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Runs `p2p-node ARGS` in `cwd` and waits for it to end; `Err` (saying what it printed) if
+/// it runs longer than `timeout`, in which case it is killed.
+pub fn try_run_p2p_node(args: &[&str], cwd: &Path, timeout: Duration) -> Result<Run, String> {
     let command = format!("p2p-node {} (in {})", args.join(" "), cwd.display());
     let mut stdout = tempfile::tempfile().unwrap_or_else(|e| panic!("no temp file: {e}"));
     let mut stderr = tempfile::tempfile().unwrap_or_else(|e| panic!("no temp file: {e}"));
@@ -65,24 +71,21 @@ pub fn run_p2p_node(args: &[&str], cwd: &Path, timeout: Duration) -> Run {
             Err(e) => panic!("could not wait for {command}: {e}"),
         }
     };
-    let status = match status {
-        Some(status) => status,
-        None => {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{command} still ran after {timeout:?}; killed it.\n--- stdout ---\n{}\n--- stderr ---\n{}",
-                read_all(&mut stdout),
-                read_all(&mut stderr)
-            );
-        }
+    let Some(status) = status else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(format!(
+            "`{command}` still ran after {timeout:?}; killed it.\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            read_all(&mut stdout),
+            read_all(&mut stderr)
+        ));
     };
-    Run {
+    Ok(Run {
         command,
         status,
         stdout: read_all(&mut stdout),
         stderr: read_all(&mut stderr),
-    }
+    })
 }
 
 fn clone_handle(file: &File) -> File {
@@ -100,7 +103,8 @@ fn read_all(file: &mut File) -> String {
 /// What `add-transaction` said it sent.
 #[derive(Debug, Clone)]
 pub struct SentTransaction {
-    /// The transaction's hash: the first 64-hex-digit word of its output.
+    /// The transaction's hash: `hash` of the JSON object it printed, else the first
+    /// 64-hex-digit word of its output.
     pub hash: String,
     /// The transaction object, if its output holds one as JSON (spanning one or more lines).
     pub transaction: Option<Value>,
@@ -108,23 +112,35 @@ pub struct SentTransaction {
     pub stdout: String,
 }
 
-/// Runs `p2p-node add-transaction --dir DIR`, asserts it succeeded, and returns what it sent.
+/// Runs `p2p-node add-transaction` in the node folder `dir` (as `cargo add-transaction` is
+/// run there), asserts it succeeded, and returns what it sent.
 pub fn add_transaction(dir: &Path) -> SentTransaction {
-    let dir_arg = dir.to_string_lossy().into_owned();
-    let run = run_p2p_node(
-        &["add-transaction", "--dir", &dir_arg],
-        dir,
-        COMMAND_DEADLINE,
+    let run = run_p2p_node(&["add-transaction"], dir, COMMAND_DEADLINE);
+    sent_transaction(run)
+}
+
+/// What a successful `add-transaction` run sent; panics if it failed or printed no hash.
+pub fn sent_transaction(run: Run) -> SentTransaction {
+    assert!(
+        run.status.success(),
+        "add-transaction failed: {}",
+        run.describe()
     );
-    assert!(run.status.success(), "add-transaction failed: {}", run.describe());
-    let hash = find_hash(&run.stdout).unwrap_or_else(|| {
-        panic!(
-            "add-transaction printed no 64-hex-digit hash: {}",
-            run.describe()
-        )
-    });
+    let transaction = find_json_object(&run.stdout);
+    let printed_hash = transaction
+        .as_ref()
+        .and_then(|transaction| transaction["hash"].as_str())
+        .map(str::to_owned);
+    let hash = printed_hash
+        .or_else(|| find_hash(&run.stdout))
+        .unwrap_or_else(|| {
+            panic!(
+                "add-transaction printed no 64-hex-digit hash: {}",
+                run.describe()
+            )
+        });
     SentTransaction {
-        transaction: find_json_object(&run.stdout),
+        transaction,
         hash,
         stdout: run.stdout,
     }

@@ -5,19 +5,22 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+use crate::ordered::Ordered;
+
 /// A node's address as the curriculum spells it.
 pub fn address(port: u16) -> String {
     format!("ws://localhost:{port}")
 }
 
 /// `value` as JavaScript's `JSON.stringify(value, null, 2)` writes it: two-space indent, no
-/// trailing newline. (serde_json's pretty printer agrees with it on everything a pool holds.)
+/// trailing newline. (serde_json's pretty printer agrees with it, but for the order of object
+/// keys, which a `Value` sorts.)
 pub fn pretty_json(value: &Value) -> String {
     serde_json::to_string_pretty(value).expect("a serde_json::Value always serialises")
 }
 
-/// A scratch root folder, deleted when dropped: it holds node folders side by side, as the
-/// workspace root holds `node-1`, `node-2`, ...
+/// A scratch root folder: it holds node folders side by side, as the workspace root holds
+/// `node-1`, `node-2`, ... Deleted when dropped, unless the test failed.
 #[derive(Debug)]
 pub struct Scratch {
     dir: tempfile::TempDir,
@@ -43,6 +46,17 @@ impl Scratch {
         let dir = self.path().join(name);
         spec.write(&dir);
         dir
+    }
+}
+
+/// Kept (and its path printed) when the test fails, or always when `P2P_TEST_KEEP` is set, so
+/// that the node folders and their logs can be looked at.
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if std::thread::panicking() || std::env::var_os("P2P_TEST_KEEP").is_some() {
+            self.dir.disable_cleanup(true);
+            eprintln!("scratch folder kept: {}", self.dir.path().display());
+        }
     }
 }
 
@@ -133,22 +147,68 @@ pub fn read_pool(dir: &Path) -> Result<Vec<Value>, String> {
 }
 
 /// The pool in `dir/transactions.json`; panics unless it is a JSON array written exactly as
-/// `JSON.stringify(pool, null, 2)` writes it. For a node that is stopped or idle.
+/// `JSON.stringify(pool, null, 2)` writes it (two-space indent, each object's keys in the
+/// order they came in, no trailing newline). For a node that is stopped or idle.
 pub fn read_pool_strict(dir: &Path) -> Vec<Value> {
     let pool = read_pool(dir).unwrap_or_else(|e| panic!("{e}"));
     let path = dir.join("transactions.json");
-    let text = fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    let expected = pretty_json(&Value::from(pool.clone()));
-    assert!(
-        text == expected,
-        "{} is valid JSON but not written as JSON.stringify(pool, null, 2) writes it \
-         (two-space indent, no trailing newline).\nIt holds:\n{}\nExpected:\n{}",
-        path.display(),
-        clip(&text, 2000),
-        clip(&expected, 2000),
-    );
+    let text =
+        fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let ordered: Ordered = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("{} is not valid JSON: {e}", path.display()));
+    let expected = ordered.to_js_pretty();
+    if text != expected {
+        let line = text
+            .lines()
+            .zip(expected.lines())
+            .position(|(got, want)| got != want)
+            .map_or_else(
+                || "at the end".to_owned(),
+                |index| format!("from line {}", index + 1),
+            );
+        panic!(
+            "{} is valid JSON but not written as JSON.stringify(pool, null, 2) writes it \
+             (two-space indent, no trailing newline); it differs {line}.\nIt holds:\n{}\n\
+             Expected:\n{}",
+            path.display(),
+            clip(&text, 2000),
+            clip(&expected, 2000),
+        );
+    }
     pool
+}
+
+/// The keys of each transaction in `dir/transactions.json`, in the order the file has them
+/// (which a `Value` forgets), with its hash; panics if the file is not a JSON array of objects.
+pub fn read_pool_key_orders(dir: &Path) -> Vec<(String, Vec<String>)> {
+    let path = dir.join("transactions.json");
+    let text =
+        fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let Ok(Ordered::Array(pool)) = serde_json::from_str::<Ordered>(&text) else {
+        panic!(
+            "{} is not a JSON array:\n{}",
+            path.display(),
+            clip(&text, 2000)
+        );
+    };
+    pool.iter()
+        .map(|tx| {
+            let Ordered::Object(fields) = tx else {
+                panic!(
+                    "{} holds a transaction that is not an object: {tx:?}",
+                    path.display()
+                );
+            };
+            let hash = fields
+                .iter()
+                .find_map(|(key, value)| match (key.as_str(), value) {
+                    ("hash", Ordered::String(hash)) => Some(hash.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            (hash, fields.iter().map(|(key, _)| key.clone()).collect())
+        })
+        .collect()
 }
 
 /// At most `max` bytes of `text` (on a char boundary), marking the cut.

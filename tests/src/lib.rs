@@ -3,7 +3,7 @@
 //! Every test under `tests/tests/` is one scenario. It makes node folders in a temporary
 //! directory ([`Scratch`], [`NodeSpec`]), starts real nodes in them ([`Node`]), and watches
 //! them from outside: through our `STATUS_REQUEST` extension ([`request_status`],
-//! [`wait_for_full_mesh`]), through [`TestPeer`]s that record every frame a node sends them,
+//! [`wait_for_full_mesh`], [`wait_for_settled_mesh`]), through [`TestPeer`]s that record every frame a node sends them,
 //! through [`Client`]s that send a node arbitrary frames, and through the pool files
 //! ([`read_pool`]). Nothing here asserts on timing: every wait polls until a generous
 //! deadline ([`DEADLINE`]) and fails with the last thing it saw.
@@ -12,7 +12,8 @@
 //! test process with `cargo build -p native-host --bin p2p-node` (a no-op when up to date).
 //!
 //! A [`Node`] dropped while its test is panicking prints its log, so a failure reads with the
-//! story of every node in it.
+//! story of every node in it; the [`Scratch`] folder of a failed test is kept and its path
+//! printed (set `P2P_TEST_KEEP=1` to keep it always).
 //!
 //! # Ports
 //!
@@ -21,25 +22,28 @@
 //! so that no outgoing connection can be sitting on a port a node wants to listen on. The
 //! ports are fixed, so a node keeps its address across restarts.
 //!
-//! | test file                         | ports           |
-//! |-----------------------------------|-----------------|
-//! | `full_mesh.rs`                    | 20000 - 20019   |
-//! | `handshake_with_test_peer.rs`     | 20020 - 20039   |
-//! | `malformed_frames.rs`             | 20040 - 20059   |
-//! | `started_all_at_once.rs`          | 20060 - 20079   |
-//! | `bad_configuration.rs`            | 20080 - 20099   |
-//! | `stop_and_restart.rs`             | 20100 - 20119   |
-//! | `curriculum_ports.rs`             | 4001 - 4003, under [`lock_curriculum_ports`] |
-//! | `add_transaction_in_a_clone.rs`   | 4001 - 4003, under [`lock_curriculum_ports`] |
-//! | `clone_and_delete_nodes.rs`       | none (no node runs)  |
+//! | test file                            | ports                                          |
+//! |--------------------------------------|------------------------------------------------|
+//! | `full_mesh.rs`                       | 20000 - 20019                                  |
+//! | `handshake_with_test_peer.rs`        | 20020 - 20039                                  |
+//! | `malformed_frames.rs`                | 20040 - 20059                                  |
+//! | `started_all_at_once.rs`             | 20060 - 20079                                  |
+//! | `bad_configuration.rs`               | 20080 - 20099                                  |
+//! | `stop_and_restart.rs`                | 20100 - 20119                                  |
+//! | `addresses_under_other_spellings.rs` | 20120 - 20139                                  |
+//! | `curriculum_ports.rs`                | 4001 - 4003 (locked); test peers 20140 - 20159 |
+//! | `add_transaction_in_a_clone.rs`      | 4001 - 4003 (locked)                           |
+//! | `clone_and_delete_nodes.rs`          | none (no node runs)                            |
 //!
 //! The curriculum's own ports, 4001 to 4003, are shared by two files; they hold an exclusive
 //! file lock for as long as they run (see [`lock_curriculum_ports`]).
 
 mod binary;
 mod cli;
+mod curriculum;
 mod folder;
 mod node;
+mod ordered;
 mod peer;
 mod status;
 mod wait;
@@ -47,11 +51,20 @@ mod wait;
 use std::time::Duration;
 
 pub use binary::{p2p_node_bin, workspace_root};
-pub use cli::{add_transaction, error_line, run_p2p_node, Run, SentTransaction};
-pub use folder::{address, pretty_json, read_pool, read_pool_strict, NodeSpec, Scratch};
+pub use cli::{
+    add_transaction, error_line, run_p2p_node, sent_transaction, try_run_p2p_node, Run,
+    SentTransaction,
+};
+pub use curriculum::{
+    clone_node, curriculum_node_1, curriculum_nodes, lock_curriculum_ports, CurriculumPorts,
+    CURRICULUM_PUBLIC_KEY,
+};
+pub use folder::{
+    address, pretty_json, read_pool, read_pool_key_orders, read_pool_strict, NodeSpec, Scratch,
+};
 pub use node::Node;
 pub use peer::{Client, Frame, TestPeer};
-pub use status::{lock_curriculum_ports, request_status, wait_for_full_mesh, CurriculumPorts, Status};
+pub use status::{request_status, wait_for_full_mesh, wait_for_settled_mesh, Status};
 pub use wait::{wait_for, wait_until};
 
 /// How long any wait for the network to settle may take before the test fails. Generous on
@@ -75,6 +88,10 @@ pub mod ports {
     pub const BAD_CONFIGURATION: u16 = 20080;
     /// `stop_and_restart.rs`.
     pub const STOP_AND_RESTART: u16 = 20100;
+    /// `addresses_under_other_spellings.rs`.
+    pub const OTHER_SPELLINGS: u16 = 20120;
+    /// The test peers of `curriculum_ports.rs`.
+    pub const CURRICULUM_PEERS: u16 = 20140;
     /// The curriculum's ports, `node-1` to `node-3`.
     pub const CURRICULUM: [u16; 3] = [4001, 4002, 4003];
 }

@@ -73,7 +73,11 @@ impl Node {
             .append(true)
             .open(&log_path)
             .unwrap_or_else(|e| panic!("could not open {}: {e}", log_path.display()));
-        let _ = writeln!(log, "--- test harness: p2p-node start in {} ---", self.dir.display());
+        let _ = writeln!(
+            log,
+            "--- test harness: p2p-node start in {} ---",
+            self.dir.display()
+        );
         let child = Command::new(p2p_node_bin())
             .arg("start")
             .current_dir(&self.dir)
@@ -172,20 +176,25 @@ impl Node {
         self.exit
     }
 
-    /// Stops the node as Ctrl-C would (SIGTERM) and waits up to `timeout` for it to exit.
-    /// Returns its exit status, or `Err` (after killing it with SIGKILL) if it did not exit in
-    /// time.
+    /// Stops the node with SIGTERM and waits up to `timeout` for it to exit. Returns its exit
+    /// status, or `Err` (after killing it with SIGKILL) if it did not exit in time.
     pub fn stop(&mut self, timeout: Duration) -> Result<ExitStatus, String> {
+        self.stop_with(Signal::SIGTERM, timeout)
+    }
+
+    /// Stops the node with `signal` (SIGINT is Ctrl-C) and waits up to `timeout` for it to
+    /// exit, as [`Node::stop`] does.
+    pub fn stop_with(&mut self, signal: Signal, timeout: Duration) -> Result<ExitStatus, String> {
         let Some(child) = &self.child else {
             return self
                 .exit
                 .ok_or_else(|| format!("{} was never started", self.name()));
         };
         let pid = Pid::from_raw(child.id() as i32);
-        if let Err(e) = kill(pid, Signal::SIGTERM) {
+        if let Err(e) = kill(pid, signal) {
             // It may have exited on its own just now.
             if self.is_running() {
-                return Err(format!("could not send SIGTERM to {}: {e}", self.name()));
+                return Err(format!("could not send {signal} to {}: {e}", self.name()));
             }
         }
         let started = Instant::now();
@@ -193,7 +202,7 @@ impl Node {
             if started.elapsed() > timeout {
                 self.kill();
                 return Err(format!(
-                    "{} did not exit within {timeout:?} of SIGTERM; killed it",
+                    "{} did not exit within {timeout:?} of {signal}; killed it",
                     self.name()
                 ));
             }
@@ -229,7 +238,11 @@ impl Node {
         let log = self.log();
         let lines: Vec<&str> = log.lines().collect();
         let skipped = lines.len().saturating_sub(LOG_TAIL_LINES);
-        eprintln!("===== log of {} ({}) =====", self.name(), self.log_path().display());
+        eprintln!(
+            "===== log of {} ({}) =====",
+            self.name(),
+            self.log_path().display()
+        );
         if skipped > 0 {
             eprintln!("({skipped} earlier lines left out)");
         }
@@ -257,8 +270,8 @@ fn duplicate(file: &File) -> File {
 /// `PORT` from `dir/.env`.
 fn read_port(dir: &Path) -> u16 {
     let path = dir.join(".env");
-    let env = fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let env =
+        fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     env.lines()
         .filter_map(|line| line.trim().strip_prefix("PORT="))
         .find_map(|port| port.trim().parse().ok())

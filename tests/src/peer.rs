@@ -76,12 +76,18 @@ impl TestPeer {
 
     /// Like [`TestPeer::bind`], and sends `greeting` on every connection it accepts.
     pub fn bind_greeting(port: u16, greeting: Vec<Message>) -> TestPeer {
-        let v4 = task::block_on(TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))))
-            .unwrap_or_else(|e| panic!("test peer cannot listen on 127.0.0.1:{port}: {e}"));
+        let v4 = task::block_on(TcpListener::bind(SocketAddr::from((
+            Ipv4Addr::LOCALHOST,
+            port,
+        ))))
+        .unwrap_or_else(|e| panic!("test peer cannot listen on 127.0.0.1:{port}: {e}"));
         // `localhost` may resolve to ::1 first; a dialler falls back to 127.0.0.1 if nothing
         // is there, but listening on both takes the question away.
-        let v6 =
-            task::block_on(TcpListener::bind(SocketAddr::from((Ipv6Addr::LOCALHOST, port)))).ok();
+        let v6 = task::block_on(TcpListener::bind(SocketAddr::from((
+            Ipv6Addr::LOCALHOST,
+            port,
+        ))))
+        .ok();
         let connections: Connections = Arc::default();
         let tasks: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let greeting = Arc::new(greeting);
@@ -193,7 +199,9 @@ pub(crate) fn describe(connections: &[Vec<Frame>]) -> String {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic elsewhere while holding the lock leaves the data as usable as before.
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 async fn accept_loop(
@@ -303,7 +311,9 @@ impl Client {
             let next = async {
                 loop {
                     match self.ws.next().await {
-                        Some(Ok(Message::Text(text))) => break Frame::Text(text.as_str().to_owned()),
+                        Some(Ok(Message::Text(text))) => {
+                            break Frame::Text(text.as_str().to_owned())
+                        }
                         Some(Ok(Message::Binary(bytes))) => break Frame::Binary(bytes.to_vec()),
                         Some(Ok(Message::Close(_))) | Some(Err(_)) | None => break Frame::Closed,
                         // Pings and pongs are answered by the stream itself.

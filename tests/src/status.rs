@@ -1,15 +1,12 @@
-//! The status extension as a test oracle, and the lock on the curriculum's ports.
+//! The status extension as a test oracle.
 
 use std::collections::BTreeSet;
-use std::fs::{File, OpenOptions};
-use std::net::TcpListener;
 use std::time::Duration;
 
 use async_std::future::timeout;
 use async_std::net::TcpStream;
 use async_tungstenite::tungstenite::Message;
 use futures::StreamExt;
-use nix::fcntl::{Flock, FlockArg};
 use serde_json::Value;
 
 use crate::folder::address;
@@ -103,7 +100,9 @@ async fn status_exchange(port: u16) -> Result<Status, String> {
             }
         }
     }
-    Err(format!("port {port} closed the connection without a STATUS"))
+    Err(format!(
+        "port {port} closed the connection without a STATUS"
+    ))
 }
 
 /// Polls every node's status until each one's `connected` set is exactly the addresses of all
@@ -114,63 +113,62 @@ pub fn wait_for_full_mesh<'a>(nodes: impl IntoIterator<Item = &'a Node>, limit: 
     let mut last: Vec<Result<Status, String>> = Vec::new();
     let meshed = wait_until(limit, || {
         last = nodes.iter().map(|node| node.status()).collect();
-        last.iter().zip(&addresses).all(|(status, own)| match status {
-            Ok(status) => {
-                let others: BTreeSet<String> =
-                    addresses.iter().filter(|a| *a != own).cloned().collect();
-                status.address == *own && status.connected == others
-            }
-            Err(_) => false,
-        })
+        last.iter()
+            .zip(&addresses)
+            .all(|(status, own)| match status {
+                Ok(status) => {
+                    let others: BTreeSet<String> =
+                        addresses.iter().filter(|a| *a != own).cloned().collect();
+                    status.address == *own && status.connected == others
+                }
+                Err(_) => false,
+            })
     });
     if !meshed {
-        let report: Vec<String> = nodes
-            .iter()
-            .zip(&last)
-            .map(|(node, status)| match status {
-                Ok(status) => format!("  {}: {}", node.name(), status.raw),
-                Err(e) => format!("  {}: {e}", node.name()),
-            })
-            .collect();
         panic!(
             "no full mesh of {:?} within {limit:?}; each node's connected set should be all \
              the others. Last statuses:\n{}",
             addresses,
-            report.join("\n")
+            report(&nodes, &last)
         );
     }
 }
 
-/// Held while a test uses the curriculum's ports 4001 to 4003.
-#[derive(Debug)]
-pub struct CurriculumPorts {
-    _lock: Flock<File>,
-}
-
-/// Takes the exclusive lock on the curriculum's ports (a `flock` on
-/// `$TMPDIR/p2p-node-tests-4001.lock`, waiting for any other test holding it), then checks
-/// that nothing else listens on 4001 to 4003, panicking with a clear message if something does
-/// (a `p2p-node up` left running, say).
-pub fn lock_curriculum_ports() -> CurriculumPorts {
-    let path = std::env::temp_dir().join("p2p-node-tests-4001.lock");
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-        .unwrap_or_else(|e| panic!("cannot open the lock file {}: {e}", path.display()));
-    let lock = Flock::lock(file, FlockArg::LockExclusive)
-        .unwrap_or_else(|(_, e)| panic!("cannot lock {}: {e}", path.display()));
-    for port in crate::ports::CURRICULUM {
-        // A process on the port may be on its way out (a previous test's node): give it time.
-        let free = wait_until(Duration::from_secs(10), || {
-            TcpListener::bind(("0.0.0.0", port)).is_ok()
-        });
-        assert!(
-            free,
-            "port {port} is in use by another process; stop it (a `p2p-node up` or a node \
-             started by hand?) before running the tests on the curriculum's ports"
+/// Polls until the mesh of `nodes` has settled: every node has accepted exactly one connection
+/// from each of the others (every pair holds two connections, one dialled by each side) and
+/// dials nothing. A node's `inbound` count includes the connection the status request itself
+/// arrives on, so it is expected to be one more than the others. Panics after `limit` with
+/// every node's last status.
+pub fn wait_for_settled_mesh<'a>(nodes: impl IntoIterator<Item = &'a Node>, limit: Duration) {
+    let nodes: Vec<&Node> = nodes.into_iter().collect();
+    let expected_inbound = nodes.len() as u64; // the others, and this status request
+    let mut last: Vec<Result<Status, String>> = Vec::new();
+    let settled = wait_until(limit, || {
+        last = nodes.iter().map(|node| node.status()).collect();
+        last.iter().all(|status| {
+            status.as_ref().is_ok_and(|status| {
+                status.inbound == expected_inbound && status.dialling.is_empty()
+            })
+        })
+    });
+    if !settled {
+        panic!(
+            "the mesh did not settle within {limit:?}: each node should hold {expected_inbound} \
+             inbound connections (one from each other node, and the status request's) and \
+             dial nothing. Last statuses:\n{}",
+            report(&nodes, &last)
         );
     }
-    CurriculumPorts { _lock: lock }
+}
+
+fn report(nodes: &[&Node], statuses: &[Result<Status, String>]) -> String {
+    let lines: Vec<String> = nodes
+        .iter()
+        .zip(statuses)
+        .map(|(node, status)| match status {
+            Ok(status) => format!("  {}: {}", node.name(), status.raw),
+            Err(e) => format!("  {}: {e}", node.name()),
+        })
+        .collect();
+    lines.join("\n")
 }
