@@ -386,7 +386,7 @@ impl Host {
                         continue;
                     }
                 };
-                let _ = stream.set_nodelay(true);
+                runtime::tune(&stream);
                 let mut events = events.clone();
                 let ids = ids.clone();
                 runtime::spawn(async move {

@@ -59,6 +59,25 @@ impl Listener {
     }
 }
 
+/// How long a connection may stay silent (no ACK for data sent, or no answer to TCP
+/// keepalive probes) before the kernel declares it dead: a peer whose machine vanished
+/// or whose link went down is noticed, closed and redialled, instead of holding a
+/// connection that eats frames forever.
+const DEAD_AFTER: Duration = Duration::from_secs(20);
+
+/// Sets the options every node connection gets: no Nagle delay (frames are small and
+/// batched already), and keepalive probes with a user timeout so dead peers are noticed.
+pub(crate) fn tune(stream: &TcpStream) {
+    let socket = socket2::SockRef::from(stream);
+    let _ = socket.set_tcp_nodelay(true);
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(DEAD_AFTER / 2)
+        .with_interval(DEAD_AFTER / 8)
+        .with_retries(4);
+    let _ = socket.set_tcp_keepalive(&keepalive);
+    let _ = socket.set_tcp_user_timeout(Some(DEAD_AFTER));
+}
+
 /// Opens a WebSocket to `ws://host:port`.
 pub(crate) async fn connect(
     host: &str,
@@ -67,7 +86,7 @@ pub(crate) async fn connect(
 ) -> Result<Socket, async_tungstenite::tungstenite::Error> {
     let stream =
         TcpStream::connect((host.trim_start_matches('[').trim_end_matches(']'), port)).await?;
-    let _ = stream.set_nodelay(true);
+    tune(&stream);
     let url = format!("ws://{host}:{port}/");
     let (socket, _response) =
         async_tungstenite::client_async_with_config(url, stream, Some(config)).await?;
