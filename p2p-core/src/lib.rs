@@ -2,7 +2,7 @@
 //!
 //! A [`Node`] is one node of the network without any I/O: it never opens a socket, reads a
 //! file or a clock, starts a thread or draws an unseeded random number. Its host (the
-//! native `p2p-node` binary, a simulator, a browser page) does all of that
+//! native `p2p-node` binary, the simulator in [`sim`], a browser page) does all of that
 //! and tells the node what happened; the node answers with [`Action`]s for the host to
 //! carry out. The same inputs always give the same outputs.
 //!
@@ -53,6 +53,7 @@ mod config;
 pub mod frame;
 mod node;
 mod rng;
+pub mod sim;
 mod time;
 mod transaction;
 

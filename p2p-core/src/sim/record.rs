@@ -219,7 +219,11 @@ mod tests {
     fn the_log_keeps_only_the_newest_lines() {
         let mut log = Log::new(2);
         for i in 0..3 {
-            log.write(Time::from_millis(i), Some(NodeId(1)), format_args!("line {i}"));
+            log.write(
+                Time::from_millis(i),
+                Some(NodeId(1)),
+                format_args!("line {i}"),
+            );
         }
         let lines: Vec<_> = log.lines().collect();
         assert_eq!(lines, ["0.001s node-1: line 1", "0.002s node-1: line 2"]);

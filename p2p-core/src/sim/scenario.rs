@@ -1,0 +1,224 @@
+//! A whole run planned from a handful of numbers: what the `simulate` example runs, kept
+//! here so that tests and the browser demo run the very same thing.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{Command, Latency, NodeId, Sim, SimConfig, SimError};
+use crate::address::Address;
+use crate::rng::Rng;
+use crate::time::Time;
+
+/// Mixed into the seed for the plan, so that the plan's random numbers and the
+/// simulator's are not the same sequence.
+const PLAN_SALT: u64 = 0x706c_616e_5f73_616c;
+
+/// A run: nodes start at random times, then transactions enter at random nodes while
+/// some nodes crash and restart and the network may split in two for a while; then it
+/// runs until quiet.
+///
+/// Everything, the plan included, follows from [`Scenario::seed`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scenario {
+    /// How many nodes (ports 4001 on).
+    pub nodes: usize,
+    /// How many transactions enter, each at a random node.
+    pub transactions: usize,
+    /// The one seed of the run.
+    pub seed: u64,
+    /// One-way latency of the network.
+    pub latency: Latency,
+    /// How many distinct random nodes crash, each restarting a little later (at most
+    /// `nodes`).
+    pub churn: usize,
+    /// Whether the network splits in two halves for a while during the traffic.
+    pub partition: bool,
+    /// Nodes start at random times in `[0, start_window]`.
+    pub start_window: Duration,
+    /// Transactions, crashes and the partition happen at random times in the
+    /// `traffic_window` after the start window.
+    pub traffic_window: Duration,
+    /// After the plan is done, how much longer the run may take to go quiet.
+    pub quiet_limit: Duration,
+    /// Story lines kept (see [`SimConfig::log_capacity`]); 0 by default, for speed.
+    pub log_capacity: usize,
+    /// Check every HANDSHAKE sent (see [`SimConfig::check_frames`]); off by default.
+    pub check_frames: bool,
+}
+
+impl Scenario {
+    /// `nodes` nodes and `transactions` transactions, no churn and no partition, 1–20 ms
+    /// latency, starts within 1 s and traffic within the 5 s after.
+    pub fn new(nodes: usize, transactions: usize, seed: u64) -> Scenario {
+        Scenario {
+            nodes,
+            transactions,
+            seed,
+            latency: Latency::default(),
+            churn: 0,
+            partition: false,
+            start_window: Duration::from_secs(1),
+            traffic_window: Duration::from_secs(5),
+            quiet_limit: Duration::from_secs(600),
+            log_capacity: 0,
+            check_frames: false,
+        }
+    }
+
+    /// The plan: every command and when, by time.
+    pub fn plan(&self) -> Vec<(Time, Command)> {
+        let mut rng = Rng::new(self.seed ^ PLAN_SALT);
+        let n = self.nodes;
+        let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        let (start, window) = (micros(self.start_window), micros(self.traffic_window));
+        let at = |offset: u64| Time::from_micros(offset);
+        let mut plan = Vec::new();
+        for i in 0..n {
+            plan.push((at(rng.range(0, start)), Command::Start(NodeId(i))));
+        }
+        if n == 0 {
+            return plan;
+        }
+        let last = n as u64 - 1;
+        for _ in 0..self.transactions {
+            let when = at(start + rng.range(0, window));
+            let node = NodeId(rng.range(0, last) as usize);
+            plan.push((when, Command::AddTransaction(node)));
+        }
+        let mut order: Vec<usize> = (0..n).collect();
+        shuffle(&mut order, &mut rng);
+        for &i in order.iter().take(self.churn) {
+            let crash = start + rng.range(0, window);
+            let down = rng.range(window / 20, window / 4);
+            plan.push((at(crash), Command::Crash(NodeId(i))));
+            plan.push((at(crash + down), Command::Restart(NodeId(i))));
+        }
+        if self.partition && n >= 2 {
+            let split = start + rng.range(0, window / 2);
+            let lasting = rng.range(window / 5, window / 2);
+            shuffle(&mut order, &mut rng);
+            let (a, b) = order.split_at(n / 2);
+            let mut groups = [a.to_vec(), b.to_vec()];
+            for group in &mut groups {
+                group.sort_unstable();
+            }
+            let groups = groups
+                .into_iter()
+                .map(|g| g.into_iter().map(NodeId).collect())
+                .collect();
+            plan.push((at(split), Command::Partition(groups)));
+            plan.push((at(split + lasting), Command::Heal));
+        }
+        plan.sort_by_key(|(when, _)| *when);
+        plan
+    }
+
+    /// The simulator with every node added and the plan scheduled, at time zero. Every
+    /// node knows the curriculum's peers 4001 and 4003, those of them that exist.
+    pub fn build(&self) -> Result<Sim, SimError> {
+        let mut config = SimConfig::new(self.seed);
+        config.latency = self.latency;
+        config.log_capacity = self.log_capacity;
+        config.check_frames = self.check_frames;
+        config.known_peers = [4001, 4003]
+            .into_iter()
+            .filter(|&port| usize::from(port - super::FIRST_PORT) < self.nodes)
+            .map(Address::localhost)
+            .collect();
+        let mut sim = Sim::new(config);
+        sim.add_nodes(self.nodes)?;
+        for (when, command) in self.plan() {
+            sim.schedule(when, command);
+        }
+        Ok(sim)
+    }
+
+    /// Builds the simulator, runs the plan and then until quiet (or the quiet limit), and
+    /// sums it up.
+    pub fn run(&self) -> Result<(Sim, Summary), SimError> {
+        let mut sim = self.build()?;
+        let end = self.plan().last().map_or(Time::ZERO, |(when, _)| *when);
+        sim.run_until_quiet(end.since(Time::ZERO) + self.quiet_limit);
+        let summary = Summary::of(&sim, self.seed);
+        Ok((sim, summary))
+    }
+}
+
+/// Fisher–Yates, driven by the run's generator.
+fn shuffle<T>(items: &mut [T], rng: &mut Rng) {
+    for i in (1..items.len()).rev() {
+        let j = rng.range(0, i as u64) as usize;
+        items.swap(i, j);
+    }
+}
+
+/// The outcome of a run, as the `simulate` example prints it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Summary {
+    /// Nodes in the run.
+    pub nodes: usize,
+    /// Its seed.
+    pub seed: u64,
+    /// Whether every running node was connected to every other at the end.
+    pub converged: bool,
+    /// Virtual ms until every node first ran in one full mesh; `None` if never.
+    pub mesh_ms: Option<u64>,
+    /// The share of (transaction, node) pairs where the node held the transaction at the
+    /// end; 1.0 is all.
+    pub delivered: f64,
+    /// TRANSACTION frames sent, divided by the number of transactions.
+    pub tx_frames_per_tx: f64,
+    /// Frames of every type sent.
+    pub frames_total: u64,
+    /// Virtual time at the end, in ms.
+    pub virtual_ms: u64,
+}
+
+impl Summary {
+    /// The summary of `sim` as it is now; `seed` is only reported.
+    pub fn of(sim: &Sim, seed: u64) -> Summary {
+        let counters = sim.counters();
+        let transactions = sim.transactions().len();
+        let per_tx = if transactions == 0 {
+            0.0
+        } else {
+            counters.sent.transaction as f64 / transactions as f64
+        };
+        Summary {
+            nodes: sim.len(),
+            seed,
+            converged: sim.is_full_mesh(),
+            mesh_ms: sim.first_full_mesh().map(Time::as_millis),
+            delivered: round(sim.delivered(), 1e6),
+            tx_frames_per_tx: round(per_tx, 1e3),
+            frames_total: counters.sent.total(),
+            virtual_ms: sim.now().as_millis(),
+        }
+    }
+
+    /// One JSON line, keys in the order of the fields.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// One JSON line with `wall_ms` (the real time the run took, which only the caller
+    /// can measure) after the other keys.
+    pub fn to_json_with_wall_ms(&self, wall_ms: u64) -> String {
+        #[derive(Serialize)]
+        struct Line<'a> {
+            #[serde(flatten)]
+            summary: &'a Summary,
+            wall_ms: u64,
+        }
+        serde_json::to_string(&Line {
+            summary: self,
+            wall_ms,
+        })
+        .unwrap_or_default()
+    }
+}
+
+fn round(value: f64, scale: f64) -> f64 {
+    (value * scale).round() / scale
+}
