@@ -20,6 +20,8 @@ pub struct Config {
     pub limits: Limits,
     /// How failed dials are retried.
     pub backoff: Backoff,
+    /// When catch-up rounds run.
+    pub sync: Sync,
 }
 
 impl Config {
@@ -32,6 +34,7 @@ impl Config {
             seed: 0,
             limits: Limits::default(),
             backoff: Backoff::default(),
+            sync: Sync::default(),
         }
     }
 }
@@ -87,6 +90,25 @@ impl Default for Backoff {
             max: Duration::from_secs(5),
             dial_timeout: Duration::from_secs(10),
             forget_after: 6,
+        }
+    }
+}
+
+/// When a node runs catch-up rounds with its peers of ours (besides once per new
+/// connection).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sync {
+    /// A round follows this long after the pool last changed.
+    pub lull: Duration,
+    /// ... but no later than this after the first change since the last round.
+    pub max_wait: Duration,
+}
+
+impl Default for Sync {
+    fn default() -> Sync {
+        Sync {
+            lull: Duration::from_millis(500),
+            max_wait: Duration::from_secs(3),
         }
     }
 }

@@ -42,7 +42,7 @@
 //! });
 //! assert_eq!(
 //!     sent.as_deref(),
-//!     Some(r#"{"type":"HANDSHAKE","data":["ws://localhost:4001","ws://localhost:4002"]}"#)
+//!     Some(r#"{"type":"HANDSHAKE","data":["ws://localhost:4001","ws://localhost:4002"],"ext":1}"#)
 //! );
 //! ```
 #![forbid(unsafe_code)]
@@ -53,11 +53,12 @@ mod config;
 pub mod frame;
 mod node;
 mod rng;
+pub mod sync;
 mod time;
 mod transaction;
 
 pub use address::{Address, AddressError, MAX_ADDRESS_LEN};
-pub use config::{Backoff, Config, Limits};
+pub use config::{Backoff, Config, Limits, Sync};
 pub use frame::{Frame, FrameError};
 pub use node::{Action, ConnId, DialId, Level, Node, Notice, Payload, Status};
 pub use rng::Rng;

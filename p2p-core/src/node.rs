@@ -11,6 +11,7 @@ use crate::address::Address;
 use crate::config::Config;
 use crate::frame::{self, Frame, FrameError};
 use crate::rng::Rng;
+use crate::sync::{self, Range};
 use crate::time::Time;
 use crate::transaction::Transaction;
 
@@ -164,6 +165,13 @@ pub enum Notice {
         /// Who it was, if known.
         peer: Option<Address>,
     },
+    /// Catch-up with a peer brought transactions this node lacked.
+    CaughtUp {
+        /// The peer.
+        from: Option<Address>,
+        /// How many were new.
+        new: usize,
+    },
     /// A limit stopped the node from doing what a peer asked.
     Limit {
         /// Which limit.
@@ -181,7 +189,8 @@ impl Notice {
             | Notice::Connected(_)
             | Notice::Disconnected { .. }
             | Notice::Handshake { .. }
-            | Notice::NewTransaction { .. } => Level::Info,
+            | Notice::NewTransaction { .. }
+            | Notice::CaughtUp { .. } => Level::Info,
             Notice::DialFailed { attempt, .. } if *attempt <= 1 => Level::Info,
             Notice::Refused { .. } | Notice::Misbehaving { .. } | Notice::Limit { .. } => {
                 Level::Warn
@@ -275,6 +284,12 @@ impl fmt::Display for Notice {
                 "closing {conn} from {}: too many frames it cannot use",
                 OrUnknown(peer)
             ),
+            Notice::CaughtUp { from, new } => write!(
+                f,
+                "caught up {new} transaction{} from {}",
+                if *new == 1 { "" } else { "s" },
+                OrUnknown(from)
+            ),
             Notice::Limit { what, limit } => write!(f, "limit reached: {what} ({limit})"),
         }
     }
@@ -316,6 +331,11 @@ struct Peer {
     keep: bool,
     /// Failed dials in a row.
     failures: u32,
+    /// It marked its HANDSHAKE as one of ours: it speaks SYNC, and it pushes what it
+    /// originates to all its peers, so what we get from it we need not pass to ours.
+    ours: bool,
+    /// The dialled connection on which catch-up with it was opened.
+    synced_on: Option<ConnId>,
 }
 
 #[derive(Debug, Clone)]
@@ -333,27 +353,41 @@ struct Conn {
     closing: bool,
 }
 
-/// The transactions a node holds, in arrival order, findable by hash.
+/// The transactions a node holds, in arrival order, and by hash (sorted, for catch-up).
 #[derive(Debug, Default, Clone)]
 struct Pool {
     order: Vec<Transaction>,
-    hashes: BTreeSet<Arc<str>>,
+    /// Hash to position in `order`.
+    hashes: BTreeMap<Arc<str>, usize>,
 }
 
 impl Pool {
     fn contains(&self, hash: &str) -> bool {
-        self.hashes.contains(hash)
+        self.hashes.contains_key(hash)
+    }
+
+    fn get(&self, hash: &str) -> Option<&Transaction> {
+        self.hashes.get(hash).and_then(|&i| self.order.get(i))
     }
 
     /// Adds `tx` unless its hash is already held; says whether it was new.
     fn insert(&mut self, tx: Transaction) -> bool {
-        if self.hashes.contains(tx.hash()) {
+        if self.hashes.contains_key(tx.hash()) {
             return false;
         }
-        self.hashes.insert(Arc::from(tx.hash()));
+        self.hashes.insert(Arc::from(tx.hash()), self.order.len());
         self.order.push(tx);
         true
     }
+}
+
+/// Where a transaction came from, which decides where it goes next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// Pushed by a peer, or made here: pass it on.
+    Push,
+    /// Found missing by catch-up with one of ours: only JavaScript peers need it pushed.
+    CatchUp,
 }
 
 /// One node of the network, as a pure state machine.
@@ -373,6 +407,12 @@ pub struct Node {
     next_dial: u64,
     inbound: usize,
     pool: Pool,
+    /// When the next catch-up round with every peer of ours is due, and when the pool
+    /// first changed since the last one (rounds wait for a lull, but not forever).
+    sync_due: Option<(Time, Time)>,
+    /// The address book filled up and that was logged; reset when a HANDSHAKE ends, so
+    /// one HANDSHAKE of thousands of addresses logs it once.
+    book_full_logged: bool,
     actions: VecDeque<Action>,
     rng: Rng,
 }
@@ -398,6 +438,8 @@ impl Node {
             next_dial: 0,
             inbound: 0,
             pool,
+            sync_due: None,
+            book_full_logged: false,
             actions: VecDeque::new(),
         }
     }
@@ -456,7 +498,8 @@ impl Node {
             conn,
             frame: handshake.into(),
         });
-        self.log(Notice::Connected(address));
+        self.log(Notice::Connected(address.clone()));
+        self.open_catch_up(&address);
         self.pump_dials(now);
     }
 
@@ -499,10 +542,25 @@ impl Node {
             _ => return,
         }
         match frame::decode(text, self.config.limits.max_frame_bytes) {
-            Ok(Frame::Handshake(list)) => self.on_handshake(conn, list, now),
+            Ok(Frame::Handshake { addresses, ours }) => {
+                self.on_handshake(conn, addresses, ours, now);
+            }
             Ok(Frame::Transaction(tx)) => {
                 let from = self.peer_of(conn);
-                self.accept_transaction(tx, from);
+                self.accept_transaction(tx, from, Via::Push, now);
+            }
+            Ok(Frame::Sync(ranges)) => self.on_sync(conn, &ranges),
+            Ok(Frame::Txs(txs)) => {
+                let from = self.peer_of(conn);
+                let new = txs
+                    .into_iter()
+                    .filter(|tx| {
+                        self.accept_transaction(tx.clone(), from.clone(), Via::CatchUp, now)
+                    })
+                    .count();
+                if new > 0 {
+                    self.log(Notice::CaughtUp { from, new });
+                }
             }
             Ok(Frame::StatusRequest) => {
                 let data = serde_json::to_string(&self.status()).unwrap_or_default();
@@ -548,6 +606,12 @@ impl Node {
 
     /// Time passed: the host calls this at (or after) [`Node::poll_timeout`].
     pub fn handle_timeout(&mut self, now: Time) {
+        if let Some((due, _)) = self.sync_due {
+            if due <= now {
+                self.sync_due = None;
+                self.catch_up_round();
+            }
+        }
         while let Some(&(deadline, dial)) = self.dial_deadlines.first() {
             if deadline > now {
                 break;
@@ -562,8 +626,8 @@ impl Node {
 
     /// A transaction made at this node (the simulator's and tests' way in; the curriculum's
     /// `add-transaction` sends a frame instead). Says whether it was new.
-    pub fn add_transaction(&mut self, tx: Transaction, _now: Time) -> bool {
-        self.accept_transaction(tx, None)
+    pub fn add_transaction(&mut self, tx: Transaction, now: Time) -> bool {
+        self.accept_transaction(tx, None, Via::Push, now)
     }
 
     /// The next thing the host must do, if any. Drain it after every input.
@@ -581,10 +645,8 @@ impl Node {
             None
         };
         let deadline = self.dial_deadlines.first().map(|&(at, _)| at);
-        match (wakeup, deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let sync = self.sync_due.map(|(due, _)| due);
+        [wakeup, deadline, sync].into_iter().flatten().min()
     }
 
     /// The node's advertised address.
@@ -643,7 +705,7 @@ impl Node {
         }
     }
 
-    fn on_handshake(&mut self, conn: ConnId, list: Vec<String>, now: Time) {
+    fn on_handshake(&mut self, conn: ConnId, list: Vec<String>, ours: bool, now: Time) {
         let limit = self.config.limits.max_handshake_addresses;
         if list.len() > limit {
             self.log(Notice::Limit {
@@ -673,6 +735,13 @@ impl Node {
         {
             peer.clone_from(&from);
         }
+        if let Some(sender) = &from {
+            if let Some(peer) = self.peers.get_mut(sender) {
+                peer.ours = ours;
+            }
+            self.open_catch_up(sender);
+        }
+        self.book_full_logged = false;
         self.log(Notice::Handshake {
             conn,
             from,
@@ -682,7 +751,21 @@ impl Node {
         self.pump_dials(now);
     }
 
-    fn accept_transaction(&mut self, tx: Transaction, from: Option<Address>) -> bool {
+    /// Pools `tx` if it is new and passes it on; says whether it was new.
+    ///
+    /// Relay: a node of ours pushes what it originates (or hears from a JavaScript node,
+    /// or from a peer unknown) to every peer it dialled. What it hears from one of ours
+    /// it passes only to peers not of ours, which flood and never catch up; peers of ours
+    /// already had it pushed by its origin, and catch-up rounds fill whatever a lost or
+    /// missing connection kept from them. In a stable mesh of our nodes each transaction
+    /// crosses one link per receiving node.
+    fn accept_transaction(
+        &mut self,
+        tx: Transaction,
+        from: Option<Address>,
+        via: Via,
+        now: Time,
+    ) -> bool {
         if self.pool.contains(tx.hash()) {
             self.log(Notice::Duplicate {
                 hash: tx.short_hash().to_owned(),
@@ -690,18 +773,27 @@ impl Node {
             return false;
         }
         self.pool.insert(tx.clone());
-        let frame: Payload = tx.to_frame().into();
+        let from_ours = via == Via::CatchUp || from.as_ref().is_some_and(|a| self.is_ours(a));
+        let mut frame: Option<Payload> = None;
         for address in &self.connected {
             if from.as_ref() == Some(address) {
                 continue;
             }
-            if let Some(PeerState::Open { conn }) = self.peers.get(address).map(|p| p.state) {
+            let Some(peer) = self.peers.get(address) else {
+                continue;
+            };
+            if from_ours && peer.ours {
+                continue;
+            }
+            if let PeerState::Open { conn } = peer.state {
+                let frame = frame.get_or_insert_with(|| tx.to_frame().into());
                 self.actions.push_back(Action::Send {
                     conn,
-                    frame: Arc::clone(&frame),
+                    frame: Arc::clone(frame),
                 });
             }
         }
+        self.schedule_catch_up(now);
         self.log(Notice::NewTransaction {
             hash: tx.short_hash().to_owned(),
             from,
@@ -709,6 +801,80 @@ impl Node {
         });
         self.actions.push_back(Action::Persist { transaction: tx });
         true
+    }
+
+    fn is_ours(&self, address: &Address) -> bool {
+        self.peers.get(address).is_some_and(|p| p.ours)
+    }
+
+    /// Opens catch-up with `address` once per dialled connection, as soon as the
+    /// connection is open and the peer has shown it is one of ours.
+    fn open_catch_up(&mut self, address: &Address) {
+        let Some(peer) = self.peers.get_mut(address) else {
+            return;
+        };
+        let PeerState::Open { conn } = peer.state else {
+            return;
+        };
+        if !peer.ours || peer.synced_on == Some(conn) {
+            return;
+        }
+        peer.synced_on = Some(conn);
+        let frame = frame::sync(&sync::open(&self.pool.hashes));
+        self.actions.push_back(Action::Send {
+            conn,
+            frame: frame.into(),
+        });
+    }
+
+    /// The pool changed: a catch-up round with every peer of ours follows once things
+    /// are quiet for `Sync::lull`, and at most `Sync::max_wait` after the first change.
+    fn schedule_catch_up(&mut self, now: Time) {
+        let lull = self.config.sync.lull;
+        let max_wait = self.config.sync.max_wait;
+        self.sync_due = Some(match self.sync_due {
+            None => (now + lull, now),
+            Some((_, first)) => ((now + lull).min(first + max_wait), first),
+        });
+    }
+
+    /// Opens catch-up with every open peer of ours (one frame, shared).
+    fn catch_up_round(&mut self) {
+        let mut frame: Option<Payload> = None;
+        for address in &self.connected {
+            let Some(peer) = self.peers.get(address) else {
+                continue;
+            };
+            if let (true, PeerState::Open { conn }) = (peer.ours, peer.state) {
+                let frame =
+                    frame.get_or_insert_with(|| frame::sync(&sync::open(&self.pool.hashes)).into());
+                self.actions.push_back(Action::Send {
+                    conn,
+                    frame: Arc::clone(frame),
+                });
+            }
+        }
+    }
+
+    /// Answers a step of catch-up on the connection it came on.
+    fn on_sync(&mut self, conn: ConnId, ranges: &[Range]) {
+        let reply = sync::answer(&self.pool.hashes, ranges);
+        if !reply.ranges.is_empty() {
+            self.actions.push_back(Action::Send {
+                conn,
+                frame: frame::sync(&reply.ranges).into(),
+            });
+        }
+        if !reply.send.is_empty() {
+            let txs: Vec<&Transaction> =
+                reply.send.iter().filter_map(|h| self.pool.get(h)).collect();
+            for text in frame::txs(txs, self.config.limits.max_frame_bytes / 2) {
+                self.actions.push_back(Action::Send {
+                    conn,
+                    frame: text.into(),
+                });
+            }
+        }
     }
 
     fn refuse(&mut self, conn: ConnId, error: FrameError) {
@@ -735,10 +901,13 @@ impl Node {
         if !self.peers.contains_key(&address) {
             let limit = self.config.limits.max_address_book;
             if self.peers.len() >= limit {
-                self.log(Notice::Limit {
-                    what: "address book",
-                    limit,
-                });
+                if !self.book_full_logged {
+                    self.book_full_logged = true;
+                    self.log(Notice::Limit {
+                        what: "address book",
+                        limit,
+                    });
+                }
                 return None;
             }
             self.peers.insert(
@@ -747,6 +916,8 @@ impl Node {
                     state: PeerState::Waiting { at: now },
                     keep: false,
                     failures: 0,
+                    ours: false,
+                    synced_on: None,
                 },
             );
             self.wakeups.insert((now, address.clone()));
