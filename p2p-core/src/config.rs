@@ -50,6 +50,12 @@ pub struct Limits {
     pub max_address_book: usize,
     /// Dials in flight at once; more wait their turn.
     pub max_concurrent_dials: usize,
+    /// Dials started per second, sustained (after a burst of `dial_burst`): one
+    /// HANDSHAKE naming thousands of servers must not turn the node into a dialling
+    /// cannon.
+    pub max_dials_per_second: u32,
+    /// Dials that may start at once before `max_dials_per_second` applies.
+    pub dial_burst: u32,
     /// Accepted connections open at once; more are closed at once.
     pub max_inbound: usize,
     /// Frames a connection may send that the node cannot use before it is closed.
@@ -63,6 +69,8 @@ impl Default for Limits {
             max_handshake_addresses: 1024,
             max_address_book: 4096,
             max_concurrent_dials: 32,
+            max_dials_per_second: 100,
+            dial_burst: 64,
             max_inbound: 1024,
             max_refused_frames: 16,
         }

@@ -405,6 +405,8 @@ pub struct Node {
     wakeups: BTreeSet<(Time, Address)>,
     dial_deadlines: BTreeSet<(Time, DialId)>,
     next_dial: u64,
+    /// The dial-rate limit's theoretical arrival time.
+    dial_rate_tat: Time,
     inbound: usize,
     pool: Pool,
     /// When the next catch-up round with every peer of ours is due, and when the pool
@@ -436,6 +438,7 @@ impl Node {
             wakeups: BTreeSet::new(),
             dial_deadlines: BTreeSet::new(),
             next_dial: 0,
+            dial_rate_tat: Time::ZERO,
             inbound: 0,
             pool,
             sync_due: None,
@@ -640,7 +643,9 @@ impl Node {
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Time> {
         let wakeup = if self.dials.len() < self.config.limits.max_concurrent_dials {
-            self.wakeups.first().map(|&(at, _)| at)
+            self.wakeups
+                .first()
+                .map(|&(at, _)| at.max(self.next_dial_allowed()))
         } else {
             None
         };
@@ -801,6 +806,22 @@ impl Node {
         });
         self.actions.push_back(Action::Persist { transaction: tx });
         true
+    }
+
+    /// Time between dials at the sustained dial rate.
+    fn dial_interval(&self) -> Duration {
+        Duration::from_secs(1) / self.config.limits.max_dials_per_second.max(1)
+    }
+
+    /// When the dial-rate limit (GCRA: a burst of `dial_burst`, then
+    /// `max_dials_per_second`) next lets a dial start.
+    fn next_dial_allowed(&self) -> Time {
+        let burst = self.dial_interval() * self.config.limits.dial_burst;
+        Time::from_micros(
+            self.dial_rate_tat
+                .as_micros()
+                .saturating_sub(burst.as_micros() as u64),
+        )
     }
 
     fn is_ours(&self, address: &Address) -> bool {
@@ -985,11 +1006,12 @@ impl Node {
 
     /// Starts dials whose time has come, as far as the concurrency cap allows.
     fn pump_dials(&mut self, now: Time) {
+        let interval = self.dial_interval();
         while self.dials.len() < self.config.limits.max_concurrent_dials {
             let Some((at, _)) = self.wakeups.first() else {
                 break;
             };
-            if *at > now {
+            if *at > now || self.next_dial_allowed() > now {
                 break;
             }
             let Some((at, address)) = self.wakeups.pop_first() else {
@@ -1004,6 +1026,7 @@ impl Node {
             }
             let dial = DialId(self.next_dial);
             self.next_dial += 1;
+            self.dial_rate_tat = self.dial_rate_tat.max(now) + interval;
             peer.state = PeerState::Dialling { dial };
             let attempt = peer.failures;
             self.dials.insert(dial, address.clone());

@@ -1185,3 +1185,33 @@ fn equal_pools_exchange_no_transaction_bodies() {
     let (mut a, mut b) = pair(pool.clone(), pool);
     assert_eq!(converse(&mut a, &mut b), 0);
 }
+
+#[test]
+fn dials_beyond_the_burst_start_at_the_sustained_dial_rate() {
+    let mut config = config(&[]);
+    config.limits.max_dials_per_second = 10;
+    config.limits.dial_burst = 3;
+    config.limits.max_concurrent_dials = 1000;
+    let (mut node, _) = started(config);
+    let list: Vec<String> = (5000..5100)
+        .map(|p| format!("ws://localhost:{p}"))
+        .collect();
+    let refs: Vec<&str> = list.iter().map(String::as_str).collect();
+    node.handle_accepted(ConnId(1), ms(0));
+    node.handle_text(ConnId(1), &handshake_frame(&refs), ms(0));
+    // The burst: the first dials start at once (one per interval already spent).
+    let first = dials(&drain(&mut node)).len();
+    assert!((3..=4).contains(&first), "{first} dials at once");
+    // Then one per 100 ms.
+    let mut now = ms(0);
+    let mut started_by_1s = first;
+    while now < ms(1000) {
+        now = node.poll_timeout().expect("more dials are due");
+        node.handle_timeout(now);
+        started_by_1s += dials(&drain(&mut node)).len();
+    }
+    assert!(
+        (first + 9..=first + 11).contains(&started_by_1s),
+        "{started_by_1s} dials in the first second"
+    );
+}
