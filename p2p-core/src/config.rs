@@ -86,6 +86,9 @@ pub struct Backoff {
     pub max: Duration,
     /// A dial not answered within this counts as failed.
     pub dial_timeout: Duration,
+    /// A dialled connection that closes sooner than this after opening counts as a
+    /// failed dial (the backoff keeps growing); one that lived longer resets it.
+    pub stable_after: Duration,
     /// Addresses only heard of in a HANDSHAKE, never reached, are forgotten after this
     /// many failed dials in a row (known peers and peers once reached are kept).
     pub forget_after: u32,
@@ -97,6 +100,7 @@ impl Default for Backoff {
             initial: Duration::from_millis(100),
             max: Duration::from_secs(5),
             dial_timeout: Duration::from_secs(10),
+            stable_after: Duration::from_secs(10),
             forget_after: 6,
         }
     }

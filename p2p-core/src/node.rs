@@ -336,6 +336,8 @@ struct Peer {
     ours: bool,
     /// The dialled connection on which catch-up with it was opened.
     synced_on: Option<ConnId>,
+    /// When its last dialled connection opened.
+    opened_at: Time,
 }
 
 #[derive(Debug, Clone)]
@@ -478,7 +480,7 @@ impl Node {
         if let Some(peer) = self.peers.get_mut(&address) {
             peer.state = PeerState::Open { conn };
             peer.keep = true;
-            peer.failures = 0;
+            peer.opened_at = now;
         }
         if duplicate {
             // The host reused a live id; refusing it keeps our books straight.
@@ -592,7 +594,22 @@ impl Node {
         match closed.kind {
             ConnKind::Dialled(address) => {
                 self.connected.retain(|a| *a != address);
-                let retry_in = self.jitter(self.config.backoff.initial);
+                // A connection that lived long clears the peer's record; one that closed
+                // soon after opening (a peer that accepts, then drops or misbehaves)
+                // counts as a failure, so redials back off instead of flapping.
+                let stable_after = self.config.backoff.stable_after;
+                let failures = match self.peers.get_mut(&address) {
+                    Some(peer) if now.since(peer.opened_at) >= stable_after => {
+                        peer.failures = 0;
+                        1
+                    }
+                    Some(peer) => {
+                        peer.failures = peer.failures.saturating_add(1);
+                        peer.failures
+                    }
+                    None => 1,
+                };
+                let retry_in = self.backoff(failures);
                 if let Some(peer) = self.peers.get_mut(&address) {
                     peer.state = PeerState::Waiting { at: now + retry_in };
                     self.wakeups.insert((now + retry_in, address.clone()));
@@ -939,6 +956,7 @@ impl Node {
                     failures: 0,
                     ours: false,
                     synced_on: None,
+                    opened_at: Time::ZERO,
                 },
             );
             self.wakeups.insert((now, address.clone()));

@@ -1215,3 +1215,50 @@ fn dials_beyond_the_burst_start_at_the_sustained_dial_rate() {
         "{started_by_1s} dials in the first second"
     );
 }
+
+#[test]
+fn a_peer_that_keeps_dropping_fresh_connections_is_redialled_with_growing_backoff() {
+    let (mut node, actions) = started(config(&["ws://localhost:4002"]));
+    let mut dial = dial_to(&actions, "ws://localhost:4002");
+    let mut now = ms(0);
+    let mut delays = Vec::new();
+    for round in 0..6 {
+        node.handle_dial_opened(dial, ConnId(round + 1), now);
+        drain(&mut node);
+        node.handle_closed(ConnId(round + 1), now + Duration::from_millis(5));
+        let delay = notices(&drain(&mut node))
+            .into_iter()
+            .find_map(|n| match n {
+                Notice::Disconnected { retry_in, .. } => Some(retry_in),
+                _ => None,
+            })
+            .expect("a Disconnected notice");
+        delays.push(delay);
+        now = node.poll_timeout().expect("a redial is scheduled");
+        node.handle_timeout(now);
+        dial = dial_to(&drain(&mut node), "ws://localhost:4002");
+    }
+    let initial = Backoff::default().initial;
+    assert!(delays[5] >= initial * 8, "delays {delays:?}");
+}
+
+#[test]
+fn a_long_lived_connection_that_closes_is_redialled_promptly() {
+    let (mut node, actions) = started(config(&["ws://localhost:4002"]));
+    let dial = dial_to(&actions, "ws://localhost:4002");
+    node.handle_dial_failed(dial, ms(0));
+    drain(&mut node);
+    node.handle_timeout(node.poll_timeout().unwrap());
+    let dial = dial_to(&drain(&mut node), "ws://localhost:4002");
+    node.handle_dial_opened(dial, ConnId(1), ms(500));
+    drain(&mut node);
+    let later = ms(500) + Backoff::default().stable_after;
+    node.handle_closed(ConnId(1), later);
+    let retry = notices(&drain(&mut node))
+        .into_iter()
+        .find_map(|n| match n {
+            Notice::Disconnected { retry_in, .. } => Some(retry_in),
+            _ => None,
+        });
+    assert!(retry.is_some_and(|r| r <= Backoff::default().initial));
+}
