@@ -308,6 +308,23 @@ pub struct Status {
     pub inbound: usize,
     /// Transactions in the pool.
     pub pool: usize,
+    /// Frames sent since start, by type.
+    pub sent: Sent,
+}
+
+/// Frames a node has sent, by type (what benchmarks and the simulator count).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Sent {
+    /// HANDSHAKE frames.
+    pub handshake: u64,
+    /// TRANSACTION frames.
+    pub transaction: u64,
+    /// STATUS replies.
+    pub status: u64,
+    /// SYNC frames (catch-up).
+    pub sync: u64,
+    /// TXS frames (catch-up bodies).
+    pub txs: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -419,6 +436,7 @@ pub struct Node {
     book_full_logged: bool,
     actions: VecDeque<Action>,
     rng: Rng,
+    sent: Sent,
 }
 
 impl Node {
@@ -446,6 +464,7 @@ impl Node {
             sync_due: None,
             book_full_logged: false,
             actions: VecDeque::new(),
+            sent: Sent::default(),
         }
     }
 
@@ -499,6 +518,7 @@ impl Node {
         );
         self.connected.push(address.clone());
         let handshake = frame::handshake(&self.config.address, &self.connected);
+        self.sent.handshake += 1;
         self.actions.push_back(Action::Send {
             conn,
             frame: handshake.into(),
@@ -569,6 +589,7 @@ impl Node {
             }
             Ok(Frame::StatusRequest) => {
                 let data = serde_json::to_string(&self.status()).unwrap_or_default();
+                self.sent.status += 1;
                 self.actions.push_back(Action::Send {
                     conn,
                     frame: format!(r#"{{"type":"STATUS","data":{data}}}"#).into(),
@@ -704,6 +725,7 @@ impl Node {
             dialling: self.dials.values().cloned().collect(),
             inbound: self.inbound,
             pool: self.pool.order.len(),
+            sent: self.sent,
         }
     }
 
@@ -809,6 +831,7 @@ impl Node {
             }
             if let PeerState::Open { conn } = peer.state {
                 let frame = frame.get_or_insert_with(|| tx.to_frame().into());
+                self.sent.transaction += 1;
                 self.actions.push_back(Action::Send {
                     conn,
                     frame: Arc::clone(frame),
@@ -859,6 +882,7 @@ impl Node {
         }
         peer.synced_on = Some(conn);
         let frame = frame::sync(&sync::open(&self.pool.hashes));
+        self.sent.sync += 1;
         self.actions.push_back(Action::Send {
             conn,
             frame: frame.into(),
@@ -886,6 +910,7 @@ impl Node {
             if let (true, PeerState::Open { conn }) = (peer.ours, peer.state) {
                 let frame =
                     frame.get_or_insert_with(|| frame::sync(&sync::open(&self.pool.hashes)).into());
+                self.sent.sync += 1;
                 self.actions.push_back(Action::Send {
                     conn,
                     frame: Arc::clone(frame),
@@ -898,6 +923,7 @@ impl Node {
     fn on_sync(&mut self, conn: ConnId, ranges: &[Range]) {
         let reply = sync::answer(&self.pool.hashes, ranges);
         if !reply.ranges.is_empty() {
+            self.sent.sync += 1;
             self.actions.push_back(Action::Send {
                 conn,
                 frame: frame::sync(&reply.ranges).into(),
@@ -907,6 +933,7 @@ impl Node {
             let txs: Vec<&Transaction> =
                 reply.send.iter().filter_map(|h| self.pool.get(h)).collect();
             for text in frame::txs(txs, self.config.limits.max_frame_bytes / 2) {
+                self.sent.txs += 1;
                 self.actions.push_back(Action::Send {
                     conn,
                     frame: text.into(),
