@@ -1,8 +1,10 @@
 //! Node addresses: `ws://host:port`, in one canonical spelling.
 
+use std::borrow::Borrow;
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// Longest address text we look at; real ones are a few dozen bytes.
 pub const MAX_ADDRESS_LEN: usize = 256;
@@ -14,10 +16,22 @@ pub const MAX_ADDRESS_LEN: usize = 256;
 /// so two spellings of one server compare equal. Loopback is written `localhost`
 /// because that is how the JavaScript nodes spell their own address and they compare
 /// addresses as plain strings.
+///
+/// The canonical text is kept (shared), so printing, cloning and comparing an address
+/// costs no formatting, and a map keyed by addresses can be searched with the text a
+/// peer sent (`Borrow<str>`): equality and order are those of the text.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Address {
-    host: String,
+    text: Arc<str>,
+    /// Where the host ends in `text` (it starts after `ws://`).
+    host_end: usize,
     port: u16,
+}
+
+impl Borrow<str> for Address {
+    fn borrow(&self) -> &str {
+        &self.text
+    }
 }
 
 /// Why a text is not a node address we would dial.
@@ -49,15 +63,25 @@ pub enum AddressError {
 impl Address {
     /// The loopback address of a server on `port`: `ws://localhost:<port>`.
     pub fn localhost(port: u16) -> Address {
+        Address::from_parts("localhost", port)
+    }
+
+    fn from_parts(host: &str, port: u16) -> Address {
         Address {
-            host: "localhost".to_owned(),
+            text: Arc::from(format!("ws://{host}:{port}")),
+            host_end: 5 + host.len(),
             port,
         }
     }
 
+    /// The canonical text, `ws://host:port`.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
     /// The host part, canonical (`localhost`, a lower-case name, an IPv4 or `[IPv6]`).
     pub fn host(&self) -> &str {
-        &self.host
+        &self.text[5..self.host_end]
     }
 
     /// The port.
@@ -67,7 +91,7 @@ impl Address {
 
     /// Whether the host is this machine's loopback.
     pub fn is_loopback(&self) -> bool {
-        self.host == "localhost"
+        self.host() == "localhost"
     }
 }
 
@@ -149,22 +173,19 @@ impl FromStr for Address {
         if port == 0 {
             return Err(AddressError::BadPort);
         }
-        Ok(Address {
-            host: canonical_host(host)?,
-            port,
-        })
+        Ok(Address::from_parts(&canonical_host(host)?, port))
     }
 }
 
 impl fmt::Display for Address {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ws://{}:{}", self.host, self.port)
+        f.write_str(&self.text)
     }
 }
 
 impl serde::Serialize for Address {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        serializer.serialize_str(&self.text)
     }
 }
 

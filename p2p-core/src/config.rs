@@ -20,6 +20,8 @@ pub struct Config {
     pub limits: Limits,
     /// How failed dials are retried.
     pub backoff: Backoff,
+    /// When catch-up rounds run.
+    pub sync: Sync,
 }
 
 impl Config {
@@ -32,6 +34,7 @@ impl Config {
             seed: 0,
             limits: Limits::default(),
             backoff: Backoff::default(),
+            sync: Sync::default(),
         }
     }
 }
@@ -47,6 +50,12 @@ pub struct Limits {
     pub max_address_book: usize,
     /// Dials in flight at once; more wait their turn.
     pub max_concurrent_dials: usize,
+    /// Dials started per second, sustained (after a burst of `dial_burst`): one
+    /// HANDSHAKE naming thousands of servers must not turn the node into a dialling
+    /// cannon.
+    pub max_dials_per_second: u32,
+    /// Dials that may start at once before `max_dials_per_second` applies.
+    pub dial_burst: u32,
     /// Accepted connections open at once; more are closed at once.
     pub max_inbound: usize,
     /// Frames a connection may send that the node cannot use before it is closed.
@@ -60,6 +69,8 @@ impl Default for Limits {
             max_handshake_addresses: 1024,
             max_address_book: 4096,
             max_concurrent_dials: 32,
+            max_dials_per_second: 256,
+            dial_burst: 256,
             max_inbound: 1024,
             max_refused_frames: 16,
         }
@@ -75,6 +86,9 @@ pub struct Backoff {
     pub max: Duration,
     /// A dial not answered within this counts as failed.
     pub dial_timeout: Duration,
+    /// A dialled connection that closes sooner than this after opening counts as a
+    /// failed dial (the backoff keeps growing); one that lived longer resets it.
+    pub stable_after: Duration,
     /// Addresses only heard of in a HANDSHAKE, never reached, are forgotten after this
     /// many failed dials in a row (known peers and peers once reached are kept).
     pub forget_after: u32,
@@ -86,7 +100,27 @@ impl Default for Backoff {
             initial: Duration::from_millis(100),
             max: Duration::from_secs(5),
             dial_timeout: Duration::from_secs(10),
+            stable_after: Duration::from_secs(10),
             forget_after: 6,
+        }
+    }
+}
+
+/// When a node runs catch-up rounds with its peers of ours (besides once per new
+/// connection).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sync {
+    /// A round follows this long after the pool last changed.
+    pub lull: Duration,
+    /// ... but no later than this after the first change since the last round.
+    pub max_wait: Duration,
+}
+
+impl Default for Sync {
+    fn default() -> Sync {
+        Sync {
+            lull: Duration::from_millis(500),
+            max_wait: Duration::from_secs(3),
         }
     }
 }

@@ -1,9 +1,12 @@
 //! Frames on the wire: one JSON object per WebSocket text frame.
 
+use std::borrow::Cow;
+
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
 use crate::address::Address;
+use crate::sync::{self, Range, SyncError};
 use crate::transaction::{Transaction, TransactionError};
 
 /// Longest `type` we copy into a log line.
@@ -11,15 +14,28 @@ const MAX_TYPE_LEN: usize = 64;
 
 /// A frame the core understands.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Frame {
+pub enum Frame<'a> {
     /// `HANDSHAKE`: the sender's address, then every address it holds an open dial to.
     /// Entries are kept as text; each is checked when it is used.
-    Handshake(Vec<String>),
+    Handshake {
+        /// The listed addresses.
+        addresses: Vec<Cow<'a, str>>,
+        /// The sender is one of our nodes: it marked the frame with an `ext` key, which
+        /// JavaScript nodes ignore, and speaks SYNC and TXS.
+        ours: bool,
+    },
     /// `TRANSACTION`: a transaction to pool and pass on.
     Transaction(Transaction),
     /// `STATUS_REQUEST` (ours): asks for a [`STATUS`](crate::Status) reply on the same
     /// connection. JavaScript nodes ignore it.
     StatusRequest,
+    /// `HELLO` (ours): the answer, on an accepted connection, to a HANDSHAKE marked as
+    /// ours, so the dialler learns at once that it reached one of ours.
+    Hello,
+    /// `SYNC` (ours): a step of catch-up between two of our nodes (see the `sync` module).
+    Sync(Vec<Range>),
+    /// `TXS` (ours): transactions a peer found we lack during catch-up.
+    Txs(Vec<Transaction>),
     /// A `type` we do not know: ignored, as the JavaScript nodes do.
     Unknown(String),
 }
@@ -50,7 +66,20 @@ pub enum FrameError {
     /// A known type without its `data`.
     #[error("{0} frame has no data")]
     NoData(&'static str),
+    /// A SYNC frame that is not a list of valid ranges.
+    #[error("SYNC refused: {0}")]
+    BadSync(String),
 }
+
+impl From<SyncError> for FrameError {
+    fn from(error: SyncError) -> FrameError {
+        FrameError::BadSync(error.to_string())
+    }
+}
+
+/// A string borrowed from the frame when it has no escapes, else owned.
+#[derive(Deserialize)]
+struct BorrowedOrOwned<'a>(#[serde(borrow)] Cow<'a, str>);
 
 #[derive(Deserialize)]
 struct Envelope<'a> {
@@ -58,10 +87,12 @@ struct Envelope<'a> {
     kind: std::borrow::Cow<'a, str>,
     #[serde(borrow, default)]
     data: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    ext: Option<&'a RawValue>,
 }
 
 /// Decodes one text frame, refusing anything longer than `max_len` bytes.
-pub fn decode(text: &str, max_len: usize) -> Result<Frame, FrameError> {
+pub fn decode(text: &str, max_len: usize) -> Result<Frame<'_>, FrameError> {
     if text.len() > max_len {
         return Err(FrameError::TooLarge {
             len: text.len(),
@@ -76,15 +107,41 @@ pub fn decode(text: &str, max_len: usize) -> Result<Frame, FrameError> {
     match envelope.kind.as_ref() {
         "HANDSHAKE" => {
             let data = envelope.data.ok_or(FrameError::NoData("HANDSHAKE"))?;
-            let list: Vec<String> =
-                serde_json::from_str(data.get()).map_err(|_| FrameError::BadHandshake)?;
-            Ok(Frame::Handshake(list))
+            // Borrowed from the frame's text: no allocation per address.
+            let addresses: Vec<Cow<'_, str>> =
+                serde_json::from_str::<Vec<BorrowedOrOwned<'_>>>(data.get())
+                    .map_err(|_| FrameError::BadHandshake)?
+                    .into_iter()
+                    .map(|a| a.0)
+                    .collect();
+            Ok(Frame::Handshake {
+                addresses,
+                ours: envelope.ext.is_some(),
+            })
+        }
+        "SYNC" => {
+            let data = envelope.data.ok_or(FrameError::NoData("SYNC"))?;
+            let ranges: Vec<Range> =
+                serde_json::from_str(data.get()).map_err(|e| FrameError::BadSync(e.to_string()))?;
+            sync::validate(&ranges)?;
+            Ok(Frame::Sync(ranges))
+        }
+        "TXS" => {
+            let data = envelope.data.ok_or(FrameError::NoData("TXS"))?;
+            let list: Vec<&RawValue> = serde_json::from_str(data.get())
+                .map_err(|_| FrameError::BadTransaction(TransactionError::NotAnObject))?;
+            let txs = list
+                .into_iter()
+                .map(Transaction::from_raw)
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Frame::Txs(txs))
         }
         "TRANSACTION" => {
             let data = envelope.data.ok_or(FrameError::NoData("TRANSACTION"))?;
             Ok(Frame::Transaction(Transaction::from_raw(data)?))
         }
         "STATUS_REQUEST" => Ok(Frame::StatusRequest),
+        "HELLO" => Ok(Frame::Hello),
         other => {
             let end = other
                 .char_indices()
@@ -95,12 +152,53 @@ pub fn decode(text: &str, max_len: usize) -> Result<Frame, FrameError> {
     }
 }
 
-/// The HANDSHAKE frame: `own` first, then `connected`.
+/// The HANDSHAKE frame: `own` first, then `connected`; marked with `"ext":1` so our
+/// nodes know each other (JavaScript nodes ignore extra top-level keys).
 pub fn handshake<'a>(own: &Address, connected: impl IntoIterator<Item = &'a Address>) -> String {
-    let mut list = vec![own.to_string()];
-    list.extend(connected.into_iter().map(Address::to_string));
-    let data = serde_json::to_string(&list).unwrap_or_else(|_| "[]".to_owned());
-    format!(r#"{{"type":"HANDSHAKE","data":{data}}}"#)
+    // Canonical addresses hold only [a-z0-9.:\[\]-]: nothing JSON would escape.
+    let mut out = String::with_capacity(64);
+    out.push_str(r#"{"type":"HANDSHAKE","data":[""#);
+    out.push_str(own.as_str());
+    for address in connected {
+        out.push_str(r#"",""#);
+        out.push_str(address.as_str());
+    }
+    out.push_str(r#""],"ext":1}"#);
+    out
+}
+
+/// The HELLO frame (see [`Frame::Hello`]).
+pub(crate) const HELLO: &str = r#"{"type":"HELLO","data":1}"#;
+
+/// A SYNC frame carrying `ranges`.
+pub(crate) fn sync(ranges: &[Range]) -> String {
+    let data = serde_json::to_string(ranges).unwrap_or_else(|_| "[]".to_owned());
+    format!(r#"{{"type":"SYNC","data":{data}}}"#)
+}
+
+/// TXS frames carrying `txs`, each frame at most about `max_bytes` long.
+pub(crate) fn txs<'a>(
+    txs: impl IntoIterator<Item = &'a Transaction>,
+    max_bytes: usize,
+) -> Vec<String> {
+    const HEAD: &str = r#"{"type":"TXS","data":["#;
+    let mut frames = Vec::new();
+    let mut current = String::from(HEAD);
+    for tx in txs {
+        if current.len() > HEAD.len() && current.len() + tx.body().len() + 3 > max_bytes {
+            current.push_str("]}");
+            frames.push(std::mem::replace(&mut current, String::from(HEAD)));
+        }
+        if current.len() > HEAD.len() {
+            current.push(',');
+        }
+        current.push_str(tx.body());
+    }
+    if current.len() > HEAD.len() {
+        current.push_str("]}");
+        frames.push(current);
+    }
+    frames
 }
 
 #[cfg(test)]
@@ -115,17 +213,26 @@ mod tests {
         );
         assert_eq!(
             frame,
-            Ok(Frame::Handshake(vec![
-                "ws://localhost:4002".into(),
-                "ws://localhost:4001".into()
-            ]))
+            Ok(Frame::Handshake {
+                addresses: vec![
+                    Cow::from("ws://localhost:4002"),
+                    Cow::from("ws://localhost:4001")
+                ],
+                ours: false
+            })
         );
     }
 
     #[test]
     fn extra_top_level_keys_are_ignored() {
         let frame = decode(r#"{"x":1,"type":"HANDSHAKE","data":[],"y":[1,2]}"#, 1000);
-        assert_eq!(frame, Ok(Frame::Handshake(vec![])));
+        assert_eq!(
+            frame,
+            Ok(Frame::Handshake {
+                addresses: vec![],
+                ours: false
+            })
+        );
     }
 
     #[test]
@@ -172,7 +279,31 @@ mod tests {
         let other = Address::localhost(4002);
         assert_eq!(
             handshake(&own, [&other]),
-            r#"{"type":"HANDSHAKE","data":["ws://localhost:4001","ws://localhost:4002"]}"#
+            r#"{"type":"HANDSHAKE","data":["ws://localhost:4001","ws://localhost:4002"],"ext":1}"#
         );
+    }
+
+    #[test]
+    fn our_handshake_marks_the_sender_as_ours() {
+        let text = handshake(&Address::localhost(1), []);
+        assert!(matches!(
+            decode(&text, 1000),
+            Ok(Frame::Handshake { ours: true, .. })
+        ));
+    }
+
+    #[test]
+    fn txs_frames_split_by_size_and_decode_back() {
+        let all: Vec<Transaction> = (0..50).map(|i| Transaction::create(None, 1, i)).collect();
+        let frames = txs(&all, 1000);
+        assert!(frames.len() > 1);
+        let mut back = Vec::new();
+        for frame in &frames {
+            match decode(frame, 2000) {
+                Ok(Frame::Txs(list)) => back.extend(list),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(back, all);
     }
 }

@@ -42,7 +42,7 @@
 //! });
 //! assert_eq!(
 //!     sent.as_deref(),
-//!     Some(r#"{"type":"HANDSHAKE","data":["ws://localhost:4001","ws://localhost:4002"]}"#)
+//!     Some(r#"{"type":"HANDSHAKE","data":["ws://localhost:4001","ws://localhost:4002"],"ext":1}"#)
 //! );
 //! ```
 #![forbid(unsafe_code)]
@@ -54,13 +54,14 @@ pub mod frame;
 mod node;
 mod rng;
 pub mod sim;
+pub mod sync;
 mod time;
 mod transaction;
 
 pub use address::{Address, AddressError, MAX_ADDRESS_LEN};
-pub use config::{Backoff, Config, Limits};
+pub use config::{Backoff, Config, Limits, Sync};
 pub use frame::{Frame, FrameError};
-pub use node::{Action, ConnId, DialId, Level, Node, Notice, Payload, Status};
+pub use node::{Action, ConnId, DialId, Level, Node, Notice, Payload, Sent, Status};
 pub use rng::Rng;
 pub use time::Time;
 pub use transaction::{

@@ -1,5 +1,6 @@
 //! The protocol state machine.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use crate::address::Address;
 use crate::config::Config;
 use crate::frame::{self, Frame, FrameError};
 use crate::rng::Rng;
+use crate::sync::{self, Range};
 use crate::time::Time;
 use crate::transaction::Transaction;
 
@@ -164,6 +166,13 @@ pub enum Notice {
         /// Who it was, if known.
         peer: Option<Address>,
     },
+    /// Catch-up with a peer brought transactions this node lacked.
+    CaughtUp {
+        /// The peer.
+        from: Option<Address>,
+        /// How many were new.
+        new: usize,
+    },
     /// A limit stopped the node from doing what a peer asked.
     Limit {
         /// Which limit.
@@ -181,7 +190,8 @@ impl Notice {
             | Notice::Connected(_)
             | Notice::Disconnected { .. }
             | Notice::Handshake { .. }
-            | Notice::NewTransaction { .. } => Level::Info,
+            | Notice::NewTransaction { .. }
+            | Notice::CaughtUp { .. } => Level::Info,
             Notice::DialFailed { attempt, .. } if *attempt <= 1 => Level::Info,
             Notice::Refused { .. } | Notice::Misbehaving { .. } | Notice::Limit { .. } => {
                 Level::Warn
@@ -275,6 +285,12 @@ impl fmt::Display for Notice {
                 "closing {conn} from {}: too many frames it cannot use",
                 OrUnknown(peer)
             ),
+            Notice::CaughtUp { from, new } => write!(
+                f,
+                "caught up {new} transaction{} from {}",
+                if *new == 1 { "" } else { "s" },
+                OrUnknown(from)
+            ),
             Notice::Limit { what, limit } => write!(f, "limit reached: {what} ({limit})"),
         }
     }
@@ -293,6 +309,25 @@ pub struct Status {
     pub inbound: usize,
     /// Transactions in the pool.
     pub pool: usize,
+    /// Frames sent since start, by type.
+    pub sent: Sent,
+}
+
+/// Frames a node has sent, by type (what benchmarks and the simulator count).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Sent {
+    /// HANDSHAKE frames.
+    pub handshake: u64,
+    /// TRANSACTION frames.
+    pub transaction: u64,
+    /// STATUS replies.
+    pub status: u64,
+    /// HELLO answers to our HANDSHAKEs.
+    pub hello: u64,
+    /// SYNC frames (catch-up).
+    pub sync: u64,
+    /// TXS frames (catch-up bodies).
+    pub txs: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -316,6 +351,13 @@ struct Peer {
     keep: bool,
     /// Failed dials in a row.
     failures: u32,
+    /// It marked its HANDSHAKE as one of ours: it speaks SYNC, and it pushes what it
+    /// originates to all its peers, so what we get from it we need not pass to ours.
+    ours: bool,
+    /// The dialled connection on which catch-up with it was opened.
+    synced_on: Option<ConnId>,
+    /// When its last dialled connection opened.
+    opened_at: Time,
 }
 
 #[derive(Debug, Clone)]
@@ -333,27 +375,41 @@ struct Conn {
     closing: bool,
 }
 
-/// The transactions a node holds, in arrival order, findable by hash.
+/// The transactions a node holds, in arrival order, and by hash (sorted, for catch-up).
 #[derive(Debug, Default, Clone)]
 struct Pool {
     order: Vec<Transaction>,
-    hashes: BTreeSet<Arc<str>>,
+    /// Hash to position in `order`.
+    hashes: BTreeMap<Arc<str>, usize>,
 }
 
 impl Pool {
     fn contains(&self, hash: &str) -> bool {
-        self.hashes.contains(hash)
+        self.hashes.contains_key(hash)
+    }
+
+    fn get(&self, hash: &str) -> Option<&Transaction> {
+        self.hashes.get(hash).and_then(|&i| self.order.get(i))
     }
 
     /// Adds `tx` unless its hash is already held; says whether it was new.
     fn insert(&mut self, tx: Transaction) -> bool {
-        if self.hashes.contains(tx.hash()) {
+        if self.hashes.contains_key(tx.hash()) {
             return false;
         }
-        self.hashes.insert(Arc::from(tx.hash()));
+        self.hashes.insert(Arc::from(tx.hash()), self.order.len());
         self.order.push(tx);
         true
     }
+}
+
+/// Where a transaction came from, which decides where it goes next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Via {
+    /// Pushed by a peer, or made here: pass it on.
+    Push,
+    /// Found missing by catch-up with one of ours: only JavaScript peers need it pushed.
+    CatchUp,
 }
 
 /// One node of the network, as a pure state machine.
@@ -371,10 +427,19 @@ pub struct Node {
     wakeups: BTreeSet<(Time, Address)>,
     dial_deadlines: BTreeSet<(Time, DialId)>,
     next_dial: u64,
+    /// The dial-rate limit's theoretical arrival time.
+    dial_rate_tat: Time,
     inbound: usize,
     pool: Pool,
+    /// When the next catch-up round with every peer of ours is due, and when the pool
+    /// first changed since the last one (rounds wait for a lull, but not forever).
+    sync_due: Option<(Time, Time)>,
+    /// The address book filled up and that was logged; reset when a HANDSHAKE ends, so
+    /// one HANDSHAKE of thousands of addresses logs it once.
+    book_full_logged: bool,
     actions: VecDeque<Action>,
     rng: Rng,
+    sent: Sent,
 }
 
 impl Node {
@@ -396,9 +461,13 @@ impl Node {
             wakeups: BTreeSet::new(),
             dial_deadlines: BTreeSet::new(),
             next_dial: 0,
+            dial_rate_tat: Time::ZERO,
             inbound: 0,
             pool,
+            sync_due: None,
+            book_full_logged: false,
             actions: VecDeque::new(),
+            sent: Sent::default(),
         }
     }
 
@@ -433,7 +502,7 @@ impl Node {
         if let Some(peer) = self.peers.get_mut(&address) {
             peer.state = PeerState::Open { conn };
             peer.keep = true;
-            peer.failures = 0;
+            peer.opened_at = now;
         }
         if duplicate {
             // The host reused a live id; refusing it keeps our books straight.
@@ -452,11 +521,13 @@ impl Node {
         );
         self.connected.push(address.clone());
         let handshake = frame::handshake(&self.config.address, &self.connected);
+        self.sent.handshake += 1;
         self.actions.push_back(Action::Send {
             conn,
             frame: handshake.into(),
         });
-        self.log(Notice::Connected(address));
+        self.log(Notice::Connected(address.clone()));
+        self.open_catch_up(&address);
         self.pump_dials(now);
     }
 
@@ -499,13 +570,38 @@ impl Node {
             _ => return,
         }
         match frame::decode(text, self.config.limits.max_frame_bytes) {
-            Ok(Frame::Handshake(list)) => self.on_handshake(conn, list, now),
+            Ok(Frame::Handshake { addresses, ours }) => {
+                self.on_handshake(conn, addresses, ours, now);
+            }
             Ok(Frame::Transaction(tx)) => {
                 let from = self.peer_of(conn);
-                self.accept_transaction(tx, from);
+                self.accept_transaction(tx, from, Via::Push, now);
+            }
+            Ok(Frame::Sync(ranges)) => self.on_sync(conn, &ranges),
+            Ok(Frame::Txs(txs)) => {
+                let from = self.peer_of(conn);
+                let new = txs
+                    .into_iter()
+                    .filter(|tx| {
+                        self.accept_transaction(tx.clone(), from.clone(), Via::CatchUp, now)
+                    })
+                    .count();
+                if new > 0 {
+                    self.log(Notice::CaughtUp { from, new });
+                }
+            }
+            Ok(Frame::Hello) => {
+                if let Some(ConnKind::Dialled(address)) = self.conns.get(&conn).map(|c| &c.kind) {
+                    let address = address.clone();
+                    if let Some(peer) = self.peers.get_mut(&address) {
+                        peer.ours = true;
+                    }
+                    self.open_catch_up(&address);
+                }
             }
             Ok(Frame::StatusRequest) => {
                 let data = serde_json::to_string(&self.status()).unwrap_or_default();
+                self.sent.status += 1;
                 self.actions.push_back(Action::Send {
                     conn,
                     frame: format!(r#"{{"type":"STATUS","data":{data}}}"#).into(),
@@ -531,7 +627,22 @@ impl Node {
         match closed.kind {
             ConnKind::Dialled(address) => {
                 self.connected.retain(|a| *a != address);
-                let retry_in = self.jitter(self.config.backoff.initial);
+                // A connection that lived long clears the peer's record; one that closed
+                // soon after opening (a peer that accepts, then drops or misbehaves)
+                // counts as a failure, so redials back off instead of flapping.
+                let stable_after = self.config.backoff.stable_after;
+                let failures = match self.peers.get_mut(&address) {
+                    Some(peer) if now.since(peer.opened_at) >= stable_after => {
+                        peer.failures = 0;
+                        1
+                    }
+                    Some(peer) => {
+                        peer.failures = peer.failures.saturating_add(1);
+                        peer.failures
+                    }
+                    None => 1,
+                };
+                let retry_in = self.backoff(failures);
                 if let Some(peer) = self.peers.get_mut(&address) {
                     peer.state = PeerState::Waiting { at: now + retry_in };
                     self.wakeups.insert((now + retry_in, address.clone()));
@@ -548,6 +659,12 @@ impl Node {
 
     /// Time passed: the host calls this at (or after) [`Node::poll_timeout`].
     pub fn handle_timeout(&mut self, now: Time) {
+        if let Some((due, _)) = self.sync_due {
+            if due <= now {
+                self.sync_due = None;
+                self.catch_up_round();
+            }
+        }
         while let Some(&(deadline, dial)) = self.dial_deadlines.first() {
             if deadline > now {
                 break;
@@ -562,8 +679,8 @@ impl Node {
 
     /// A transaction made at this node (the simulator's and tests' way in; the curriculum's
     /// `add-transaction` sends a frame instead). Says whether it was new.
-    pub fn add_transaction(&mut self, tx: Transaction, _now: Time) -> bool {
-        self.accept_transaction(tx, None)
+    pub fn add_transaction(&mut self, tx: Transaction, now: Time) -> bool {
+        self.accept_transaction(tx, None, Via::Push, now)
     }
 
     /// The next thing the host must do, if any. Drain it after every input.
@@ -576,15 +693,15 @@ impl Node {
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Time> {
         let wakeup = if self.dials.len() < self.config.limits.max_concurrent_dials {
-            self.wakeups.first().map(|&(at, _)| at)
+            self.wakeups
+                .first()
+                .map(|&(at, _)| at.max(self.next_dial_allowed()))
         } else {
             None
         };
         let deadline = self.dial_deadlines.first().map(|&(at, _)| at);
-        match (wakeup, deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let sync = self.sync_due.map(|(due, _)| due);
+        [wakeup, deadline, sync].into_iter().flatten().min()
     }
 
     /// The node's advertised address.
@@ -620,6 +737,7 @@ impl Node {
             dialling: self.dials.values().cloned().collect(),
             inbound: self.inbound,
             pool: self.pool.order.len(),
+            sent: self.sent,
         }
     }
 
@@ -643,7 +761,7 @@ impl Node {
         }
     }
 
-    fn on_handshake(&mut self, conn: ConnId, list: Vec<String>, now: Time) {
+    fn on_handshake(&mut self, conn: ConnId, list: Vec<Cow<'_, str>>, ours: bool, now: Time) {
         let limit = self.config.limits.max_handshake_addresses;
         if list.len() > limit {
             self.log(Notice::Limit {
@@ -655,6 +773,15 @@ impl Node {
         let mut invalid = 0;
         let mut from = None;
         for (index, text) in list.iter().take(limit).enumerate() {
+            // Fast path: our nodes list canonical addresses, mostly of servers we are
+            // already connected to or dialling; those need no parsing and no dial.
+            if index > 0 {
+                if let Some(peer) = self.peers.get(text.as_ref()) {
+                    if !matches!(peer.state, PeerState::Waiting { .. }) {
+                        continue;
+                    }
+                }
+            }
             let Ok(address) = text.parse::<Address>() else {
                 invalid += 1;
                 continue;
@@ -667,12 +794,28 @@ impl Node {
             let _ = self.want(address, now);
         }
         if let Some(Conn {
-            kind: ConnKind::Accepted(peer @ None),
+            kind: ConnKind::Accepted(peer),
             ..
         }) = self.conns.get_mut(&conn)
         {
-            peer.clone_from(&from);
+            if peer.is_none() {
+                peer.clone_from(&from);
+            }
+            if ours {
+                self.sent.hello += 1;
+                self.actions.push_back(Action::Send {
+                    conn,
+                    frame: frame::HELLO.into(),
+                });
+            }
         }
+        if let Some(sender) = &from {
+            if let Some(peer) = self.peers.get_mut(sender) {
+                peer.ours = ours;
+            }
+            self.open_catch_up(sender);
+        }
+        self.book_full_logged = false;
         self.log(Notice::Handshake {
             conn,
             from,
@@ -682,7 +825,21 @@ impl Node {
         self.pump_dials(now);
     }
 
-    fn accept_transaction(&mut self, tx: Transaction, from: Option<Address>) -> bool {
+    /// Pools `tx` if it is new and passes it on; says whether it was new.
+    ///
+    /// Relay: a node of ours pushes what it originates (or hears from a JavaScript node,
+    /// or from a peer unknown) to every peer it dialled. What it hears from one of ours
+    /// it passes only to peers not of ours, which flood and never catch up; peers of ours
+    /// already had it pushed by its origin, and catch-up rounds fill whatever a lost or
+    /// missing connection kept from them. In a stable mesh of our nodes each transaction
+    /// crosses one link per receiving node.
+    fn accept_transaction(
+        &mut self,
+        tx: Transaction,
+        from: Option<Address>,
+        via: Via,
+        now: Time,
+    ) -> bool {
         if self.pool.contains(tx.hash()) {
             self.log(Notice::Duplicate {
                 hash: tx.short_hash().to_owned(),
@@ -690,18 +847,28 @@ impl Node {
             return false;
         }
         self.pool.insert(tx.clone());
-        let frame: Payload = tx.to_frame().into();
+        let from_ours = via == Via::CatchUp || from.as_ref().is_some_and(|a| self.is_ours(a));
+        let mut frame: Option<Payload> = None;
         for address in &self.connected {
             if from.as_ref() == Some(address) {
                 continue;
             }
-            if let Some(PeerState::Open { conn }) = self.peers.get(address).map(|p| p.state) {
+            let Some(peer) = self.peers.get(address) else {
+                continue;
+            };
+            if from_ours && peer.ours {
+                continue;
+            }
+            if let PeerState::Open { conn } = peer.state {
+                let frame = frame.get_or_insert_with(|| tx.to_frame().into());
+                self.sent.transaction += 1;
                 self.actions.push_back(Action::Send {
                     conn,
-                    frame: Arc::clone(&frame),
+                    frame: Arc::clone(frame),
                 });
             }
         }
+        self.schedule_catch_up(now);
         self.log(Notice::NewTransaction {
             hash: tx.short_hash().to_owned(),
             from,
@@ -709,6 +876,102 @@ impl Node {
         });
         self.actions.push_back(Action::Persist { transaction: tx });
         true
+    }
+
+    /// Time between dials at the sustained dial rate.
+    fn dial_interval(&self) -> Duration {
+        Duration::from_secs(1) / self.config.limits.max_dials_per_second.max(1)
+    }
+
+    /// When the dial-rate limit (GCRA: a burst of `dial_burst`, then
+    /// `max_dials_per_second`) next lets a dial start.
+    fn next_dial_allowed(&self) -> Time {
+        let burst = self.dial_interval() * self.config.limits.dial_burst;
+        Time::from_micros(
+            self.dial_rate_tat
+                .as_micros()
+                .saturating_sub(burst.as_micros() as u64),
+        )
+    }
+
+    fn is_ours(&self, address: &Address) -> bool {
+        self.peers.get(address).is_some_and(|p| p.ours)
+    }
+
+    /// Opens catch-up with `address` once per dialled connection, as soon as the
+    /// connection is open and the peer has shown it is one of ours.
+    fn open_catch_up(&mut self, address: &Address) {
+        let Some(peer) = self.peers.get_mut(address) else {
+            return;
+        };
+        let PeerState::Open { conn } = peer.state else {
+            return;
+        };
+        // One conversation per pair is enough (it reconciles both ways): the side with
+        // the smaller address opens it.
+        if !peer.ours || peer.synced_on == Some(conn) || self.config.address > *address {
+            return;
+        }
+        peer.synced_on = Some(conn);
+        let frame = frame::sync(&sync::open(&self.pool.hashes));
+        self.sent.sync += 1;
+        self.actions.push_back(Action::Send {
+            conn,
+            frame: frame.into(),
+        });
+    }
+
+    /// The pool changed: a catch-up round with every peer of ours follows once things
+    /// are quiet for `Sync::lull`, and at most `Sync::max_wait` after the first change.
+    fn schedule_catch_up(&mut self, now: Time) {
+        let lull = self.config.sync.lull;
+        let max_wait = self.config.sync.max_wait;
+        self.sync_due = Some(match self.sync_due {
+            None => (now + lull, now),
+            Some((_, first)) => ((now + lull).min(first + max_wait), first),
+        });
+    }
+
+    /// Opens catch-up with every open peer of ours (one frame, shared).
+    fn catch_up_round(&mut self) {
+        let mut frame: Option<Payload> = None;
+        for address in &self.connected {
+            let Some(peer) = self.peers.get(address) else {
+                continue;
+            };
+            if let (true, PeerState::Open { conn }) = (peer.ours, peer.state) {
+                let frame =
+                    frame.get_or_insert_with(|| frame::sync(&sync::open(&self.pool.hashes)).into());
+                self.sent.sync += 1;
+                self.actions.push_back(Action::Send {
+                    conn,
+                    frame: Arc::clone(frame),
+                });
+            }
+        }
+    }
+
+    /// Answers a step of catch-up on the connection it came on.
+    fn on_sync(&mut self, conn: ConnId, ranges: &[Range]) {
+        let reply = sync::answer(&self.pool.hashes, ranges);
+        if !reply.ranges.is_empty() {
+            self.sent.sync += 1;
+            self.actions.push_back(Action::Send {
+                conn,
+                frame: frame::sync(&reply.ranges).into(),
+            });
+        }
+        if !reply.send.is_empty() {
+            let txs: Vec<&Transaction> =
+                reply.send.iter().filter_map(|h| self.pool.get(h)).collect();
+            for text in frame::txs(txs, self.config.limits.max_frame_bytes / 2) {
+                self.sent.txs += 1;
+                self.actions.push_back(Action::Send {
+                    conn,
+                    frame: text.into(),
+                });
+            }
+        }
     }
 
     fn refuse(&mut self, conn: ConnId, error: FrameError) {
@@ -735,10 +998,13 @@ impl Node {
         if !self.peers.contains_key(&address) {
             let limit = self.config.limits.max_address_book;
             if self.peers.len() >= limit {
-                self.log(Notice::Limit {
-                    what: "address book",
-                    limit,
-                });
+                if !self.book_full_logged {
+                    self.book_full_logged = true;
+                    self.log(Notice::Limit {
+                        what: "address book",
+                        limit,
+                    });
+                }
                 return None;
             }
             self.peers.insert(
@@ -747,6 +1013,9 @@ impl Node {
                     state: PeerState::Waiting { at: now },
                     keep: false,
                     failures: 0,
+                    ours: false,
+                    synced_on: None,
+                    opened_at: Time::ZERO,
                 },
             );
             self.wakeups.insert((now, address.clone()));
@@ -814,11 +1083,12 @@ impl Node {
 
     /// Starts dials whose time has come, as far as the concurrency cap allows.
     fn pump_dials(&mut self, now: Time) {
+        let interval = self.dial_interval();
         while self.dials.len() < self.config.limits.max_concurrent_dials {
             let Some((at, _)) = self.wakeups.first() else {
                 break;
             };
-            if *at > now {
+            if *at > now || self.next_dial_allowed() > now {
                 break;
             }
             let Some((at, address)) = self.wakeups.pop_first() else {
@@ -833,6 +1103,7 @@ impl Node {
             }
             let dial = DialId(self.next_dial);
             self.next_dial += 1;
+            self.dial_rate_tat = self.dial_rate_tat.max(now) + interval;
             peer.state = PeerState::Dialling { dial };
             let attempt = peer.failures;
             self.dials.insert(dial, address.clone());

@@ -316,7 +316,7 @@ fn opened_dial_is_sent_a_handshake_of_own_address_then_every_connected_address()
         sends(&drain(&mut node)),
         [(
             ConnId(1),
-            r#"{"type":"HANDSHAKE","data":["ws://localhost:4001","ws://localhost:4002"]}"#
+            r#"{"type":"HANDSHAKE","data":["ws://localhost:4001","ws://localhost:4002"],"ext":1}"#
                 .to_owned()
         )]
     );
@@ -325,7 +325,7 @@ fn opened_dial_is_sent_a_handshake_of_own_address_then_every_connected_address()
         sends(&drain(&mut node)),
         [(
             ConnId(2),
-            r#"{"type":"HANDSHAKE","data":["ws://localhost:4001","ws://localhost:4002","ws://localhost:4003"]}"#
+            r#"{"type":"HANDSHAKE","data":["ws://localhost:4001","ws://localhost:4002","ws://localhost:4003"],"ext":1}"#
                 .to_owned()
         )]
     );
@@ -415,7 +415,7 @@ fn handshake_after_a_closed_dial_no_longer_lists_it() {
         sends(&drain(&mut node)),
         [(
             ConnId(3),
-            r#"{"type":"HANDSHAKE","data":["ws://localhost:4001","ws://localhost:4003","ws://localhost:4004"]}"#
+            r#"{"type":"HANDSHAKE","data":["ws://localhost:4001","ws://localhost:4003","ws://localhost:4004"],"ext":1}"#
                 .to_owned()
         )]
     );
@@ -729,7 +729,7 @@ fn status_request_is_answered_with_status_on_the_same_connection() {
         effects(&drain(&mut node)),
         [Action::Send {
             conn: ConnId(10),
-            frame: r#"{"type":"STATUS","data":{"address":"ws://localhost:4001","connected":["ws://localhost:4002"],"dialling":["ws://localhost:4003"],"inbound":1,"pool":1}}"#.into(),
+            frame: r#"{"type":"STATUS","data":{"address":"ws://localhost:4001","connected":["ws://localhost:4002"],"dialling":["ws://localhost:4003"],"inbound":1,"pool":1,"sent":{"handshake":1,"transaction":1,"status":0,"hello":0,"sync":0,"txs":0}}}"#.into(),
         }]
     );
 }
@@ -1025,4 +1025,240 @@ fn poll_timeout_is_none_when_nothing_is_pending() {
     let mut node = meshed();
     node.handle_accepted(ConnId(10), ms(2));
     assert_eq!(node.poll_timeout(), None);
+}
+
+// Relay and catch-up between nodes of ours.
+
+/// Accepts connection `conn` and has it say, in our marked HANDSHAKE, it is `from`.
+fn accept_ours(node: &mut Node, conn: ConnId, from: &str, now: Time) -> Vec<Action> {
+    node.handle_accepted(conn, now);
+    node.handle_text(conn, &frame::handshake(&addr(from), []), now);
+    drain(node)
+}
+
+fn sync_frames(actions: &[Action]) -> Vec<(ConnId, String)> {
+    sends(actions)
+        .into_iter()
+        .filter(|(_, text)| text.starts_with(r#"{"type":"SYNC""#))
+        .collect()
+}
+
+#[test]
+fn transaction_from_one_of_ours_goes_only_to_peers_not_of_ours() {
+    let mut node = meshed();
+    // 4002 and 4003 are ours; 4004 never said so (a JavaScript node).
+    accept_ours(&mut node, ConnId(10), "ws://localhost:4002", ms(5));
+    accept_ours(&mut node, ConnId(11), "ws://localhost:4003", ms(5));
+    node.handle_text(ConnId(10), &tx(1).to_frame(), ms(6));
+    let sent = sends(&drain(&mut node));
+    assert_eq!(sent, [(ConnId(3), tx(1).to_frame())]);
+}
+
+#[test]
+fn transaction_from_a_javascript_peer_goes_to_every_other_peer() {
+    let mut node = meshed();
+    accept_ours(&mut node, ConnId(10), "ws://localhost:4002", ms(5));
+    accept_from(&mut node, ConnId(12), "ws://localhost:4004", ms(5));
+    node.handle_text(ConnId(12), &tx(2).to_frame(), ms(6));
+    let targets: Vec<ConnId> = sends(&drain(&mut node))
+        .into_iter()
+        .map(|(c, _)| c)
+        .collect();
+    assert_eq!(targets, [ConnId(1), ConnId(2)]);
+}
+
+#[test]
+fn catch_up_opens_once_a_dialled_peer_has_shown_it_is_ours() {
+    let mut node = meshed();
+    let actions = accept_ours(&mut node, ConnId(10), "ws://localhost:4002", ms(5));
+    let syncs = sync_frames(&actions);
+    assert_eq!(syncs.len(), 1);
+    assert_eq!(syncs[0].0, ConnId(1), "opened on the dialled connection");
+    // A second HANDSHAKE from it on another connection opens nothing new.
+    let again = accept_ours(&mut node, ConnId(11), "ws://localhost:4002", ms(6));
+    assert!(sync_frames(&again).is_empty());
+}
+
+#[test]
+fn catch_up_round_follows_a_lull_after_the_pool_changes() {
+    let mut node = meshed();
+    accept_ours(&mut node, ConnId(10), "ws://localhost:4002", ms(5));
+    node.add_transaction(tx(3), ms(10));
+    drain(&mut node);
+    let lull = node.config().sync.lull;
+    assert_eq!(node.poll_timeout(), Some(ms(10) + lull));
+    node.handle_timeout(ms(10) + lull);
+    let syncs = sync_frames(&drain(&mut node));
+    assert_eq!(
+        syncs.iter().map(|(c, _)| *c).collect::<Vec<_>>(),
+        [ConnId(1)]
+    );
+    assert_eq!(node.poll_timeout(), None);
+}
+
+#[test]
+fn a_busy_pool_still_gets_a_round_by_max_wait() {
+    let mut node = meshed();
+    let max_wait = node.config().sync.max_wait;
+    let mut now = ms(10);
+    for amount in 1..=100 {
+        node.add_transaction(tx(amount), now);
+        now = now + Duration::from_millis(100);
+    }
+    drain(&mut node);
+    assert_eq!(node.poll_timeout(), Some(ms(10) + max_wait));
+}
+
+/// Two nodes of ours, `a` on 4001 and `b` on 4002, connected both ways, with frames
+/// passed between them by hand until both are quiet.
+fn converse(a: &mut Node, b: &mut Node) -> usize {
+    let mut bodies = 0;
+    let (mut to_a, mut to_b): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
+    // a's dial to b is ConnId(1) at a and ConnId(101) at b; b's dial to a is ConnId(2)
+    // at b and ConnId(102) at a. Whichever end a frame is sent on, it reaches the other.
+    for _ in 0..100 {
+        for action in drain(a) {
+            if let Action::Send { frame, .. } = action {
+                to_b.push(frame.to_string());
+            }
+        }
+        for action in drain(b) {
+            if let Action::Send { frame, .. } = action {
+                to_a.push(frame.to_string());
+            }
+        }
+        if to_a.is_empty() && to_b.is_empty() {
+            return bodies;
+        }
+        for text in to_b.drain(..) {
+            bodies += usize::from(text.starts_with(r#"{"type":"TXS""#));
+            b.handle_text(ConnId(101), &text, ms(50));
+        }
+        for text in to_a.drain(..) {
+            bodies += usize::from(text.starts_with(r#"{"type":"TXS""#));
+            a.handle_text(ConnId(102), &text, ms(50));
+        }
+    }
+    panic!("the conversation did not end");
+}
+
+fn pair(pool_a: Vec<Transaction>, pool_b: Vec<Transaction>) -> (Node, Node) {
+    let mut a = Node::new(config(&["ws://localhost:4002"]), pool_a);
+    let mut cb = Config::new(Address::localhost(4002));
+    cb.known_peers = vec![Address::localhost(4001)];
+    let mut b = Node::new(cb, pool_b);
+    a.start(ms(0));
+    b.start(ms(0));
+    let da = dial_to(&drain(&mut a), "ws://localhost:4002");
+    let db = dial_to(&drain(&mut b), "ws://localhost:4001");
+    a.handle_accepted(ConnId(102), ms(1));
+    b.handle_accepted(ConnId(101), ms(1));
+    a.handle_dial_opened(da, ConnId(1), ms(1));
+    b.handle_dial_opened(db, ConnId(2), ms(1));
+    (a, b)
+}
+
+#[test]
+fn connected_nodes_of_ours_catch_up_on_what_each_lacks() {
+    let shared: Vec<Transaction> = (1..=50).map(tx).collect();
+    let only_a: Vec<Transaction> = (51..=53).map(tx).collect();
+    let only_b: Vec<Transaction> = (54..=60).map(tx).collect();
+    let (mut a, mut b) = pair(
+        shared.iter().chain(&only_a).cloned().collect(),
+        shared.iter().chain(&only_b).cloned().collect(),
+    );
+    converse(&mut a, &mut b);
+    let hashes = |n: &Node| {
+        let mut h: Vec<String> = n.pool().iter().map(|t| t.hash().to_owned()).collect();
+        h.sort();
+        h
+    };
+    assert_eq!(a.pool().len(), 60);
+    assert_eq!(hashes(&a), hashes(&b));
+    // Caught-up transactions are persisted like any new one.
+    assert!(a.has_transaction(only_b[0].hash()) && b.has_transaction(only_a[0].hash()));
+}
+
+#[test]
+fn equal_pools_exchange_no_transaction_bodies() {
+    let pool: Vec<Transaction> = (1..=40).map(tx).collect();
+    let (mut a, mut b) = pair(pool.clone(), pool);
+    assert_eq!(converse(&mut a, &mut b), 0);
+}
+
+#[test]
+fn dials_beyond_the_burst_start_at_the_sustained_dial_rate() {
+    let mut config = config(&[]);
+    config.limits.max_dials_per_second = 10;
+    config.limits.dial_burst = 3;
+    config.limits.max_concurrent_dials = 1000;
+    let (mut node, _) = started(config);
+    let list: Vec<String> = (5000..5100)
+        .map(|p| format!("ws://localhost:{p}"))
+        .collect();
+    let refs: Vec<&str> = list.iter().map(String::as_str).collect();
+    node.handle_accepted(ConnId(1), ms(0));
+    node.handle_text(ConnId(1), &handshake_frame(&refs), ms(0));
+    // The burst: the first dials start at once (one per interval already spent).
+    let first = dials(&drain(&mut node)).len();
+    assert!((3..=4).contains(&first), "{first} dials at once");
+    // Then one per 100 ms.
+    let mut now = ms(0);
+    let mut started_by_1s = first;
+    while now < ms(1000) {
+        now = node.poll_timeout().expect("more dials are due");
+        node.handle_timeout(now);
+        started_by_1s += dials(&drain(&mut node)).len();
+    }
+    assert!(
+        (first + 9..=first + 11).contains(&started_by_1s),
+        "{started_by_1s} dials in the first second"
+    );
+}
+
+#[test]
+fn a_peer_that_keeps_dropping_fresh_connections_is_redialled_with_growing_backoff() {
+    let (mut node, actions) = started(config(&["ws://localhost:4002"]));
+    let mut dial = dial_to(&actions, "ws://localhost:4002");
+    let mut now = ms(0);
+    let mut delays = Vec::new();
+    for round in 0..6 {
+        node.handle_dial_opened(dial, ConnId(round + 1), now);
+        drain(&mut node);
+        node.handle_closed(ConnId(round + 1), now + Duration::from_millis(5));
+        let delay = notices(&drain(&mut node))
+            .into_iter()
+            .find_map(|n| match n {
+                Notice::Disconnected { retry_in, .. } => Some(retry_in),
+                _ => None,
+            })
+            .expect("a Disconnected notice");
+        delays.push(delay);
+        now = node.poll_timeout().expect("a redial is scheduled");
+        node.handle_timeout(now);
+        dial = dial_to(&drain(&mut node), "ws://localhost:4002");
+    }
+    let initial = Backoff::default().initial;
+    assert!(delays[5] >= initial * 8, "delays {delays:?}");
+}
+
+#[test]
+fn a_long_lived_connection_that_closes_is_redialled_promptly() {
+    let (mut node, actions) = started(config(&["ws://localhost:4002"]));
+    let dial = dial_to(&actions, "ws://localhost:4002");
+    node.handle_dial_failed(dial, ms(0));
+    drain(&mut node);
+    node.handle_timeout(node.poll_timeout().unwrap());
+    let dial = dial_to(&drain(&mut node), "ws://localhost:4002");
+    node.handle_dial_opened(dial, ConnId(1), ms(500));
+    drain(&mut node);
+    let later = ms(500) + Backoff::default().stable_after;
+    node.handle_closed(ConnId(1), later);
+    let retry = notices(&drain(&mut node))
+        .into_iter()
+        .find_map(|n| match n {
+            Notice::Disconnected { retry_in, .. } => Some(retry_in),
+            _ => None,
+        });
+    assert!(retry.is_some_and(|r| r <= Backoff::default().initial));
 }

@@ -1167,16 +1167,26 @@ impl Sim {
 
     /// Frames on their way now, by arrival.
     pub fn frames_in_flight(&self) -> Vec<InFlight> {
-        let mut frames: Vec<(u64, InFlight)> = self
+        self.frames_in_flight_with_text()
+            .into_iter()
+            .map(|(f, _)| f)
+            .collect()
+    }
+
+    /// [`Sim::frames_in_flight`], each with its frame's text: what tells apart the types
+    /// [`FrameKind`] counts together (`TXS`, `SYNC`, `STATUS_REQUEST`, …), for a host that
+    /// shows them, like the browser demo.
+    pub fn frames_in_flight_with_text(&self) -> Vec<(InFlight, &str)> {
+        let mut frames: Vec<(u64, InFlight, &str)> = self
             .queue
             .iter()
             .filter_map(|(at, seq, what)| match what {
                 Pending::Deliver {
                     link,
                     to,
+                    frame,
                     kind,
                     sent,
-                    ..
                 } => {
                     let l = self.link(*link)?;
                     Some((
@@ -1188,13 +1198,14 @@ impl Sim {
                             sent: *sent,
                             arrives: at,
                         },
+                        &**frame,
                     ))
                 }
                 _ => None,
             })
             .collect();
-        frames.sort_by_key(|(seq, f)| (f.arrives, *seq));
-        frames.into_iter().map(|(_, f)| f).collect()
+        frames.sort_by_key(|(seq, f, _)| (f.arrives, *seq));
+        frames.into_iter().map(|(_, f, text)| (f, text)).collect()
     }
 
     /// The story lines kept, oldest first.
@@ -1517,7 +1528,9 @@ impl Sim {
         let host = &self.hosts[id.0];
         let mut faults = Vec::new();
         match frame::decode(text, usize::MAX) {
-            Ok(Frame::Handshake(list)) => {
+            Ok(Frame::Handshake {
+                addresses: list, ..
+            }) => {
                 match list.first().map(|first| first.parse::<Address>()) {
                     Some(Ok(first)) if first == host.address => {}
                     _ => faults.push(format!(

@@ -15,7 +15,7 @@ use crate::time::Time;
 pub enum FrameKind {
     /// `HANDSHAKE`.
     Handshake,
-    /// `TRANSACTION`: a frame that carries a transaction body.
+    /// `TRANSACTION`, or our catch-up's `TXS`: a frame that carries transaction bodies.
     Transaction,
     /// Any other type (`STATUS`, extensions, frames that are not JSON).
     Other,
@@ -28,7 +28,7 @@ impl FrameKind {
         if text.starts_with(r#"{"type":"HANDSHAKE""#) {
             return FrameKind::Handshake;
         }
-        if text.starts_with(r#"{"type":"TRANSACTION""#) {
+        if text.starts_with(r#"{"type":"TRANSACTION""#) || text.starts_with(r#"{"type":"TXS""#) {
             return FrameKind::Transaction;
         }
         #[derive(Deserialize)]
@@ -38,7 +38,7 @@ impl FrameKind {
         }
         match serde_json::from_str::<TypeOnly<'_>>(text) {
             Ok(t) if t.kind == "HANDSHAKE" => FrameKind::Handshake,
-            Ok(t) if t.kind == "TRANSACTION" => FrameKind::Transaction,
+            Ok(t) if t.kind == "TRANSACTION" || t.kind == "TXS" => FrameKind::Transaction,
             _ => FrameKind::Other,
         }
     }
