@@ -100,9 +100,10 @@ pub fn decode(text: &str, max_len: usize) -> Result<Frame<'_>, FrameError> {
         });
     }
     let envelope: Envelope<'_> = serde_json::from_str(text).map_err(|e| {
-        let mut message = e.to_string();
-        message.truncate(120);
-        FrameError::NotJson(message)
+        // serde_json quotes the offending input: cut on a character boundary.
+        let message = e.to_string();
+        let end = message.char_indices().nth(120).map_or(message.len(), |(i, _)| i);
+        FrameError::NotJson(message[..end].to_owned())
     })?;
     match envelope.kind.as_ref() {
         "HANDSHAKE" => {
@@ -262,6 +263,12 @@ mod tests {
         for text in refused {
             assert!(decode(text, 1000).is_err(), "{text}");
         }
+    }
+
+    #[test]
+    fn a_long_error_about_multibyte_text_does_not_panic() {
+        let text = format!("{{\"type\": {}", "é".repeat(200));
+        assert!(matches!(decode(&text, 10_000), Err(FrameError::NotJson(_))));
     }
 
     #[test]
