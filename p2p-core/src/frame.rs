@@ -102,7 +102,10 @@ pub fn decode(text: &str, max_len: usize) -> Result<Frame<'_>, FrameError> {
     let envelope: Envelope<'_> = serde_json::from_str(text).map_err(|e| {
         // serde_json quotes the offending input: cut on a character boundary.
         let message = e.to_string();
-        let end = message.char_indices().nth(120).map_or(message.len(), |(i, _)| i);
+        let end = message
+            .char_indices()
+            .nth(120)
+            .map_or(message.len(), |(i, _)| i);
         FrameError::NotJson(message[..end].to_owned())
     })?;
     match envelope.kind.as_ref() {
