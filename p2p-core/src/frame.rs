@@ -23,6 +23,9 @@ pub enum Frame<'a> {
         /// The sender is one of our nodes: it marked the frame with an `ext` key, which
         /// JavaScript nodes ignore, and speaks SYNC and TXS.
         ours: bool,
+        /// The `ext` key's value: a random number the sender chose for the connection
+        /// (lets a node recognise its own HANDSHAKE when it dialled itself by an alias).
+        nonce: Option<u64>,
     },
     /// `TRANSACTION`: a transaction to pool and pass on.
     Transaction(Transaction),
@@ -118,9 +121,14 @@ pub fn decode(text: &str, max_len: usize) -> Result<Frame<'_>, FrameError> {
                     .into_iter()
                     .map(|a| a.0)
                     .collect();
+            let nonce = envelope
+                .ext
+                .and_then(|raw| serde_json::from_str::<&str>(raw.get()).ok())
+                .and_then(|hex| u64::from_str_radix(hex, 16).ok());
             Ok(Frame::Handshake {
                 addresses,
                 ours: envelope.ext.is_some(),
+                nonce,
             })
         }
         "SYNC" => {
@@ -156,9 +164,13 @@ pub fn decode(text: &str, max_len: usize) -> Result<Frame<'_>, FrameError> {
     }
 }
 
-/// The HANDSHAKE frame: `own` first, then `connected`; marked with `"ext":1` so our
-/// nodes know each other (JavaScript nodes ignore extra top-level keys).
-pub fn handshake<'a>(own: &Address, connected: impl IntoIterator<Item = &'a Address>) -> String {
+/// The HANDSHAKE frame: `own` first, then `connected`; marked with an `ext` key holding
+/// `nonce` in hex, so our nodes know each other (JavaScript nodes ignore extra keys).
+pub fn handshake<'a>(
+    own: &Address,
+    connected: impl IntoIterator<Item = &'a Address>,
+    nonce: u64,
+) -> String {
     // Canonical addresses hold only [a-z0-9.:\[\]-]: nothing JSON would escape.
     let mut out = String::with_capacity(64);
     out.push_str(r#"{"type":"HANDSHAKE","data":[""#);
@@ -167,7 +179,9 @@ pub fn handshake<'a>(own: &Address, connected: impl IntoIterator<Item = &'a Addr
         out.push_str(r#"",""#);
         out.push_str(address.as_str());
     }
-    out.push_str(r#""],"ext":1}"#);
+    out.push_str(r#""],"ext":""#);
+    out.push_str(&format!("{nonce:016x}"));
+    out.push_str(r#""}"#);
     out
 }
 
@@ -222,7 +236,8 @@ mod tests {
                     Cow::from("ws://localhost:4002"),
                     Cow::from("ws://localhost:4001")
                 ],
-                ours: false
+                ours: false,
+                nonce: None
             })
         );
     }
@@ -234,7 +249,8 @@ mod tests {
             frame,
             Ok(Frame::Handshake {
                 addresses: vec![],
-                ours: false
+                ours: false,
+                nonce: None
             })
         );
     }
@@ -288,17 +304,21 @@ mod tests {
         let own = Address::localhost(4001);
         let other = Address::localhost(4002);
         assert_eq!(
-            handshake(&own, [&other]),
-            r#"{"type":"HANDSHAKE","data":["ws://localhost:4001","ws://localhost:4002"],"ext":1}"#
+            handshake(&own, [&other], 0xabc),
+            r#"{"type":"HANDSHAKE","data":["ws://localhost:4001","ws://localhost:4002"],"ext":"0000000000000abc"}"#
         );
     }
 
     #[test]
     fn our_handshake_marks_the_sender_as_ours() {
-        let text = handshake(&Address::localhost(1), []);
+        let text = handshake(&Address::localhost(1), [], 7);
         assert!(matches!(
             decode(&text, 1000),
-            Ok(Frame::Handshake { ours: true, .. })
+            Ok(Frame::Handshake {
+                ours: true,
+                nonce: Some(7),
+                ..
+            })
         ));
     }
 

@@ -166,6 +166,8 @@ pub enum Notice {
         /// Who it was, if known.
         peer: Option<Address>,
     },
+    /// A dial turned out to reach this node itself; the address is never dialled again.
+    SelfAlias(Address),
     /// Catch-up with a peer brought transactions this node lacked.
     CaughtUp {
         /// The peer.
@@ -193,9 +195,10 @@ impl Notice {
             | Notice::NewTransaction { .. }
             | Notice::CaughtUp { .. } => Level::Info,
             Notice::DialFailed { attempt, .. } if *attempt <= 1 => Level::Info,
-            Notice::Refused { .. } | Notice::Misbehaving { .. } | Notice::Limit { .. } => {
-                Level::Warn
-            }
+            Notice::Refused { .. }
+            | Notice::Misbehaving { .. }
+            | Notice::Limit { .. }
+            | Notice::SelfAlias(_) => Level::Warn,
             Notice::UnknownType { .. } => Level::Info,
             Notice::DialFailed { .. }
             | Notice::Dialling { .. }
@@ -285,6 +288,10 @@ impl fmt::Display for Notice {
                 "closing {conn} from {}: too many frames it cannot use",
                 OrUnknown(peer)
             ),
+            Notice::SelfAlias(address) => write!(
+                f,
+                "{address} is this node itself; closing that connection and never dialling it again"
+            ),
             Notice::CaughtUp { from, new } => write!(
                 f,
                 "caught up {new} transaction{} from {}",
@@ -362,7 +369,8 @@ struct Peer {
 
 #[derive(Debug, Clone)]
 enum ConnKind {
-    Dialled(Address),
+    /// A connection we dialled, and the nonce of the HANDSHAKE we sent on it.
+    Dialled(Address, u64),
     /// The peer's address once it said it in a HANDSHAKE.
     Accepted(Option<Address>),
 }
@@ -431,6 +439,8 @@ pub struct Node {
     dial_rate_tat: Time,
     inbound: usize,
     pool: Pool,
+    /// Spellings found to reach this node itself.
+    learned_aliases: BTreeSet<Address>,
     /// When the next catch-up round with every peer of ours is due, and when the pool
     /// first changed since the last one (rounds wait for a lull, but not forever).
     sync_due: Option<(Time, Time)>,
@@ -465,6 +475,7 @@ impl Node {
             inbound: 0,
             pool,
             sync_due: None,
+            learned_aliases: BTreeSet::new(),
             book_full_logged: false,
             actions: VecDeque::new(),
             sent: Sent::default(),
@@ -504,6 +515,7 @@ impl Node {
             peer.keep = true;
             peer.opened_at = now;
         }
+        let nonce = self.rng.next_u64();
         if duplicate {
             // The host reused a live id; refusing it keeps our books straight.
             self.actions.push_back(Action::Close { conn });
@@ -514,13 +526,13 @@ impl Node {
         self.conns.insert(
             conn,
             Conn {
-                kind: ConnKind::Dialled(address.clone()),
+                kind: ConnKind::Dialled(address.clone(), nonce),
                 refused: 0,
                 closing: false,
             },
         );
         self.connected.push(address.clone());
-        let handshake = frame::handshake(&self.config.address, &self.connected);
+        let handshake = frame::handshake(&self.config.address, &self.connected, nonce);
         self.sent.handshake += 1;
         self.actions.push_back(Action::Send {
             conn,
@@ -570,8 +582,17 @@ impl Node {
             _ => return,
         }
         match frame::decode(text, self.config.limits.max_frame_bytes) {
-            Ok(Frame::Handshake { addresses, ours }) => {
-                self.on_handshake(conn, addresses, ours, now);
+            Ok(Frame::Handshake {
+                addresses,
+                ours,
+                nonce,
+            }) => {
+                let from_us = addresses
+                    .first()
+                    .is_some_and(|first| first.as_ref() == self.config.address.as_str());
+                if !(from_us && self.caught_dialling_itself(nonce)) {
+                    self.on_handshake(conn, addresses, ours, now);
+                }
             }
             Ok(Frame::Transaction(tx)) => {
                 let from = self.peer_of(conn);
@@ -591,7 +612,8 @@ impl Node {
                 }
             }
             Ok(Frame::Hello) => {
-                if let Some(ConnKind::Dialled(address)) = self.conns.get(&conn).map(|c| &c.kind) {
+                if let Some(ConnKind::Dialled(address, _)) = self.conns.get(&conn).map(|c| &c.kind)
+                {
                     let address = address.clone();
                     if let Some(peer) = self.peers.get_mut(&address) {
                         peer.ours = true;
@@ -625,7 +647,7 @@ impl Node {
             return;
         };
         match closed.kind {
-            ConnKind::Dialled(address) => {
+            ConnKind::Dialled(address, _) => {
                 self.connected.retain(|a| *a != address);
                 // A connection that lived long clears the peer's record; one that closed
                 // soon after opening (a peer that accepts, then drops or misbehaves)
@@ -747,7 +769,36 @@ impl Node {
     }
 
     fn is_self(&self, address: &Address) -> bool {
-        *address == self.config.address || self.config.aliases.contains(address)
+        *address == self.config.address
+            || self.config.aliases.contains(address)
+            || self.learned_aliases.contains(address)
+    }
+
+    /// A HANDSHAKE naming us first and carrying the nonce of one of our own dials came
+    /// back to us: that dial reached this very node under a spelling we did not know (a
+    /// host name, a LAN address). The spelling becomes an alias of ours, never dialled
+    /// again, and the dial is closed. Only our own dial's nonce, which no other node has
+    /// seen unless we dialled it, can cause this.
+    fn caught_dialling_itself(&mut self, nonce: Option<u64>) -> bool {
+        let Some(nonce) = nonce else {
+            return false;
+        };
+        let found = self.conns.iter().find_map(|(&conn, c)| match &c.kind {
+            ConnKind::Dialled(address, n) if *n == nonce => Some((conn, address.clone())),
+            _ => None,
+        });
+        let Some((conn, alias)) = found else {
+            return false;
+        };
+        self.log(Notice::SelfAlias(alias.clone()));
+        self.learned_aliases.insert(alias.clone());
+        self.connected.retain(|a| *a != alias);
+        self.peers.remove(&alias);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.closing = true;
+        }
+        self.actions.push_back(Action::Close { conn });
+        true
     }
 
     fn log(&mut self, notice: Notice) {
@@ -756,7 +807,7 @@ impl Node {
 
     fn peer_of(&self, conn: ConnId) -> Option<Address> {
         match &self.conns.get(&conn)?.kind {
-            ConnKind::Dialled(address) => Some(address.clone()),
+            ConnKind::Dialled(address, _) => Some(address.clone()),
             ConnKind::Accepted(peer) => peer.clone(),
         }
     }

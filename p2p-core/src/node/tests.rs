@@ -126,6 +126,20 @@ fn retry_delays(actions: &[Action]) -> Vec<Option<Duration>> {
         .collect()
 }
 
+/// A HANDSHAKE frame our node sent, with its random `ext` nonce checked and cut off.
+fn without_nonce(text: &str) -> String {
+    let (body, nonce) = text
+        .rsplit_once(r#","ext":""#)
+        .unwrap_or_else(|| panic!("no ext nonce in {text}"));
+    assert_eq!(
+        nonce.len(),
+        18,
+        "16 hex digits, a quote and a brace: {nonce}"
+    );
+    assert!(nonce[..16].bytes().all(|b| b.is_ascii_hexdigit()));
+    format!("{body}}}")
+}
+
 fn handshake_frame(list: &[&str]) -> String {
     let data = serde_json::to_string(list).expect("strings serialise");
     format!(r#"{{"type":"HANDSHAKE","data":{data}}}"#)
@@ -312,22 +326,20 @@ fn opened_dial_leaves_dialling_and_joins_connected_addresses() {
 fn opened_dial_is_sent_a_handshake_of_own_address_then_every_connected_address() {
     let (mut node, actions) = started(config(&["ws://localhost:4002", "ws://localhost:4003"]));
     node.handle_dial_opened(dial_to(&actions, "ws://localhost:4002"), ConnId(1), ms(1));
+    let sent = sends(&drain(&mut node));
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0, ConnId(1));
     assert_eq!(
-        sends(&drain(&mut node)),
-        [(
-            ConnId(1),
-            r#"{"type":"HANDSHAKE","data":["ws://localhost:4001","ws://localhost:4002"],"ext":1}"#
-                .to_owned()
-        )]
+        without_nonce(&sent[0].1),
+        r#"{"type":"HANDSHAKE","data":["ws://localhost:4001","ws://localhost:4002"]}"#
     );
     node.handle_dial_opened(dial_to(&actions, "ws://localhost:4003"), ConnId(2), ms(2));
+    let sent = sends(&drain(&mut node));
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0, ConnId(2));
     assert_eq!(
-        sends(&drain(&mut node)),
-        [(
-            ConnId(2),
-            r#"{"type":"HANDSHAKE","data":["ws://localhost:4001","ws://localhost:4002","ws://localhost:4003"],"ext":1}"#
-                .to_owned()
-        )]
+        without_nonce(&sent[0].1),
+        r#"{"type":"HANDSHAKE","data":["ws://localhost:4001","ws://localhost:4002","ws://localhost:4003"]}"#
     );
 }
 
@@ -411,13 +423,12 @@ fn handshake_after_a_closed_dial_no_longer_lists_it() {
     node.handle_closed(ConnId(1), ms(2));
     drain(&mut node);
     node.handle_dial_opened(dial_to(&actions, "ws://localhost:4004"), ConnId(3), ms(3));
+    let sent = sends(&drain(&mut node));
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0, ConnId(3));
     assert_eq!(
-        sends(&drain(&mut node)),
-        [(
-            ConnId(3),
-            r#"{"type":"HANDSHAKE","data":["ws://localhost:4001","ws://localhost:4003","ws://localhost:4004"],"ext":1}"#
-                .to_owned()
-        )]
+        without_nonce(&sent[0].1),
+        r#"{"type":"HANDSHAKE","data":["ws://localhost:4001","ws://localhost:4003","ws://localhost:4004"]}"#
     );
 }
 
@@ -1032,7 +1043,7 @@ fn poll_timeout_is_none_when_nothing_is_pending() {
 /// Accepts connection `conn` and has it say, in our marked HANDSHAKE, it is `from`.
 fn accept_ours(node: &mut Node, conn: ConnId, from: &str, now: Time) -> Vec<Action> {
     node.handle_accepted(conn, now);
-    node.handle_text(conn, &frame::handshake(&addr(from), []), now);
+    node.handle_text(conn, &frame::handshake(&addr(from), [], 0x5eed), now);
     drain(node)
 }
 
@@ -1261,4 +1272,52 @@ fn a_long_lived_connection_that_closes_is_redialled_promptly() {
             _ => None,
         });
     assert!(retry.is_some_and(|r| r <= Backoff::default().initial));
+}
+
+#[test]
+fn a_dial_that_reaches_the_node_itself_under_another_name_is_closed_and_never_repeated() {
+    let (mut node, actions) = started(config(&["ws://myhost.example:4001"]));
+    node.handle_dial_opened(
+        dial_to(&actions, "ws://myhost.example:4001"),
+        ConnId(1),
+        ms(1),
+    );
+    let sent = sends(&drain(&mut node));
+    let own_handshake = &sent[0].1;
+    // The dial came back to our own server: the same frame arrives on an accepted one.
+    node.handle_accepted(ConnId(2), ms(2));
+    node.handle_text(ConnId(2), own_handshake, ms(2));
+    let actions = drain(&mut node);
+    assert_eq!(closes(&actions), [ConnId(1)]);
+    assert!(notices(&actions)
+        .iter()
+        .any(|n| matches!(n, Notice::SelfAlias(a) if a.as_str() == "ws://myhost.example:4001")));
+    assert!(node.connected_addresses().is_empty());
+    node.handle_closed(ConnId(1), ms(3));
+    node.handle_accepted(ConnId(3), ms(3));
+    node.handle_text(
+        ConnId(3),
+        &handshake_frame(&["ws://localhost:4009", "ws://myhost.example:4001"]),
+        ms(3),
+    );
+    node.handle_timeout(ms(60_000));
+    let later = drain(&mut node);
+    assert_eq!(dialled_addresses(&later), ["ws://localhost:4009"]);
+}
+
+#[test]
+fn another_node_whose_nonce_happens_to_match_is_not_taken_for_the_node_itself() {
+    let (mut node, actions) = started(config(&["ws://localhost:4002"]));
+    node.handle_dial_opened(dial_to(&actions, "ws://localhost:4002"), ConnId(1), ms(1));
+    let sent = sends(&drain(&mut node));
+    let ours = &sent[0].1;
+    // Same nonce, but the frame names another node first.
+    let other = ours.replace(
+        r#"["ws://localhost:4001","ws://localhost:4002"]"#,
+        r#"["ws://localhost:4002"]"#,
+    );
+    node.handle_accepted(ConnId(2), ms(2));
+    node.handle_text(ConnId(2), &other, ms(2));
+    assert!(closes(&drain(&mut node)).is_empty());
+    assert_eq!(node.connected_addresses(), [addr("ws://localhost:4002")]);
 }
