@@ -28,6 +28,21 @@ pub(crate) struct Env {
     pub(crate) advertise: Option<Address>,
 }
 
+impl Env {
+    /// Where a client on this machine reaches the node: its `P2P_BIND` address when that
+    /// is one specific IP, else `ws://localhost:PORT`.
+    pub(crate) fn local_address(&self) -> Address {
+        let specific = self.bind.filter(|ip| !ip.is_unspecified());
+        let text = match specific {
+            Some(IpAddr::V6(ip)) => format!("ws://[{ip}]:{}", self.port),
+            Some(IpAddr::V4(ip)) => format!("ws://{ip}:{}", self.port),
+            None => return Address::localhost(self.port),
+        };
+        text.parse()
+            .unwrap_or_else(|_| Address::localhost(self.port))
+    }
+}
+
 /// A node folder, read.
 #[derive(Debug)]
 pub(crate) struct NodeFolder {

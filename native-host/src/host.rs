@@ -123,10 +123,19 @@ pub(crate) fn run(folder: NodeFolder) -> Result<(), RunError> {
 }
 
 async fn run_async(folder: NodeFolder) -> Result<(), RunError> {
-    let own = Address::localhost(folder.env.port);
-    let mut config = Config::new(folder.env.advertise.clone().unwrap_or_else(|| own.clone()));
-    if config.address != own {
-        config.aliases.push(own);
+    // Advertised: P2P_ADVERTISE, else the one IP of P2P_BIND, else ws://localhost:PORT.
+    // Every other spelling this node answers to is an alias it never dials.
+    let local = folder.env.local_address();
+    let advertised = folder
+        .env
+        .advertise
+        .clone()
+        .unwrap_or_else(|| local.clone());
+    let mut config = Config::new(advertised);
+    for alias in [local, Address::localhost(folder.env.port)] {
+        if alias != config.address && !config.aliases.contains(&alias) {
+            config.aliases.push(alias);
+        }
     }
     config.known_peers = folder.known_peers.clone();
     config.seed = seed();

@@ -140,7 +140,7 @@ fn add_transaction(dir: &std::path::Path, amount: Option<u64>) -> Result<(), Str
     // Not the protocol's business: any number from 1 to 100 will do.
     let amount = amount.unwrap_or_else(|| u64::from(now.subsec_nanos()) % 100 + 1);
     let transaction = p2p_core::Transaction::create(env.public_key.as_deref(), amount, time_stamp);
-    let address = p2p_core::Address::localhost(env.port);
+    let address = env.local_address();
     runtime::block_on(client::send_transaction(&address, &transaction))
         .map_err(|e| format!("{e} (start it with `cargo node` in {})", dir.display()))?;
     println!(

@@ -54,6 +54,7 @@ pub(crate) enum UpError {
 struct Row {
     name: String,
     port: u16,
+    address: Address,
     status: Option<NodeStatus>,
 }
 
@@ -73,6 +74,7 @@ fn rows(root: &Path, count: Option<u32>) -> Result<Vec<Row>, UpError> {
         rows.push(Row {
             name: folder_name(&path),
             port: env.port,
+            address: env.local_address(),
             status: None,
         });
     }
@@ -82,7 +84,7 @@ fn rows(root: &Path, count: Option<u32>) -> Result<Vec<Row>, UpError> {
 fn refresh(rows: &mut [Row]) {
     runtime::block_on(async {
         for row in rows.iter_mut() {
-            row.status = client::status(&Address::localhost(row.port)).await.ok();
+            row.status = client::status(&row.address).await.ok();
         }
     });
 }
