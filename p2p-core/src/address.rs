@@ -20,12 +20,19 @@ pub const MAX_ADDRESS_LEN: usize = 256;
 /// The canonical text is kept (shared), so printing, cloning and comparing an address
 /// costs no formatting, and a map keyed by addresses can be searched with the text a
 /// peer sent (`Borrow<str>`): equality and order are those of the text.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Address {
     text: Arc<str>,
     /// Where the host ends in `text` (it starts after `ws://`).
     host_end: usize,
     port: u16,
+}
+
+// Hashes as its text does, as `Borrow<str>` requires (the other fields follow from it).
+impl std::hash::Hash for Address {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.text.hash(state);
+    }
 }
 
 impl Borrow<str> for Address {

@@ -1,8 +1,9 @@
 //! The protocol state machine.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
+use std::hash::{BuildHasher, DefaultHasher, Hasher};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -420,13 +421,30 @@ enum Via {
     CatchUp,
 }
 
+/// Hashers that start from the node's seed: deterministic for one seed, unpredictable
+/// to peers.
+#[derive(Debug, Clone, Copy)]
+struct SeededHasher(u64);
+
+impl BuildHasher for SeededHasher {
+    type Hasher = DefaultHasher;
+
+    fn build_hasher(&self) -> DefaultHasher {
+        let mut hasher = DefaultHasher::new();
+        hasher.write_u64(self.0);
+        hasher
+    }
+}
+
 /// One node of the network, as a pure state machine.
 ///
 /// See the crate documentation for how a host drives it.
 pub struct Node {
     config: Config,
     started: bool,
-    peers: BTreeMap<Address, Peer>,
+    /// The address book; never iterated, so a hash map (keyed by the node's seed, so
+    /// a peer cannot aim collisions at it) keeps the simulator deterministic.
+    peers: HashMap<Address, Peer, SeededHasher>,
     /// `connectedAddresses`, in the order the dials opened.
     connected: Vec<Address>,
     conns: BTreeMap<ConnId, Conn>,
@@ -456,15 +474,16 @@ impl Node {
     /// A node with `config`, holding the transactions of its stored pool (duplicates in
     /// it are skipped). Nothing happens until [`Node::start`].
     pub fn new(config: Config, stored_pool: Vec<Transaction>) -> Node {
+        let seed = config.seed;
         let mut pool = Pool::default();
         for tx in stored_pool {
             pool.insert(tx);
         }
         Node {
-            rng: Rng::new(config.seed),
+            rng: Rng::new(seed),
             config,
             started: false,
-            peers: BTreeMap::new(),
+            peers: HashMap::with_hasher(SeededHasher(seed)),
             connected: Vec::new(),
             conns: BTreeMap::new(),
             dials: BTreeMap::new(),
