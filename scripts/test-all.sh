@@ -21,5 +21,24 @@ cargo build --locked -p p2p-core --target wasm32-unknown-unknown
 step "build"
 cargo build --locked --workspace --all-targets
 
+step "JavaScript test node for the interop tests (tests/interop, from its lockfile)"
+npm ci --prefix tests/interop
+
 step "tests"
 cargo test --locked --workspace
+
+step "wasm-demo: Chromium for the end-to-end test"
+if [ ! -x /usr/bin/chromium ]; then
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+fi
+
+step "wasm-demo: build the page into wasm-demo/dist (installs wasm-bindgen-cli when missing)"
+wasm-demo/build.sh
+
+step "wasm-demo: wasm-bindgen tests of the bindings, as WebAssembly in Node"
+cargo test --locked -p wasm-demo --target wasm32-unknown-unknown
+
+step "wasm-demo: end-to-end test in headless Chromium (wasm-demo/e2e, from its lockfile)"
+npm ci --prefix wasm-demo/e2e
+(cd wasm-demo/e2e && node --test)

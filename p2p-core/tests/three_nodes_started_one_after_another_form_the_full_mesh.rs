@@ -14,7 +14,7 @@ fn three_nodes_started_one_after_another_form_the_full_mesh() {
     }
     assert!(sim.run_until_quiet(Duration::from_secs(60)).is_quiet());
     assert!(sim.is_full_mesh(), "{}", sim.story());
-    // node-0 learnt node-1 from its HANDSHAKE before node-2, its known peer, was up.
+    // node-1 (4001) learnt node-2 from its HANDSHAKE before node-3, its known peer, was up.
     assert_eq!(sim.connected_to(NodeId(0)), vec![NodeId(1), NodeId(2)]);
     for id in sim.nodes() {
         assert_eq!(sim.connected_to(id).len(), 2, "{}", sim.story());

@@ -8,6 +8,10 @@
 //! ([`read_pool`]). Nothing here asserts on timing: every wait polls until a generous
 //! deadline ([`DEADLINE`]) and fails with the last thing it saw.
 //!
+//! Mixed networks run our JavaScript test node (`tests/interop/node.js`, written from
+//! PROTOCOL.md) beside ours as [`JsNode`]s, watched through probe [`TestPeer`]s and their pool
+//! files ([`wait_for_mixed_mesh`], [`wait_for_pools_exactly`]).
+//!
 //! The binary is found by [`p2p_node_bin`]: `$P2P_NODE_BIN` if set, else it is built once per
 //! test process with `cargo build -p native-host --bin p2p-node` (a no-op when up to date).
 //!
@@ -34,6 +38,10 @@
 //! | `curriculum_ports.rs`                | 4001 - 4003 (locked); test peers 20140 - 20159 |
 //! | `add_transaction_in_a_clone.rs`      | 4001 - 4003 (locked)                           |
 //! | `clone_and_delete_nodes.rs`          | none (no node runs)                            |
+//! | `interop_mixed_network.rs`           | 20160 - 20189                                  |
+//! | `interop_javascript_clones.rs`       | 20190 - 20199                                  |
+//! | `netns_partition_and_heal.rs`        | 20200 - 20219 (in network namespaces)          |
+//! | the `bench` binary (not a test)      | 21000 - 21999                                  |
 //!
 //! The curriculum's own ports, 4001 to 4003, are shared by two files; they hold an exclusive
 //! file lock for as long as they run (see [`lock_curriculum_ports`]).
@@ -42,6 +50,8 @@ mod binary;
 mod cli;
 mod curriculum;
 mod folder;
+mod js;
+mod netns;
 mod node;
 mod ordered;
 mod peer;
@@ -62,9 +72,14 @@ pub use curriculum::{
 pub use folder::{
     address, pretty_json, read_pool, read_pool_key_orders, read_pool_strict, NodeSpec, Scratch,
 };
+pub use js::{
+    ensure_interop_installed, interop_dir, js_add_transaction, wait_for_mixed_mesh,
+    wait_for_pools_exactly, JsNode,
+};
+pub use netns::{netns_node_folder, Host, Lab, NetnsNode};
 pub use node::Node;
 pub use peer::{Client, Frame, TestPeer};
-pub use status::{request_status, wait_for_full_mesh, wait_for_settled_mesh, Status};
+pub use status::{request_status, wait_for_full_mesh, wait_for_settled_mesh, Sent, Status};
 pub use wait::{wait_for, wait_until};
 
 /// How long any wait for the network to settle may take before the test fails. Generous on
@@ -94,4 +109,12 @@ pub mod ports {
     pub const CURRICULUM_PEERS: u16 = 20140;
     /// The curriculum's ports, `node-1` to `node-3`.
     pub const CURRICULUM: [u16; 3] = [4001, 4002, 4003];
+    /// `interop_mixed_network.rs`.
+    pub const INTEROP_MIXED_NETWORK: u16 = 20160;
+    /// `interop_javascript_clones.rs`.
+    pub const INTEROP_JAVASCRIPT_CLONES: u16 = 20190;
+    /// `netns_partition_and_heal.rs`.
+    pub const NETNS_PARTITION_AND_HEAL: u16 = 20200;
+    /// The `bench` binary (`src/bin/bench.rs`): 21000 to 21999.
+    pub const BENCH: u16 = 21000;
 }

@@ -1,5 +1,6 @@
 //! A running `p2p-node start` process.
 
+use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -30,6 +31,8 @@ const LOG_TAIL_LINES: usize = 200;
 pub struct Node {
     dir: PathBuf,
     port: u16,
+    /// A command that runs `p2p-node start` for us (`ip netns exec NS`), if any.
+    prefix: Vec<OsString>,
     child: Option<Child>,
     exit: Option<ExitStatus>,
 }
@@ -38,10 +41,19 @@ impl Node {
     /// Starts `p2p-node start` with `dir` as its working directory, as a person runs it in a
     /// node folder; `dir/.env` must name its `PORT`. Does not wait for it to listen.
     pub fn start(dir: &Path) -> Node {
+        Node::start_under(&[], dir)
+    }
+
+    /// [`Node::start`] under a command prefix: runs `PREFIX... p2p-node start`, e.g. with
+    /// `ip netns exec NS` to start the node in a network namespace. The prefix must exec
+    /// the node rather than fork it, so that the process killed on drop is the node itself.
+    /// Such a node may not listen on localhost: ask it for its status some other way.
+    pub fn start_under(prefix: &[OsString], dir: &Path) -> Node {
         let port = read_port(dir);
         let mut node = Node {
             dir: dir.to_owned(),
             port,
+            prefix: prefix.to_vec(),
             child: None,
             exit: None,
         };
@@ -73,12 +85,29 @@ impl Node {
             .append(true)
             .open(&log_path)
             .unwrap_or_else(|e| panic!("could not open {}: {e}", log_path.display()));
+        let prefix: Vec<_> = self
+            .prefix
+            .iter()
+            .map(|arg| arg.to_string_lossy())
+            .collect();
         let _ = writeln!(
             log,
-            "--- test harness: p2p-node start in {} ---",
+            "--- test harness: {}p2p-node start in {} ---",
+            prefix
+                .iter()
+                .map(|arg| format!("{arg} "))
+                .collect::<String>(),
             self.dir.display()
         );
-        let child = Command::new(p2p_node_bin())
+        let mut command = match self.prefix.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(p2p_node_bin());
+                command
+            }
+            None => Command::new(p2p_node_bin()),
+        };
+        let child = command
             .arg("start")
             .current_dir(&self.dir)
             .stdin(Stdio::null())
@@ -122,6 +151,11 @@ impl Node {
     /// The node's port.
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// The node's address, `ws://localhost:PORT`.

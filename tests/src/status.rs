@@ -26,12 +26,52 @@ pub struct Status {
     pub inbound: u64,
     /// How many transactions its pool holds.
     pub pool: u64,
+    /// Frames it has sent since it started, by type; `None` if the reply has no `sent`
+    /// (a node from before the counters).
+    pub sent: Option<Sent>,
     /// The whole `STATUS` frame, for messages.
     pub raw: Value,
 }
 
+/// Frames a node has sent since it started, by type (`data.sent` of a `STATUS` reply).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sent {
+    /// HANDSHAKE frames.
+    pub handshake: u64,
+    /// TRANSACTION frames (each carries one transaction).
+    pub transaction: u64,
+    /// STATUS replies.
+    pub status: u64,
+    /// HELLO frames.
+    pub hello: u64,
+    /// SYNC frames (catch-up).
+    pub sync: u64,
+    /// TXS frames (catch-up; each carries transaction bodies).
+    pub txs: u64,
+}
+
+impl Sent {
+    /// Frames that carry transaction bodies: TRANSACTION and TXS.
+    pub fn carrying_transactions(&self) -> u64 {
+        self.transaction + self.txs
+    }
+
+    fn parse(sent: &Value) -> Option<Sent> {
+        let count = |key: &str| sent[key].as_u64().unwrap_or(0);
+        sent.is_object().then(|| Sent {
+            handshake: count("handshake"),
+            transaction: count("transaction"),
+            status: count("status"),
+            hello: count("hello"),
+            sync: count("sync"),
+            txs: count("txs"),
+        })
+    }
+}
+
 impl Status {
-    fn parse(frame: &Value) -> Result<Status, String> {
+    /// Reads a whole `STATUS` frame (`{"type":"STATUS","data":{...}}`).
+    pub fn parse(frame: &Value) -> Result<Status, String> {
         let data = &frame["data"];
         let strings = |key: &str| -> Result<BTreeSet<String>, String> {
             let list = data[key]
@@ -59,6 +99,7 @@ impl Status {
             dialling: strings("dialling")?,
             inbound: number("inbound")?,
             pool: number("pool")?,
+            sent: Sent::parse(&data["sent"]),
             raw: frame.clone(),
         })
     }
@@ -79,14 +120,24 @@ async fn status_exchange(port: u16) -> Result<Status, String> {
     let stream = TcpStream::connect(("localhost", port))
         .await
         .map_err(|e| format!("cannot connect to port {port}: {e}"))?;
-    let (mut ws, _) = async_tungstenite::client_async(address(port), stream)
+    status_over(stream, &address(port), &format!("port {port}")).await
+}
+
+/// The status exchange on a TCP connection already open to the node at `url` (`what` names
+/// it in messages).
+pub(crate) async fn status_over(
+    stream: TcpStream,
+    url: &str,
+    what: &str,
+) -> Result<Status, String> {
+    let (mut ws, _) = async_tungstenite::client_async(url, stream)
         .await
-        .map_err(|e| format!("no WebSocket handshake with port {port}: {e}"))?;
+        .map_err(|e| format!("no WebSocket handshake with {what}: {e}"))?;
     ws.send(Message::text(r#"{"type":"STATUS_REQUEST"}"#))
         .await
-        .map_err(|e| format!("cannot send STATUS_REQUEST to port {port}: {e}"))?;
+        .map_err(|e| format!("cannot send STATUS_REQUEST to {what}: {e}"))?;
     while let Some(message) = ws.next().await {
-        let message = message.map_err(|e| format!("connection to port {port} failed: {e}"))?;
+        let message = message.map_err(|e| format!("connection to {what} failed: {e}"))?;
         if let Message::Text(text) = message {
             let frame: Value = match serde_json::from_str(text.as_str()) {
                 Ok(frame) => frame,
@@ -100,9 +151,7 @@ async fn status_exchange(port: u16) -> Result<Status, String> {
             }
         }
     }
-    Err(format!(
-        "port {port} closed the connection without a STATUS"
-    ))
+    Err(format!("{what} closed the connection without a STATUS"))
 }
 
 /// Polls every node's status until each one's `connected` set is exactly the addresses of all

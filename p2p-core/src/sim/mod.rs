@@ -95,9 +95,10 @@ impl NodeId {
     }
 }
 
+/// Named as the curriculum names node folders: `NodeId(0)` serves port 4001, `node-1`.
 impl fmt::Display for NodeId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "node-{}", self.0)
+        write!(f, "node-{}", self.0 + 1)
     }
 }
 
@@ -1033,6 +1034,12 @@ impl Sim {
     /// The running node itself, to look at.
     pub fn node(&self, id: NodeId) -> Option<&Node> {
         self.hosts.get(id.0)?.node()
+    }
+
+    /// Which side of the partition a node is on: `Some(0)` when there is none, or for the
+    /// nodes in no group; `Some(k)` for the `k`-th group given to [`Sim::partition`].
+    pub fn partition_group(&self, id: NodeId) -> Option<usize> {
+        self.hosts.get(id.0).map(|h| h.group)
     }
 
     /// The address a node serves on.

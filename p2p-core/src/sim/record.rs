@@ -226,7 +226,7 @@ mod tests {
             );
         }
         let lines: Vec<_> = log.lines().collect();
-        assert_eq!(lines, ["0.001s node-1: line 1", "0.002s node-1: line 2"]);
+        assert_eq!(lines, ["0.001s node-2: line 1", "0.002s node-2: line 2"]);
         assert_eq!(log.dropped(), 1);
     }
 }

@@ -236,8 +236,8 @@ fn frames_are_counted_by_type_and_by_link() {
 fn the_log_tells_the_story_per_node() {
     let sim = meshed(13, 2);
     let line = sim.node_log(NodeId(1)).next().unwrap();
-    assert_eq!(line, "0.000s node-1: listening on ws://localhost:4002");
-    assert!(sim.log().any(|l| l.contains(" sim: node-0 starts")));
+    assert_eq!(line, "0.000s node-2: listening on ws://localhost:4002");
+    assert!(sim.log().any(|l| l.contains(" sim: node-1 starts")));
 }
 
 #[test]
