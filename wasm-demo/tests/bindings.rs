@@ -182,7 +182,7 @@ fn the_random_scenario_converges() {
 #[wasm_bindgen_test]
 fn refusals_are_thrown_as_errors_not_panics() {
     let mut demo = demo();
-    assert!(message(demo.crash(3).unwrap_err()).contains("there is no node-3"));
+    assert!(message(demo.crash(3).unwrap_err()).contains("there is no node-4"));
     demo.add_node(None).expect("add");
     assert!(message(demo.crash(0).unwrap_err()).contains("has not started"));
     assert!(message(demo.add_transaction(0).unwrap_err()).contains("has not started"));
