@@ -1,0 +1,2283 @@
+//! `bench`: real `p2p-node` processes (release build) on loopback beside the JavaScript test
+//! node (`tests/interop/node.js`, which rewrites its whole pool file per transaction as the
+//! curriculum's `writeTransactions` does), measured in the same run.
+//!
+//! Run it as `cargo run --release -p tests --bin bench -- --help`. It is a program, not a
+//! test: nothing here fails on a figure, it reports what it measured, and says so plainly when
+//! something did not finish in time.
+//!
+//! What one run does for N nodes, each network in its own scratch folders, on ports 21000 to
+//! 21999 (the `bench` block of the harness' port table):
+//! - ours, started all at once (node i knows node i-1, a ring): time to full mesh;
+//! - ours, started one after another (each knowing all earlier ones, the next started once
+//!   the previous one listens): time to full mesh; then single transactions into node 1,
+//!   timed by an observer peer until every node has passed them on;
+//! - ours, a fresh network started the same way: a burst of the JavaScript node's size and
+//!   the big burst into node 1 from one client connection (pre-serialised TRANSACTION
+//!   frames), timed by STATUS pool counts; frames per transaction from the STATUS `sent`
+//!   counters; peak resident memory; then single transactions again, with the pools full;
+//! - the JavaScript node the same way, where it can.
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt::Write as _;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use async_std::net::{TcpListener, TcpStream};
+use async_std::task::{self, JoinHandle};
+use async_tungstenite::tungstenite::Message;
+use async_tungstenite::WebSocketStream;
+use clap::Parser;
+use futures::channel::mpsc;
+use futures::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tests::{address, ports, JsNode, Node, NodeSpec, Scratch, Status, CURRICULUM_PUBLIC_KEY};
+
+/// The sweep: (N, our big burst, the burst both implementations get, single trials). Sized
+/// so that the whole sweep, JavaScript node included, takes about ten minutes on a 2-core
+/// machine: the JavaScript node floods (N x (N-1) frames per transaction) and rewrites its
+/// whole pool file per transaction, so its burst shrinks as N grows.
+const SWEEP: [SweepPoint; 4] = [
+    SweepPoint {
+        nodes: 3,
+        burst: 50_000,
+        js_burst: 2_000,
+        single: 50,
+    },
+    SweepPoint {
+        nodes: 10,
+        burst: 50_000,
+        js_burst: 2_000,
+        single: 50,
+    },
+    SweepPoint {
+        nodes: 30,
+        burst: 20_000,
+        js_burst: 1_000,
+        single: 30,
+    },
+    SweepPoint {
+        nodes: 50,
+        burst: 20_000,
+        js_burst: 400,
+        single: 30,
+    },
+];
+
+/// Time between single-transaction trials: long enough for a node to write its pool file
+/// after each one (it waits for a 20 ms lull), as when a person adds transactions by hand.
+const TRIAL_GAP: Duration = Duration::from_millis(50);
+/// How long our nodes get for anything before a measurement counts as timed out.
+const OURS_LIMIT: Duration = Duration::from_secs(120);
+/// How long a JavaScript network started all at once gets to form its mesh (it never will
+/// unless every first dial happens to succeed: JavaScript nodes do not retry).
+const JS_ALL_AT_ONCE_LIMIT: Duration = Duration::from_secs(10);
+/// How often the mesh and our pools are polled.
+const POLL: Duration = Duration::from_millis(2);
+
+#[derive(Parser, Debug, Clone)]
+#[command(
+    name = "bench",
+    about = "Benchmark p2p-node against the JavaScript test node on loopback",
+    long_about = "Benchmark p2p-node against the JavaScript test node (tests/interop), on loopback, \
+        in scratch folders, with the release build of p2p-node (built first).\n\n\
+        For N nodes it measures, for ours and for the JavaScript node in the same run:\n\
+        - time from start to full mesh, nodes started one after another (each knowing all \
+        earlier ones) and all at once (node i knowing node i-1, a ring);\n\
+        - one transaction into one node: time until it is in every pool, p50 and p99 over \
+        --single trials, timed by an observer peer every node pushes new transactions to;\n\
+        - a burst of transactions into one node, sent as fast as one client connection can: \
+        time until all are in every pool, transactions/s (our pools by STATUS pool counts, \
+        the JavaScript node's by reading its transactions.json);\n\
+        - transaction frames sent per transaction (ours: STATUS `sent` counters; JavaScript: \
+        frames its logs say arrived);\n\
+        - peak resident memory per node (max VmHWM), at the end.\n\n\
+        It prints a table and one JSON line per N, and the ratios ours/JavaScript.",
+    after_help = "Examples:\n  \
+        cargo run --release -p tests --bin bench -- --nodes 10 --write BENCHMARKS.md\n  \
+        cargo run --release -p tests --bin bench -- --sweep --write BENCHMARKS.md\n  \
+        cargo run --release -p tests --bin bench -- --nodes 5 --burst 10000 --no-js\n\n\
+        Ports 21000-21999 must be free. The sweep (N = 3, 10, 30, 50) ignores --nodes, \
+        --burst, --js-burst and --single and uses its own sizes, printed with its results."
+)]
+struct Args {
+    /// Nodes in each network (2 to 99).
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(2..=99))]
+    nodes: u16,
+    /// Transactions in the big burst into one of our nodes.
+    #[arg(long, default_value_t = 50_000, value_parser = clap::value_parser!(u64).range(1..))]
+    burst: u64,
+    /// Transactions in the burst that both implementations get, for the ratio (the
+    /// JavaScript node's cost grows with the square of it).
+    #[arg(long, default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..))]
+    js_burst: u64,
+    /// Single-transaction trials (their p50 and p99 are reported).
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u64).range(1..))]
+    single: u64,
+    /// Sweep N = 3, 10, 30, 50 (about ten minutes) and chart it (with --write).
+    #[arg(long)]
+    sweep: bool,
+    /// Measure the JavaScript node too (the default).
+    #[arg(long, overrides_with = "no_js")]
+    js: bool,
+    /// Measure only our node.
+    #[arg(long, overrides_with = "js")]
+    no_js: bool,
+    /// Give up on a JavaScript measurement after this many seconds (reported as timed out).
+    #[arg(long, default_value_t = 120, value_name = "SECONDS")]
+    js_timeout: u64,
+    /// Write the results into this Markdown file (e.g. BENCHMARKS.md), replacing only the
+    /// bench's own section (between `<!-- bench:figures:begin/end -->` for a run,
+    /// `<!-- bench:sweep:begin/end -->` for a sweep); the file is made if missing.
+    #[arg(long, value_name = "FILE")]
+    write: Option<PathBuf>,
+    /// Where a written sweep's SVG chart goes, relative to the Markdown file's folder.
+    #[arg(long, default_value = "docs/bench-sweep.svg", value_name = "PATH")]
+    chart: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct SweepPoint {
+    nodes: u16,
+    burst: u64,
+    js_burst: u64,
+    single: u64,
+}
+
+fn main() {
+    let args = Args::parse();
+    let command = command_line();
+    let bin = build_release_node();
+    // The harness starts whatever P2P_NODE_BIN names: the release build, for the bench.
+    std::env::set_var("P2P_NODE_BIN", &bin);
+    eprintln!("bench: p2p-node is {}", bin.display());
+    let js = !args.no_js && js_available();
+    let machine = Machine::read();
+    let js_timeout = Duration::from_secs(args.js_timeout);
+    if args.sweep {
+        let mut reports = Vec::new();
+        for point in SWEEP {
+            let report = task::block_on(run(point, js, js_timeout));
+            print_report(&report);
+            reports.push(report);
+        }
+        print_sweep(&reports);
+        if let Some(path) = &args.write {
+            write_sweep(path, &args.chart, &command, &machine, &reports);
+        }
+    } else {
+        let point = SweepPoint {
+            nodes: args.nodes,
+            burst: args.burst,
+            js_burst: args.js_burst,
+            single: args.single,
+        };
+        let report = task::block_on(run(point, js, js_timeout));
+        print_report(&report);
+        if let Some(path) = &args.write {
+            write_figures(path, &command, &machine, &report);
+        }
+    }
+}
+
+/// The command as a person would type it again.
+fn command_line() -> String {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut line = "cargo run --release -p tests --bin bench --".to_owned();
+    for arg in args {
+        line.push(' ');
+        line.push_str(&arg);
+    }
+    line
+}
+
+/// Builds `p2p-node` in release mode (a no-op when up to date) and returns its path.
+fn build_release_node() -> PathBuf {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let output = Command::new(&cargo)
+        .current_dir(tests::workspace_root())
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "native-host",
+            "--bin",
+            "p2p-node",
+            "--message-format=json-render-diagnostics",
+        ])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cargo:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "cargo build --release -p native-host failed:\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|message| message["reason"] == "compiler-artifact")
+        .filter(|message| message["target"]["name"] == "p2p-node")
+        .find_map(|message| message["executable"].as_str().map(PathBuf::from))
+        .expect("cargo built native-host but named no p2p-node executable")
+}
+
+fn js_available() -> bool {
+    let ok = Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("bench: `node` not found: the JavaScript node is left out");
+        return false;
+    }
+    // Installs tests/interop/node_modules from its lockfile if missing; panics saying why not.
+    tests::ensure_interop_installed();
+    true
+}
+
+// ---------------------------------------------------------------------------------------
+// Results
+
+/// A figure, or why there is none (timed out, did not form, ...).
+type Measured = Result<f64, String>;
+
+#[derive(Debug, Clone)]
+struct Latency {
+    p50_ms: f64,
+    p99_ms: f64,
+    /// When the node it was sent to passed it on (client hop plus observer hop).
+    origin_p50_ms: f64,
+    trials: usize,
+    /// Transactions pooled per node when the trials ran.
+    pooled: u64,
+}
+
+#[derive(Debug, Clone)]
+struct Burst {
+    size: u64,
+    /// Time the client took to write every frame.
+    send_ms: f64,
+    /// Time until the node it was sent to held them all.
+    origin_ms: f64,
+    /// Time until every node held them all.
+    all_ms: f64,
+    /// Time until every node's transactions.json held them all (ours; the JavaScript
+    /// node's `all_ms` is already that).
+    files_ms: Option<Measured>,
+    frames_per_tx: Measured,
+    /// SYNC and TXS frames sent by all nodes over the burst (ours).
+    catch_up: Option<(u64, u64)>,
+}
+
+impl Burst {
+    fn tx_per_s(&self) -> f64 {
+        self.size as f64 / (self.all_ms / 1000.0)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Memory {
+    /// Largest VmHWM of any node, KiB.
+    max_hwm_kib: u64,
+    /// VmHWM of node 1, the one the bursts went into, KiB.
+    first_hwm_kib: u64,
+    /// Largest VmRSS now, KiB.
+    max_rss_kib: u64,
+    /// Transactions each node held.
+    pooled: u64,
+}
+
+#[derive(Debug, Default, Clone)]
+struct ImplReport {
+    mesh_sequential: Option<Measured>,
+    mesh_all_at_once: Option<Measured>,
+    single: Option<Result<Latency, String>>,
+    single_loaded: Option<Result<Latency, String>>,
+    bursts: Vec<(u64, Result<Burst, String>)>,
+    memory: Option<Result<Memory, String>>,
+}
+
+impl ImplReport {
+    fn burst(&self, size: u64) -> Option<&Result<Burst, String>> {
+        self.bursts.iter().find(|(k, _)| *k == size).map(|(_, b)| b)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Report {
+    point: SweepPoint,
+    ours: ImplReport,
+    js: Option<ImplReport>,
+    seconds: f64,
+    /// /proc/loadavg before and after: other work on the machine shows here.
+    load: (String, String),
+}
+
+fn load_average() -> String {
+    fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+// ---------------------------------------------------------------------------------------
+// One run
+
+/// The port blocks of one run, inside the bench's 21000-21999.
+mod block {
+    pub(super) const OURS_ALL_AT_ONCE: u16 = 0;
+    pub(super) const OURS_SEQUENTIAL: u16 = 100;
+    pub(super) const OURS_BURST: u16 = 200;
+    pub(super) const JS_ALL_AT_ONCE: u16 = 300;
+    pub(super) const JS_SEQUENTIAL: u16 = 400;
+    pub(super) const JS_BURST: u16 = 500;
+    pub(super) const OBSERVERS: u16 = 900;
+}
+
+fn port(block: u16, index: u16) -> u16 {
+    ports::BENCH + block + index
+}
+
+async fn run(point: SweepPoint, js: bool, js_timeout: Duration) -> Report {
+    let started = Instant::now();
+    let load_before = load_average();
+    let n = point.nodes;
+    eprintln!(
+        "bench: N = {n}, bursts {} and {}, {} single trials",
+        point.js_burst, point.burst, point.single
+    );
+    let mut ours = ImplReport::default();
+
+    eprintln!("bench: ours, all at once");
+    {
+        let (cluster, mesh) = OursCluster::start(n, block::OURS_ALL_AT_ONCE, Layout::Ring).await;
+        ours.mesh_all_at_once = Some(mesh);
+        drop(cluster);
+    }
+
+    eprintln!("bench: ours, one after another; single transactions");
+    {
+        let (mut cluster, mesh) =
+            OursCluster::start(n, block::OURS_SEQUENTIAL, Layout::Sequential).await;
+        let meshed = mesh.is_ok();
+        ours.mesh_sequential = Some(mesh);
+        if meshed {
+            let pooled = cluster.min_pool().await;
+            ours.single = Some(
+                single_trials(
+                    &cluster.addresses(),
+                    cluster.ports[0],
+                    port(block::OBSERVERS, 0),
+                    point.single as usize,
+                    Duration::from_secs(5),
+                    pooled,
+                )
+                .await,
+            );
+        }
+    }
+
+    eprintln!("bench: ours, bursts");
+    {
+        let (mut cluster, mesh) =
+            OursCluster::start(n, block::OURS_BURST, Layout::Sequential).await;
+        if let Err(e) = mesh {
+            ours.bursts
+                .push((point.js_burst, Err(format!("no mesh to burst into: {e}"))));
+        } else {
+            let mut sizes = vec![point.js_burst];
+            if point.burst != point.js_burst {
+                sizes.push(point.burst);
+            }
+            for (index, size) in sizes.into_iter().enumerate() {
+                let result = cluster.burst(size, index as u64 + 1).await;
+                ours.bursts.push((size, result));
+            }
+            let pooled = cluster.min_pool().await;
+            ours.memory = Some(memory(&cluster.pids(), pooled));
+            ours.single_loaded = Some(
+                single_trials(
+                    &cluster.addresses(),
+                    cluster.ports[0],
+                    port(block::OBSERVERS, 1),
+                    (point.single as usize).min(50),
+                    Duration::from_secs(5),
+                    pooled,
+                )
+                .await,
+            );
+        }
+    }
+
+    let js = if js {
+        Some(run_js(point, js_timeout).await)
+    } else {
+        None
+    };
+    Report {
+        point,
+        ours,
+        js,
+        seconds: started.elapsed().as_secs_f64(),
+        load: (load_before, load_average()),
+    }
+}
+
+async fn run_js(point: SweepPoint, limit: Duration) -> ImplReport {
+    let n = point.nodes;
+    let mut report = ImplReport::default();
+
+    eprintln!("bench: JavaScript, all at once");
+    {
+        let (cluster, mesh) = JsCluster::start(
+            n,
+            block::JS_ALL_AT_ONCE,
+            Layout::Ring,
+            JS_ALL_AT_ONCE_LIMIT.min(limit),
+        )
+        .await;
+        report.mesh_all_at_once = Some(mesh);
+        drop(cluster);
+    }
+
+    eprintln!("bench: JavaScript, one after another; single transactions");
+    {
+        let (cluster, mesh) =
+            JsCluster::start(n, block::JS_SEQUENTIAL, Layout::Sequential, limit).await;
+        let meshed = mesh.is_ok();
+        report.mesh_sequential = Some(mesh);
+        if meshed {
+            report.single = Some(
+                single_trials(
+                    &cluster.addresses(),
+                    cluster.ports[0],
+                    port(block::OBSERVERS, 2),
+                    point.single as usize,
+                    limit.min(Duration::from_secs(10)),
+                    0,
+                )
+                .await,
+            );
+        }
+    }
+
+    eprintln!("bench: JavaScript, burst of {}", point.js_burst);
+    {
+        let (cluster, mesh) = JsCluster::start(n, block::JS_BURST, Layout::Sequential, limit).await;
+        if let Err(e) = mesh {
+            report
+                .bursts
+                .push((point.js_burst, Err(format!("no mesh to burst into: {e}"))));
+        } else {
+            let result = cluster.burst(point.js_burst, limit).await;
+            let complete = result.is_ok();
+            report.bursts.push((point.js_burst, result));
+            let pooled = cluster.min_pool();
+            report.memory = Some(memory(&cluster.pids(), pooled));
+            if complete {
+                report.single_loaded = Some(
+                    single_trials(
+                        &cluster.addresses(),
+                        cluster.ports[0],
+                        port(block::OBSERVERS, 3),
+                        (point.single as usize).min(20),
+                        limit.min(Duration::from_secs(10)),
+                        pooled,
+                    )
+                    .await,
+                );
+            }
+        }
+    }
+    report
+}
+
+// ---------------------------------------------------------------------------------------
+// Networks
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// Started one after another, each once the previous one listens, each knowing all the
+    /// earlier ones (as a person following the curriculum starts them).
+    Sequential,
+    /// Started all at once, node i knowing only node i-1 (node 1 knowing node N).
+    Ring,
+}
+
+fn specs(n: u16, block: u16, layout: Layout) -> Vec<NodeSpec> {
+    (0..n)
+        .map(|i| {
+            let known: Vec<u16> = match layout {
+                Layout::Sequential => (0..i).map(|j| port(block, j)).collect(),
+                Layout::Ring => vec![port(block, (i + n - 1) % n)],
+            };
+            NodeSpec::new(port(block, i)).knowing(&known)
+        })
+        .collect()
+}
+
+/// Waits until something accepts TCP connections on `port`.
+async fn wait_listening(port: u16, limit: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("nothing listens on port {port} after {limit:?}"));
+        }
+        task::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+type Ws = WebSocketStream<TcpStream>;
+
+async fn ws_connect(port: u16) -> Result<Ws, String> {
+    let stream = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(|e| format!("cannot connect to port {port}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let (ws, _) = async_tungstenite::client_async(address(port), stream)
+        .await
+        .map_err(|e| format!("no WebSocket handshake with port {port}: {e}"))?;
+    Ok(ws)
+}
+
+/// A connection kept open to one of our nodes to ask it for its STATUS again and again (it
+/// is an accepted, unnamed connection: the node sends nothing else on it).
+struct Probe {
+    port: u16,
+    ws: Ws,
+}
+
+impl Probe {
+    async fn connect(port: u16, limit: Duration) -> Result<Probe, String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            match ws_connect(port).await {
+                Ok(ws) => return Ok(Probe { port, ws }),
+                Err(e) if Instant::now() >= deadline => return Err(e),
+                Err(_) => task::sleep(Duration::from_millis(2)).await,
+            }
+        }
+    }
+
+    async fn status(&mut self) -> Result<Status, String> {
+        let port = self.port;
+        self.ws
+            .send(Message::text(r#"{"type":"STATUS_REQUEST"}"#))
+            .await
+            .map_err(|e| format!("cannot ask port {port} for its status: {e}"))?;
+        while let Some(message) = self.ws.next().await {
+            let message = message.map_err(|e| format!("port {port}: {e}"))?;
+            if let Message::Text(text) = message {
+                let Ok(frame) = serde_json::from_str::<Value>(text.as_str()) else {
+                    continue;
+                };
+                if frame["type"] == "STATUS" {
+                    return Status::parse(&frame);
+                }
+            }
+        }
+        Err(format!("port {port} closed the status connection"))
+    }
+}
+
+async fn statuses(probes: &mut [Probe]) -> Vec<Result<Status, String>> {
+    futures::future::join_all(probes.iter_mut().map(Probe::status)).await
+}
+
+fn others(addresses: &[String], own: &str) -> BTreeSet<String> {
+    addresses
+        .iter()
+        .filter(|a| a.as_str() != own)
+        .cloned()
+        .collect()
+}
+
+/// N of our nodes, with a status probe to each.
+struct OursCluster {
+    nodes: Vec<Node>,
+    probes: Vec<Probe>,
+    ports: Vec<u16>,
+    // Dropped last: the nodes are killed before their folders go.
+    _scratch: Scratch,
+}
+
+impl OursCluster {
+    /// Starts the network and times it from the first start to full mesh.
+    async fn start(n: u16, block: u16, layout: Layout) -> (OursCluster, Measured) {
+        let scratch = Scratch::new();
+        let specs = specs(n, block, layout);
+        let dirs: Vec<PathBuf> = specs
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| scratch.node_folder(&format!("node-{}", i + 1), spec))
+            .collect();
+        let ports: Vec<u16> = specs.iter().map(|s| s.port).collect();
+        let mut cluster = OursCluster {
+            nodes: Vec::new(),
+            probes: Vec::new(),
+            ports,
+            _scratch: scratch,
+        };
+        let started = Instant::now();
+        let mut failed = None;
+        match layout {
+            Layout::Sequential => {
+                for (dir, &port) in dirs.iter().zip(&cluster.ports) {
+                    cluster.nodes.push(Node::start(dir));
+                    if let Err(e) = wait_listening(port, Duration::from_secs(10)).await {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            Layout::Ring => {
+                cluster.nodes = dirs.iter().map(|dir| Node::start(dir)).collect();
+            }
+        }
+        if let Some(e) = failed {
+            return (cluster, Err(e));
+        }
+        for &port in &cluster.ports {
+            match Probe::connect(port, Duration::from_secs(10)).await {
+                Ok(probe) => cluster.probes.push(probe),
+                Err(e) => return (cluster, Err(e)),
+            }
+        }
+        let mesh = cluster.wait_mesh(started, OURS_LIMIT).await;
+        (cluster, mesh)
+    }
+
+    fn addresses(&self) -> Vec<String> {
+        self.ports.iter().map(|&p| address(p)).collect()
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        self.nodes.iter().filter_map(Node::pid).collect()
+    }
+
+    async fn wait_mesh(&mut self, started: Instant, limit: Duration) -> Measured {
+        let addresses = self.addresses();
+        let mut meshed = 0;
+        loop {
+            let all = statuses(&mut self.probes).await;
+            let elapsed = started.elapsed();
+            meshed = all
+                .iter()
+                .zip(&addresses)
+                .filter(|(s, own)| {
+                    s.as_ref()
+                        .is_ok_and(|s| s.connected == others(&addresses, own))
+                })
+                .count()
+                .max(meshed);
+            if all.iter().zip(&addresses).all(|(s, own)| {
+                s.as_ref()
+                    .is_ok_and(|s| s.connected == others(&addresses, own))
+            }) {
+                return Ok(ms(elapsed));
+            }
+            if elapsed > limit {
+                return Err(format!(
+                    "no full mesh after {} s ({meshed} of {} nodes connected to all others)",
+                    limit.as_secs(),
+                    addresses.len()
+                ));
+            }
+            task::sleep(POLL).await;
+        }
+    }
+
+    async fn min_pool(&mut self) -> u64 {
+        statuses(&mut self.probes)
+            .await
+            .iter()
+            .map(|s| s.as_ref().map_or(0, |s| s.pool))
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// Sends `size` transactions into node 1 on one client connection and waits until
+    /// every node's pool holds them (STATUS pool counts).
+    async fn burst(&mut self, size: u64, tag: u64) -> Result<Burst, String> {
+        let before: Vec<Status> = statuses(&mut self.probes)
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?;
+        let frames = transactions(size, tag);
+        let last_hash = frames
+            .last()
+            .map(|(_, hash)| hash.clone())
+            .unwrap_or_default();
+        let ws = ws_connect(self.ports[0]).await?;
+        let started = Instant::now();
+        let sender = send_all(ws, frames.into_iter().map(|(frame, _)| frame).collect());
+        let mut done: Vec<Option<Duration>> = vec![None; self.probes.len()];
+        loop {
+            let now = statuses(&mut self.probes).await;
+            let elapsed = started.elapsed();
+            for ((slot, status), base) in done.iter_mut().zip(&now).zip(&before) {
+                if slot.is_none() && status.as_ref().is_ok_and(|s| s.pool >= base.pool + size) {
+                    *slot = Some(elapsed);
+                }
+            }
+            if done.iter().all(Option::is_some) {
+                break;
+            }
+            if elapsed > OURS_LIMIT {
+                let held: Vec<u64> = now
+                    .iter()
+                    .zip(&before)
+                    .map(|(s, b)| s.as_ref().map_or(0, |s| s.pool.saturating_sub(b.pool)))
+                    .collect();
+                sender.cancel().await;
+                return Err(format!(
+                    "timed out after {} s: the pools held {held:?} of {size}",
+                    OURS_LIMIT.as_secs()
+                ));
+            }
+            task::sleep(POLL).await;
+        }
+        let all = done.iter().flatten().max().copied().unwrap_or_default();
+        let origin = done[0].unwrap_or_default();
+        // The pool files: every node got the burst in order from node 1, so a file is
+        // complete once the burst's last transaction is at its end.
+        let mut files: Vec<bool> = vec![false; self.nodes.len()];
+        let files_ms = loop {
+            for (file, node) in files.iter_mut().zip(&self.nodes) {
+                *file = *file || tail_holds(node.dir(), &last_hash);
+            }
+            let elapsed = started.elapsed();
+            if files.iter().all(|f| *f) {
+                break Ok(ms(elapsed));
+            }
+            if elapsed > OURS_LIMIT {
+                break Err(format!(
+                    "timed out after {} s: {} of {} pool files complete",
+                    OURS_LIMIT.as_secs(),
+                    files.iter().filter(|f| **f).count(),
+                    files.len()
+                ));
+            }
+            task::sleep(POLL).await;
+        };
+        let send = match sender.await {
+            Ok(took) => took,
+            Err(e) => return Err(format!("the client could not send the burst: {e}")),
+        };
+        let (frames_per_tx, catch_up) = self.settled_frames(&before, size).await;
+        Ok(Burst {
+            size,
+            send_ms: ms(send),
+            origin_ms: ms(origin),
+            all_ms: ms(all),
+            files_ms: Some(files_ms),
+            frames_per_tx,
+            catch_up,
+        })
+    }
+
+    /// TRANSACTION and TXS frames sent since `before`, per transaction of the burst, once
+    /// the counters stop moving (catch-up rounds follow a lull of 500 ms).
+    /// Also says how many SYNC and TXS frames were sent.
+    async fn settled_frames(
+        &mut self,
+        before: &[Status],
+        size: u64,
+    ) -> (Measured, Option<(u64, u64)>) {
+        let count = |all: &[Result<Status, String>]| -> Result<(u64, u64, u64), String> {
+            let (mut total, mut sync, mut txs) = (0, 0, 0);
+            for (status, base) in all.iter().zip(before) {
+                let status = status.as_ref().map_err(Clone::clone)?;
+                let (Some(now), Some(then)) = (status.sent, base.sent) else {
+                    return Err("this p2p-node reports no `sent` counters".to_owned());
+                };
+                total += now.carrying_transactions() - then.carrying_transactions();
+                sync += now.sync - then.sync;
+                txs += now.txs - then.txs;
+            }
+            Ok((total, sync, txs))
+        };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut last = match count(&statuses(&mut self.probes).await) {
+            Ok(counts) => counts,
+            Err(e) => return (Err(e), None),
+        };
+        loop {
+            task::sleep(Duration::from_millis(800)).await;
+            let now = match count(&statuses(&mut self.probes).await) {
+                Ok(counts) => counts,
+                Err(e) => return (Err(e), None),
+            };
+            if now == last || Instant::now() > deadline {
+                return (Ok(now.0 as f64 / size as f64), Some((now.1, now.2)));
+            }
+            last = now;
+        }
+    }
+}
+
+/// N JavaScript nodes.
+struct JsCluster {
+    nodes: Vec<JsNode>,
+    ports: Vec<u16>,
+    _scratch: Scratch,
+}
+
+impl JsCluster {
+    async fn start(n: u16, block: u16, layout: Layout, limit: Duration) -> (JsCluster, Measured) {
+        let scratch = Scratch::new();
+        let specs = specs(n, block, layout);
+        let dirs: Vec<PathBuf> = specs
+            .iter()
+            .enumerate()
+            .map(|(i, spec)| scratch.node_folder(&format!("node-{}", i + 1), spec))
+            .collect();
+        let mut cluster = JsCluster {
+            nodes: Vec::new(),
+            ports: specs.iter().map(|s| s.port).collect(),
+            _scratch: scratch,
+        };
+        let started = Instant::now();
+        match layout {
+            Layout::Sequential => {
+                for (dir, &port) in dirs.iter().zip(&cluster.ports) {
+                    cluster.nodes.push(JsNode::start(dir));
+                    if let Err(e) = wait_listening(port, Duration::from_secs(20)).await {
+                        return (cluster, Err(e));
+                    }
+                }
+            }
+            Layout::Ring => {
+                cluster.nodes = dirs.iter().map(|dir| JsNode::start(dir)).collect();
+            }
+        }
+        let mesh = cluster.wait_mesh(started, limit, layout).await;
+        (cluster, mesh)
+    }
+
+    fn addresses(&self) -> Vec<String> {
+        self.ports.iter().map(|&p| address(p)).collect()
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        self.nodes.iter().filter_map(JsNode::pid).collect()
+    }
+
+    /// Full mesh as the nodes' logs tell it: each logs its `connectedAddresses` whenever a
+    /// dial opens or a dialled connection closes.
+    async fn wait_mesh(&mut self, started: Instant, limit: Duration, layout: Layout) -> Measured {
+        let addresses = self.addresses();
+        loop {
+            let meshed = self
+                .nodes
+                .iter()
+                .zip(&addresses)
+                .filter(|(node, own)| {
+                    js_connected(&node.log_path()).is_some_and(|c| c == others(&addresses, own))
+                })
+                .count();
+            let elapsed = started.elapsed();
+            if meshed == addresses.len() {
+                return Ok(ms(elapsed));
+            }
+            for node in &mut self.nodes {
+                if !node.is_running() {
+                    return Err(format!("{} exited", node.name()));
+                }
+            }
+            if elapsed > limit {
+                let why = if layout == Layout::Ring {
+                    " (JavaScript nodes never retry a failed dial)"
+                } else {
+                    ""
+                };
+                return Err(format!(
+                    "no full mesh after {} s: {meshed} of {} nodes connected to all others{why}",
+                    limit.as_secs(),
+                    addresses.len()
+                ));
+            }
+            task::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn min_pool(&self) -> u64 {
+        self.nodes
+            .iter()
+            .map(|node| pool_count(node.dir()))
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// Sends `size` transactions into node 1 on one client connection and waits until
+    /// every node's transactions.json holds them.
+    async fn burst(&self, size: u64, limit: Duration) -> Result<Burst, String> {
+        let frames = transactions(size, 1);
+        let ws = ws_connect(self.ports[0]).await?;
+        let started = Instant::now();
+        let sender = send_all(ws, frames.into_iter().map(|(frame, _)| frame).collect());
+        let mut done: Vec<Option<Duration>> = vec![None; self.nodes.len()];
+        loop {
+            let elapsed = started.elapsed();
+            let mut held = Vec::new();
+            for (slot, node) in done.iter_mut().zip(&self.nodes) {
+                if slot.is_none() {
+                    let count = pool_count(node.dir());
+                    if count >= size {
+                        *slot = Some(elapsed);
+                    }
+                    held.push(count);
+                }
+            }
+            if done.iter().all(Option::is_some) {
+                break;
+            }
+            if elapsed > limit {
+                sender.cancel().await;
+                let (least, most) = (
+                    held.iter().min().copied().unwrap_or(0),
+                    held.iter().max().copied().unwrap_or(0),
+                );
+                return Err(format!(
+                    "timed out after {} s: {} of {} pools were still short, holding {least} to \
+                     {most} of {size}",
+                    limit.as_secs(),
+                    held.len(),
+                    self.nodes.len()
+                ));
+            }
+            // Reading the pool files costs the nodes CPU: poll less often as it drags on.
+            task::sleep((elapsed / 100).max(Duration::from_millis(10))).await;
+        }
+        let all = done.iter().flatten().max().copied().unwrap_or_default();
+        let origin = done[0].unwrap_or_default();
+        let send = sender
+            .await
+            .map_err(|e| format!("the client could not send the burst: {e}"))?;
+        // Frames between nodes, from the logs: each one arriving is logged as new or as a
+        // duplicate; the burst's own frames from the client are taken off.
+        let deadline = Instant::now() + limit;
+        let mut last = self.logged_arrivals();
+        let frames_per_tx = loop {
+            task::sleep(Duration::from_millis(1000)).await;
+            let now = self.logged_arrivals();
+            if now == last {
+                break Ok(now.saturating_sub(size) as f64 / size as f64);
+            }
+            if Instant::now() > deadline {
+                break Err(format!(
+                    "still passing duplicates on after {} s",
+                    limit.as_secs()
+                ));
+            }
+            last = now;
+        };
+        Ok(Burst {
+            size,
+            send_ms: ms(send),
+            origin_ms: ms(origin),
+            all_ms: ms(all),
+            files_ms: None,
+            frames_per_tx,
+            catch_up: None,
+        })
+    }
+
+    fn logged_arrivals(&self) -> u64 {
+        self.nodes
+            .iter()
+            .map(|node| {
+                let log = fs::read_to_string(node.log_path()).unwrap_or_default();
+                (log.matches("] new transaction ").count()
+                    + log.matches("] dropped duplicate transaction ").count())
+                    as u64
+            })
+            .sum()
+    }
+}
+
+/// The `connectedAddresses` a JavaScript node last logged.
+fn js_connected(log: &Path) -> Option<BTreeSet<String>> {
+    const MARK: &str = "connectedAddresses: ";
+    let text = fs::read_to_string(log).ok()?;
+    let line = text.lines().rev().find(|line| line.contains(MARK))?;
+    let list = &line[line.find(MARK)? + MARK.len()..];
+    serde_json::from_str::<Vec<String>>(list.trim())
+        .ok()
+        .map(|list| list.into_iter().collect())
+}
+
+/// How many transactions `dir/transactions.json` holds, counted by their `"hash"` keys (a
+/// file caught mid-rewrite counts low, never high).
+fn pool_count(dir: &Path) -> u64 {
+    fs::read(dir.join("transactions.json"))
+        .map(|bytes| count_occurrences(&bytes, b"\"hash\"") as u64)
+        .unwrap_or(0)
+}
+
+/// Whether the last 4 KiB of `dir/transactions.json` hold `hash`.
+fn tail_holds(dir: &Path, hash: &str) -> bool {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut file) = fs::File::open(dir.join("transactions.json")) else {
+        return false;
+    };
+    let len = file.metadata().map_or(0, |m| m.len());
+    let mut tail = Vec::new();
+    file.seek(SeekFrom::Start(len.saturating_sub(4096)))
+        .and_then(|_| file.read_to_end(&mut tail))
+        .is_ok()
+        && count_occurrences(&tail, hash.as_bytes()) > 0
+}
+
+fn count_occurrences(haystack: &[u8], needle: &[u8]) -> usize {
+    haystack
+        .windows(needle.len())
+        .filter(|window| *window == needle)
+        .count()
+}
+
+/// `size` new transactions as the curriculum's `add-transaction` makes them, each as a whole
+/// TRANSACTION frame, with its hash. `tag` keeps bursts of one run apart.
+fn transactions(size: u64, tag: u64) -> Vec<(String, String)> {
+    let base = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+        + tag * 10_000_000;
+    (0..size)
+        .map(|i| {
+            let amount = i % 100 + 1;
+            let time_stamp = base + i;
+            let digest = Sha256::digest(format!(
+                "null{CURRICULUM_PUBLIC_KEY}{amount}{time_stamp}"
+            ));
+            let hash: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+            let frame = format!(
+                r#"{{"type":"TRANSACTION","data":{{"fromAddress":null,"toAddress":"{CURRICULUM_PUBLIC_KEY}","amount":{amount},"timeStamp":{time_stamp},"hash":"{hash}"}}}}"#
+            );
+            (frame, hash)
+        })
+        .collect()
+}
+
+/// Writes every frame on `ws` as fast as it goes (one flush at the end; tungstenite writes
+/// out whenever its buffer fills), in the background; returns how long it took.
+fn send_all(mut ws: Ws, frames: Vec<String>) -> JoinHandle<Result<Duration, String>> {
+    task::spawn(async move {
+        let started = Instant::now();
+        for frame in frames {
+            ws.feed(Message::text(frame))
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        ws.flush().await.map_err(|e| e.to_string())?;
+        let took = started.elapsed();
+        // Kept open a moment: some servers drop what is unread when the client closes.
+        task::spawn(async move {
+            task::sleep(Duration::from_secs(30)).await;
+            let _ = ws.close(None).await;
+        });
+        Ok(took)
+    })
+}
+
+fn ms(duration: Duration) -> f64 {
+    duration.as_secs_f64() * 1000.0
+}
+
+// ---------------------------------------------------------------------------------------
+// The observer
+
+/// A peer that every node dials and pushes new transactions to, and that notes when each
+/// arrives: it introduces itself to each node with a plain HANDSHAKE naming itself, so our
+/// nodes take it for a JavaScript node and the JavaScript nodes dial it as any peer.
+struct Observer {
+    names: Arc<Mutex<HashMap<usize, String>>>,
+    arrivals: mpsc::UnboundedReceiver<Arrival>,
+    tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    listener: Option<JoinHandle<()>>,
+}
+
+struct Arrival {
+    conn: usize,
+    hash: String,
+    at: Instant,
+}
+
+impl Observer {
+    async fn bind(port: u16) -> Result<Observer, String> {
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .map_err(|e| format!("observer cannot listen on {port}: {e}"))?;
+        // A node may resolve `localhost` to ::1 first.
+        let v6 = TcpListener::bind(("::1", port)).await.ok();
+        let names: Arc<Mutex<HashMap<usize, String>>> = Arc::default();
+        let tasks: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let (tx, rx) = mpsc::unbounded();
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let accept = |listener: TcpListener| {
+            let (names, tasks, tx, next) = (names.clone(), tasks.clone(), tx.clone(), next.clone());
+            async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    let _ = stream.set_nodelay(true);
+                    let conn = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let handle = task::spawn(observe(stream, conn, names.clone(), tx.clone()));
+                    lock(&tasks).push(handle);
+                }
+            }
+        };
+        let v4_task = task::spawn(accept(listener));
+        if let Some(v6) = v6 {
+            lock(&tasks).push(task::spawn(accept(v6)));
+        }
+        Ok(Observer {
+            names,
+            arrivals: rx,
+            tasks,
+            listener: Some(v4_task),
+        })
+    }
+
+    /// Hands every node at `ports` the observer's address and waits until all of them
+    /// dialled it and said who they are.
+    async fn attach(&self, own_port: u16, nodes: &[String]) -> Result<(), String> {
+        let hello = json!({"type": "HANDSHAKE", "data": [address(own_port)]}).to_string();
+        for node in nodes {
+            let port: u16 = node
+                .rsplit(':')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .ok_or_else(|| format!("no port in {node}"))?;
+            let mut ws = ws_connect(port).await?;
+            ws.send(Message::text(hello.clone()))
+                .await
+                .map_err(|e| format!("cannot introduce the observer to {node}: {e}"))?;
+            let _ = ws.close(None).await;
+        }
+        let wanted: BTreeSet<&String> = nodes.iter().collect();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let named: BTreeSet<String> = lock(&self.names).values().cloned().collect();
+            if wanted.iter().all(|n| named.contains(*n)) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "only {} of {} nodes dialled the observer within 20 s",
+                    named.len(),
+                    nodes.len()
+                ));
+            }
+            task::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    fn name(&self, conn: usize) -> Option<String> {
+        lock(&self.names).get(&conn).cloned()
+    }
+}
+
+impl Drop for Observer {
+    fn drop(&mut self) {
+        let mut handles: Vec<JoinHandle<()>> = lock(&self.tasks).drain(..).collect();
+        handles.extend(self.listener.take());
+        task::block_on(async {
+            for handle in handles {
+                handle.cancel().await;
+            }
+        });
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn observe(
+    stream: TcpStream,
+    conn: usize,
+    names: Arc<Mutex<HashMap<usize, String>>>,
+    arrivals: mpsc::UnboundedSender<Arrival>,
+) {
+    let Ok(mut ws) = async_tungstenite::accept_async(stream).await else {
+        return;
+    };
+    while let Some(Ok(message)) = ws.next().await {
+        let at = Instant::now();
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let Ok(frame) = serde_json::from_str::<Value>(text.as_str()) else {
+            continue;
+        };
+        match frame["type"].as_str() {
+            Some("HANDSHAKE") => {
+                if let Some(own) = frame["data"][0].as_str() {
+                    lock(&names).entry(conn).or_insert_with(|| own.to_owned());
+                }
+            }
+            Some("TRANSACTION") => {
+                if let Some(hash) = frame["data"]["hash"].as_str() {
+                    let _ = arrivals.unbounded_send(Arrival {
+                        conn,
+                        hash: hash.to_owned(),
+                        at,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Sends `trials` transactions, one at a time, into the node at `inject` (an unnamed
+/// client, as `add-transaction` is) and times each until the observer has it from every
+/// node in `nodes`.
+async fn single_trials(
+    nodes: &[String],
+    inject: u16,
+    observer_port: u16,
+    trials: usize,
+    limit: Duration,
+    pooled: u64,
+) -> Result<Latency, String> {
+    let mut observer = Observer::bind(observer_port).await?;
+    observer.attach(observer_port, nodes).await?;
+    let origin = address(inject);
+    let mut ws = ws_connect(inject).await?;
+    let frames = transactions(trials as u64, 9);
+    let mut all = Vec::with_capacity(trials);
+    let mut first = Vec::with_capacity(trials);
+    for (trial, (frame, hash)) in frames.into_iter().enumerate() {
+        task::sleep(TRIAL_GAP).await;
+        // Late arrivals of earlier trials are of no use now.
+        while observer.arrivals.try_recv().is_ok() {}
+        let started = Instant::now();
+        ws.send(Message::text(frame))
+            .await
+            .map_err(|e| format!("cannot send to port {inject}: {e}"))?;
+        let mut seen: HashMap<String, Instant> = HashMap::new();
+        while seen.len() < nodes.len() {
+            let left = limit.saturating_sub(started.elapsed());
+            let next = async_std::future::timeout(left, observer.arrivals.next()).await;
+            let Ok(Some(arrival)) = next else {
+                return Err(format!(
+                    "trial {} of {trials}: the transaction reached only {} of {} nodes within {} s",
+                    trial + 1,
+                    seen.len(),
+                    nodes.len(),
+                    limit.as_secs()
+                ));
+            };
+            if arrival.hash == hash {
+                if let Some(name) = observer.name(arrival.conn) {
+                    seen.entry(name).or_insert(arrival.at);
+                }
+            }
+        }
+        let last = seen.values().max().copied().unwrap_or(started);
+        all.push(ms(last - started));
+        first.push(seen.get(&origin).map_or(f64::NAN, |at| ms(*at - started)));
+    }
+    let _ = ws.close(None).await;
+    Ok(Latency {
+        p50_ms: percentile(&mut all, 0.50),
+        p99_ms: percentile(&mut all, 0.99),
+        origin_p50_ms: percentile(&mut first, 0.50),
+        trials,
+        pooled,
+    })
+}
+
+fn percentile(values: &mut [f64], p: f64) -> f64 {
+    if values.is_empty() {
+        return f64::NAN;
+    }
+    values.sort_by(f64::total_cmp);
+    let rank = ((p * values.len() as f64).ceil() as usize).clamp(1, values.len());
+    values[rank - 1]
+}
+
+// ---------------------------------------------------------------------------------------
+// Memory
+
+fn memory(pids: &[u32], pooled: u64) -> Result<Memory, String> {
+    let field = |pid: u32, key: &str| -> Result<u64, String> {
+        let status = fs::read_to_string(format!("/proc/{pid}/status"))
+            .map_err(|e| format!("cannot read /proc/{pid}/status: {e}"))?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(key))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+            .ok_or_else(|| format!("/proc/{pid}/status has no {key}"))
+    };
+    let mut max_hwm_kib = 0;
+    let mut max_rss_kib = 0;
+    let mut first_hwm_kib = 0;
+    for (index, &pid) in pids.iter().enumerate() {
+        let hwm = field(pid, "VmHWM:")?;
+        if index == 0 {
+            first_hwm_kib = hwm;
+        }
+        max_hwm_kib = max_hwm_kib.max(hwm);
+        max_rss_kib = max_rss_kib.max(field(pid, "VmRSS:")?);
+    }
+    Ok(Memory {
+        max_hwm_kib,
+        first_hwm_kib,
+        max_rss_kib,
+        pooled,
+    })
+}
+
+// ---------------------------------------------------------------------------------------
+// Reporting
+
+fn fmt_ms(value: f64) -> String {
+    if value >= 100.0 {
+        format!("{value:.0} ms")
+    } else if value >= 10.0 {
+        format!("{value:.1} ms")
+    } else {
+        format!("{value:.2} ms")
+    }
+}
+
+fn fmt_count(value: f64) -> String {
+    let whole = value.round() as u64;
+    let digits = whole.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn fmt_mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+/// A cell: the figure, or why there is none.
+fn cell<T>(value: Option<&Result<T, String>>, show: impl Fn(&T) -> String) -> String {
+    match value {
+        None => "not run".to_owned(),
+        Some(Ok(v)) => show(v),
+        Some(Err(e)) => e.clone(),
+    }
+}
+
+fn value<T, U>(value: Option<&Result<T, String>>, get: impl Fn(&T) -> U) -> Option<U> {
+    value.and_then(|v| v.as_ref().ok()).map(get)
+}
+
+/// ours / JS, with which way is better.
+fn ratio(ours: Option<f64>, js: Option<f64>, higher_is_better: bool) -> String {
+    match (ours, js) {
+        (Some(o), Some(j)) if o > 0.0 && j > 0.0 && o.is_finite() && j.is_finite() => {
+            let r = o / j;
+            let better = if higher_is_better { r } else { 1.0 / r };
+            let verdict = if better >= 1.0 {
+                format!("ours {better:.1}x better")
+            } else {
+                format!("ours {:.1}x worse", 1.0 / better)
+            };
+            format!("{} ({verdict})", fmt_ratio(r))
+        }
+        _ => "-".to_owned(),
+    }
+}
+
+fn fmt_ratio(r: f64) -> String {
+    if r >= 100.0 {
+        format!("{r:.0}")
+    } else if r >= 1.0 {
+        format!("{r:.2}")
+    } else {
+        format!("{r:.4}")
+    }
+}
+
+struct Row {
+    label: String,
+    ours: String,
+    js: String,
+    ratio: String,
+}
+
+fn rows(report: &Report) -> Vec<Row> {
+    let ours = &report.ours;
+    let empty = ImplReport::default();
+    let js = report.js.as_ref().unwrap_or(&empty);
+    let js_cell = |s: String| {
+        if report.js.is_some() {
+            s
+        } else {
+            "not run".to_owned()
+        }
+    };
+    let p = report.point;
+    let mut rows = Vec::new();
+    let mut push = |label: String, o: String, j: String, r: String| {
+        rows.push(Row {
+            label,
+            ours: o,
+            js: js_cell(j),
+            ratio: r,
+        })
+    };
+    let ms_cell = |m: Option<&Measured>| cell(m, |v| fmt_ms(*v));
+    push(
+        format!("full mesh, {} nodes started one after another", p.nodes),
+        ms_cell(ours.mesh_sequential.as_ref()),
+        ms_cell(js.mesh_sequential.as_ref()),
+        ratio(
+            value(ours.mesh_sequential.as_ref(), |v| *v),
+            value(js.mesh_sequential.as_ref(), |v| *v),
+            false,
+        ),
+    );
+    push(
+        format!("full mesh, {} nodes started all at once (ring)", p.nodes),
+        ms_cell(ours.mesh_all_at_once.as_ref()),
+        ms_cell(js.mesh_all_at_once.as_ref()),
+        ratio(
+            value(ours.mesh_all_at_once.as_ref(), |v| *v),
+            value(js.mesh_all_at_once.as_ref(), |v| *v),
+            false,
+        ),
+    );
+    for (label, o, j) in [
+        (
+            "1 transaction in every pool, fresh pools",
+            &ours.single,
+            &js.single,
+        ),
+        (
+            "1 transaction in every pool, after the bursts",
+            &ours.single_loaded,
+            &js.single_loaded,
+        ),
+    ] {
+        let show = |l: &Latency| {
+            format!(
+                "p50 {} / p99 {} ({} trials, {} pooled)",
+                fmt_ms(l.p50_ms),
+                fmt_ms(l.p99_ms),
+                l.trials,
+                fmt_count(l.pooled as f64)
+            )
+        };
+        push(
+            label.to_owned(),
+            cell(o.as_ref(), show),
+            cell(j.as_ref(), show),
+            ratio(
+                value(o.as_ref(), |l| l.p50_ms),
+                value(j.as_ref(), |l| l.p50_ms),
+                false,
+            ),
+        );
+    }
+    let mut sizes = vec![p.js_burst];
+    if p.burst != p.js_burst {
+        sizes.push(p.burst);
+    }
+    for size in sizes {
+        let o = ours.burst(size);
+        let j = js.burst(size);
+        let k = fmt_count(size as f64);
+        push(
+            format!("burst of {k}: time until all in every pool"),
+            cell(o, |b| fmt_ms(b.all_ms)),
+            cell(j, |b| fmt_ms(b.all_ms)),
+            ratio(value(o, |b| b.all_ms), value(j, |b| b.all_ms), false),
+        );
+        push(
+            format!("burst of {k}: transactions/s (all pools)"),
+            cell(o, |b| fmt_count(b.tx_per_s())),
+            cell(j, |b| fmt_count(b.tx_per_s())),
+            ratio(value(o, Burst::tx_per_s), value(j, Burst::tx_per_s), true),
+        );
+        if o.and_then(|b| b.as_ref().ok())
+            .is_some_and(|b| b.files_ms.is_some())
+        {
+            push(
+                format!("burst of {k}: time until every transactions.json holds them"),
+                cell(o, |b| {
+                    b.files_ms
+                        .as_ref()
+                        .map_or("-".to_owned(), |f| cell(Some(f), |v| fmt_ms(*v)))
+                }),
+                cell(j, |b| {
+                    format!("{} (that is how it is measured)", fmt_ms(b.all_ms))
+                }),
+                "-".to_owned(),
+            );
+        }
+        push(
+            format!("burst of {k}: time until in the first node / client done sending"),
+            cell(o, |b| {
+                format!("{} / {}", fmt_ms(b.origin_ms), fmt_ms(b.send_ms))
+            }),
+            cell(j, |b| {
+                format!("{} / {}", fmt_ms(b.origin_ms), fmt_ms(b.send_ms))
+            }),
+            "-".to_owned(),
+        );
+        let frames = |b: &Burst| match (&b.frames_per_tx, b.catch_up) {
+            (Ok(f), Some((sync, txs))) => format!(
+                "{f:.2} (N-1 = {}; {txs} TXS and {sync} SYNC frames in all)",
+                p.nodes - 1
+            ),
+            (Ok(f), None) => format!("{f:.2} (N-1 = {})", p.nodes - 1),
+            (Err(e), _) => e.clone(),
+        };
+        push(
+            format!("burst of {k}: transaction frames sent per transaction"),
+            cell(o, frames),
+            cell(j, frames),
+            ratio(
+                o.and_then(|b| b.as_ref().ok())
+                    .and_then(|b| b.frames_per_tx.clone().ok()),
+                j.and_then(|b| b.as_ref().ok())
+                    .and_then(|b| b.frames_per_tx.clone().ok()),
+                false,
+            ),
+        );
+    }
+    let mem = |m: &Memory| {
+        format!(
+            "{} (node 1: {}; largest VmRSS now {}; {} pooled)",
+            fmt_mib(m.max_hwm_kib),
+            fmt_mib(m.first_hwm_kib),
+            fmt_mib(m.max_rss_kib),
+            fmt_count(m.pooled as f64)
+        )
+    };
+    push(
+        "resident memory per node, max VmHWM at the end".to_owned(),
+        cell(ours.memory.as_ref(), mem),
+        cell(js.memory.as_ref(), mem),
+        ratio(
+            value(ours.memory.as_ref(), |m| m.max_hwm_kib as f64),
+            value(js.memory.as_ref(), |m| m.max_hwm_kib as f64),
+            false,
+        ),
+    );
+    rows
+}
+
+fn table(report: &Report) -> String {
+    let mut out = String::new();
+    out.push_str("| measure | ours (p2p-node) | JavaScript node | ours / JS |\n");
+    out.push_str("|---|---|---|---|\n");
+    for row in rows(report) {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |",
+            row.label, row.ours, row.js, row.ratio
+        );
+    }
+    out
+}
+
+const HOW: &str = "How it is measured: full mesh = every node's connected set is all the others, \
+    polled every 2 ms (ours: STATUS over a kept-open connection; JavaScript: the \
+    `connectedAddresses` each node logs), timed from the first process start. \"One after \
+    another\": each node is started once the previous one accepts connections, knowing all \
+    earlier ones; \"all at once\": every process started at once, node i knowing node i-1 only. \
+    Single transactions: sent one at a time (50 ms apart) into node 1 by an unnamed client; an \
+    observer peer, introduced to every node by a plain HANDSHAKE, gets each new transaction \
+    pushed from every node; the time is until the last node's copy arrives (so it includes one \
+    loopback hop past the last pool). Bursts: pre-serialised TRANSACTION frames written as fast \
+    as one client connection goes into node 1, no observer attached; done when every pool holds \
+    them (ours: STATUS pool counts, polled every 2 ms; JavaScript: the `\"hash\"` keys in each \
+    transactions.json); transactions/s = burst size / that time. Frames per transaction: \
+    TRANSACTION + TXS frames sent by all nodes (STATUS `sent` counters) over the burst size; \
+    JavaScript: frames its logs show arriving from other nodes. Memory: the largest VmHWM \
+    (peak resident set) of any node's process after the bursts.";
+
+fn json_line(report: &Report) -> Value {
+    fn measured(m: &Option<Measured>) -> Value {
+        match m {
+            None => Value::Null,
+            Some(Ok(v)) => json!((v * 100.0).round() / 100.0),
+            Some(Err(e)) => json!({ "error": e }),
+        }
+    }
+    fn latency(l: &Option<Result<Latency, String>>) -> Value {
+        match l {
+            None => Value::Null,
+            Some(Ok(l)) => json!({
+                "p50_ms": (l.p50_ms * 1000.0).round() / 1000.0,
+                "p99_ms": (l.p99_ms * 1000.0).round() / 1000.0,
+                "origin_p50_ms": (l.origin_p50_ms * 1000.0).round() / 1000.0,
+                "trials": l.trials,
+                "pooled": l.pooled,
+            }),
+            Some(Err(e)) => json!({ "error": e }),
+        }
+    }
+    fn implementation(r: &ImplReport) -> Value {
+        let bursts: Vec<Value> = r
+            .bursts
+            .iter()
+            .map(|(size, b)| match b {
+                Ok(b) => json!({
+                    "size": size,
+                    "all_pools_ms": (b.all_ms * 10.0).round() / 10.0,
+                    "tx_per_s": b.tx_per_s().round(),
+                    "first_pool_ms": (b.origin_ms * 10.0).round() / 10.0,
+                    "send_ms": (b.send_ms * 10.0).round() / 10.0,
+                    "frames_per_tx": match &b.frames_per_tx {
+                        Ok(f) => json!((f * 1000.0).round() / 1000.0),
+                        Err(e) => json!({ "error": e }),
+                    },
+                    "pool_files_ms": measured(&b.files_ms),
+                    "sync_frames": b.catch_up.map(|(sync, _)| sync),
+                    "txs_frames": b.catch_up.map(|(_, txs)| txs),
+                }),
+                Err(e) => json!({ "size": size, "error": e }),
+            })
+            .collect();
+        json!({
+            "mesh_sequential_ms": measured(&r.mesh_sequential),
+            "mesh_all_at_once_ms": measured(&r.mesh_all_at_once),
+            "single": latency(&r.single),
+            "single_after_bursts": latency(&r.single_loaded),
+            "bursts": bursts,
+            "memory": match &r.memory {
+                None => Value::Null,
+                Some(Ok(m)) => json!({
+                    "max_vmhwm_kib": m.max_hwm_kib,
+                    "node1_vmhwm_kib": m.first_hwm_kib,
+                    "max_vmrss_kib": m.max_rss_kib,
+                    "pooled": m.pooled,
+                }),
+                Some(Err(e)) => json!({ "error": e }),
+            },
+        })
+    }
+    let tps = |r: &ImplReport| value(r.burst(report.point.js_burst), Burst::tx_per_s);
+    let ratio = match &report.js {
+        Some(js) => json!({
+            "tx_per_s": match (tps(&report.ours), tps(js)) {
+                (Some(o), Some(j)) => json!((o / j * 100.0).round() / 100.0),
+                _ => Value::Null,
+            },
+            "burst": report.point.js_burst,
+        }),
+        None => Value::Null,
+    };
+    json!({
+        "bench": "p2p-node",
+        "nodes": report.point.nodes,
+        "burst": report.point.burst,
+        "js_burst": report.point.js_burst,
+        "single_trials": report.point.single,
+        "ours": implementation(&report.ours),
+        "javascript": report.js.as_ref().map_or(Value::Null, implementation),
+        "ratio_ours_over_js": ratio,
+        "seconds": report.seconds.round(),
+        "loadavg_before": report.load.0,
+        "loadavg_after": report.load.1,
+    })
+}
+
+/// The DESIGN.md figures, each with what was measured and whether it is met.
+fn targets(report: &Report) -> Vec<String> {
+    let p = report.point;
+    let ours = &report.ours;
+    let mut lines = Vec::new();
+    let conditions = if p.nodes == 10 {
+        String::new()
+    } else {
+        format!(" (the figure is for N = 10; this run has N = {})", p.nodes)
+    };
+    let verdict = |met: bool| if met { "met" } else { "NOT met" };
+    match value(ours.burst(p.burst), |b| b.clone()) {
+        Some(b) => lines.push(format!(
+            "{}-transaction burst in every pool at >= 50,000 tx/s: {} tx/s, {}{}{conditions}",
+            fmt_count(p.burst as f64),
+            fmt_count(b.tx_per_s()),
+            verdict(b.tx_per_s() >= 50_000.0),
+            if p.burst < 50_000 {
+                " (a smaller burst than the figure's 50,000)"
+            } else {
+                ""
+            }
+        )),
+        None => lines.push(format!(
+            "burst in every pool at >= 50,000 tx/s: {}",
+            cell(ours.burst(p.burst), |_| String::new())
+        )),
+    }
+    if let Some(js) = &report.js {
+        let o = value(ours.burst(p.js_burst), Burst::tx_per_s);
+        let j = value(js.burst(p.js_burst), Burst::tx_per_s);
+        lines.push(match (o, j) {
+            (Some(o), Some(j)) => format!(
+                "{}-transaction burst >= 100x the JavaScript node: {:.0}x, {}{conditions}",
+                fmt_count(p.js_burst as f64),
+                o / j,
+                verdict(o / j >= 100.0)
+            ),
+            _ => format!(
+                "{}-transaction burst >= 100x the JavaScript node: no ratio (ours: {}; \
+                 JavaScript: {})",
+                fmt_count(p.js_burst as f64),
+                cell(ours.burst(p.js_burst), |b| fmt_count(b.tx_per_s())),
+                cell(js.burst(p.js_burst), |b| fmt_count(b.tx_per_s()))
+            ),
+        });
+    }
+    for (what, l) in [
+        ("fresh pools", &ours.single),
+        ("after the bursts", &ours.single_loaded),
+    ] {
+        if let Some(Ok(l)) = l {
+            lines.push(format!(
+                "one transaction in all {} pools, p50 <= 2 ms ({what}, {} pooled): p50 {}, {}{conditions}",
+                p.nodes,
+                fmt_count(l.pooled as f64),
+                fmt_ms(l.p50_ms),
+                verdict(l.p50_ms <= 2.0)
+            ));
+        }
+    }
+    if let Some(Ok(m)) = &ours.memory {
+        lines.push(format!(
+            "resident memory <= 32 MiB per node with 50,000 pooled: max VmHWM {} with {} \
+             pooled, {}{}",
+            fmt_mib(m.max_hwm_kib),
+            fmt_count(m.pooled as f64),
+            verdict(m.max_hwm_kib <= 32 * 1024),
+            if m.pooled < 50_000 {
+                " (fewer pooled than the figure's 50,000)"
+            } else {
+                ""
+            }
+        ));
+    }
+    if let Some(mesh) = &ours.mesh_all_at_once {
+        lines.push(match mesh {
+            Ok(v) => format!(
+                "{} nodes started all at once, full mesh <= 1.5 s: {}, {}{conditions}",
+                p.nodes,
+                fmt_ms(*v),
+                verdict(*v <= 1500.0)
+            ),
+            Err(e) => format!("nodes started all at once, full mesh <= 1.5 s: {e}"),
+        });
+    }
+    lines
+}
+
+fn print_report(report: &Report) {
+    let p = report.point;
+    println!();
+    println!(
+        "== N = {}: bursts of {} (both) and {} (ours), {} single trials; {:.0} s; load \
+         average {} before, {} after ==",
+        p.nodes,
+        fmt_count(p.js_burst as f64),
+        fmt_count(p.burst as f64),
+        p.single,
+        report.seconds,
+        report.load.0,
+        report.load.1
+    );
+    println!();
+    print!("{}", table(report));
+    println!();
+    println!("DESIGN.md figures:");
+    for line in targets(report) {
+        println!("- {line}");
+    }
+    println!();
+    println!("{HOW}");
+    println!();
+    println!("{}", json_line(report));
+}
+
+// ---------------------------------------------------------------------------------------
+// The sweep
+
+fn sweep_table(reports: &[Report]) -> String {
+    let mut out = String::new();
+    out.push_str(
+        "| N | bursts (ours / both) | mesh, one after another: ours / JS | mesh, all at once: ours / JS \
+         | tx/s, big burst: ours | tx/s, shared burst: ours / JS (ratio) | frames per tx: ours / JS \
+         | 1 tx in every pool, p50: ours / JS | max VmHWM: ours / JS |\n",
+    );
+    out.push_str("|---|---|---|---|---|---|---|---|---|\n");
+    let empty = ImplReport::default();
+    for r in reports {
+        let p = r.point;
+        let js = r.js.as_ref().unwrap_or(&empty);
+        let m = |x: &Option<Measured>| cell(x.as_ref(), |v| fmt_ms(*v));
+        let tps = |b: Option<&Result<Burst, String>>| cell(b, |b| fmt_count(b.tx_per_s()));
+        let frames = |b: Option<&Result<Burst, String>>| {
+            value(b, |b| b.frames_per_tx.clone())
+                .and_then(Result::ok)
+                .map_or("-".to_owned(), |f| format!("{f:.2}"))
+        };
+        let o_tps = value(r.ours.burst(p.js_burst), Burst::tx_per_s);
+        let j_tps = value(js.burst(p.js_burst), Burst::tx_per_s);
+        let ratio = match (o_tps, j_tps) {
+            (Some(o), Some(j)) => format!("{:.0}x", o / j),
+            _ => "-".to_owned(),
+        };
+        let lat = |l: &Option<Result<Latency, String>>| cell(l.as_ref(), |l| fmt_ms(l.p50_ms));
+        let mem = |x: &Option<Result<Memory, String>>| cell(x.as_ref(), |m| fmt_mib(m.max_hwm_kib));
+        let _ = writeln!(
+            out,
+            "| {} | {} / {} | {} / {} | {} / {} | {} | {} / {} ({ratio}) | {} / {} | {} / {} | {} / {} |",
+            p.nodes,
+            fmt_count(p.burst as f64),
+            fmt_count(p.js_burst as f64),
+            m(&r.ours.mesh_sequential),
+            m(&js.mesh_sequential),
+            m(&r.ours.mesh_all_at_once),
+            m(&js.mesh_all_at_once),
+            tps(r.ours.burst(p.burst)),
+            tps(r.ours.burst(p.js_burst)),
+            tps(js.burst(p.js_burst)),
+            frames(r.ours.burst(p.burst)),
+            frames(js.burst(p.js_burst)),
+            lat(&r.ours.single),
+            lat(&js.single),
+            mem(&r.ours.memory),
+            mem(&js.memory),
+        );
+    }
+    out
+}
+
+fn print_sweep(reports: &[Report]) {
+    println!();
+    println!("== sweep ==");
+    println!();
+    print!("{}", sweep_table(reports));
+    println!();
+    println!(
+        "The JavaScript node gets smaller bursts as N grows (it floods N x (N-1) frames per \
+         transaction and rewrites its whole pool file per transaction); ours runs both sizes."
+    );
+}
+
+/// The chart: throughput and mesh time against N, ours and the JavaScript node's.
+fn draw_chart(path: &Path, reports: &[Report]) -> Result<(), String> {
+    use plotters::prelude::*;
+    let err = |e: &dyn std::fmt::Display| e.to_string();
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(|e| err(&e))?;
+    }
+    let root = SVGBackend::new(path, (1100, 460)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let (left, right) = root.split_horizontally(550);
+    let empty = ImplReport::default();
+    let js = |r: &Report| r.js.as_ref().unwrap_or(&empty).clone();
+    let n = |r: &Report| f64::from(r.point.nodes);
+    type Series = (String, RGBColor, Vec<(f64, f64)>);
+    let throughput: Vec<Series> = vec![
+        (
+            "ours, big burst".to_owned(),
+            RGBColor(31, 119, 180),
+            reports
+                .iter()
+                .filter_map(|r| {
+                    value(r.ours.burst(r.point.burst), Burst::tx_per_s).map(|v| (n(r), v))
+                })
+                .collect(),
+        ),
+        (
+            "ours, the JavaScript node's burst".to_owned(),
+            RGBColor(44, 160, 44),
+            reports
+                .iter()
+                .filter_map(|r| {
+                    value(r.ours.burst(r.point.js_burst), Burst::tx_per_s).map(|v| (n(r), v))
+                })
+                .collect(),
+        ),
+        (
+            "JavaScript node".to_owned(),
+            RGBColor(214, 39, 40),
+            reports
+                .iter()
+                .filter_map(|r| {
+                    value(js(r).burst(r.point.js_burst), Burst::tx_per_s).map(|v| (n(r), v))
+                })
+                .collect(),
+        ),
+    ];
+    let mesh: Vec<Series> = vec![
+        (
+            "ours, one after another".to_owned(),
+            RGBColor(31, 119, 180),
+            reports
+                .iter()
+                .filter_map(|r| value(r.ours.mesh_sequential.as_ref(), |v| (n(r), *v)))
+                .collect(),
+        ),
+        (
+            "ours, all at once".to_owned(),
+            RGBColor(255, 127, 14),
+            reports
+                .iter()
+                .filter_map(|r| value(r.ours.mesh_all_at_once.as_ref(), |v| (n(r), *v)))
+                .collect(),
+        ),
+        (
+            "JavaScript, one after another".to_owned(),
+            RGBColor(214, 39, 40),
+            reports
+                .iter()
+                .filter_map(|r| value(js(r).mesh_sequential.as_ref(), |v| (n(r), *v)))
+                .collect(),
+        ),
+    ];
+    let max_n = reports.iter().map(n).fold(10.0, f64::max) + 5.0;
+    for (area, title, unit, series, legend) in [
+        (
+            &left,
+            "Burst into one node: transactions/s until in every pool",
+            "transactions/s (log)",
+            &throughput,
+            SeriesLabelPosition::UpperRight,
+        ),
+        (
+            &right,
+            "Time from start to full mesh",
+            "ms (log)",
+            &mesh,
+            SeriesLabelPosition::UpperLeft,
+        ),
+    ] {
+        let values = series
+            .iter()
+            .flat_map(|(_, _, points)| points.iter().map(|p| p.1));
+        let (lo, hi) = values.fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
+        let (lo, hi) = if lo <= hi && lo > 0.0 {
+            (lo / 2.0, hi * 2.0)
+        } else {
+            (1.0, 10.0)
+        };
+        let mut chart = ChartBuilder::on(area)
+            .caption(title, ("sans-serif", 17))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0f64..max_n, (lo..hi).log_scale())
+            .map_err(|e| err(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc("nodes (N)")
+            .y_desc(unit)
+            .x_label_formatter(&|v| format!("{v:.0}"))
+            .y_label_formatter(&|v| fmt_count(*v))
+            .draw()
+            .map_err(|e| err(&e))?;
+        for (label, color, points) in series.iter() {
+            let color = *color;
+            chart
+                .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
+                .map_err(|e| err(&e))?
+                .label(label.as_str())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2))
+                });
+            chart
+                .draw_series(points.iter().map(|p| Circle::new(*p, 4, color.filled())))
+                .map_err(|e| err(&e))?;
+        }
+        chart
+            .configure_series_labels()
+            .position(legend)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK)
+            .draw()
+            .map_err(|e| err(&e))?;
+    }
+    root.present().map_err(|e| err(&e))
+}
+
+// ---------------------------------------------------------------------------------------
+// BENCHMARKS.md
+
+struct Machine {
+    cores: usize,
+    cpu: String,
+    kernel: String,
+    rustc: String,
+    node: String,
+    date: String,
+    /// The commit p2p-node was built from, and whether p2p-core or native-host had changes
+    /// on top of it.
+    build: String,
+}
+
+impl Machine {
+    fn read() -> Machine {
+        let run = |program: &str, args: &[&str]| {
+            Command::new(program)
+                .args(args)
+                .output()
+                .ok()
+                .filter(|o| o.status.success())
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+                .unwrap_or_else(|| "unknown".to_owned())
+        };
+        let cpu = fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|info| {
+                info.lines()
+                    .find_map(|l| l.strip_prefix("model name"))
+                    .map(|l| l.trim_start_matches([' ', '\t', ':']).trim().to_owned())
+            })
+            .unwrap_or_else(|| "unknown".to_owned());
+        Machine {
+            cores: std::thread::available_parallelism().map_or(0, |n| n.get()),
+            cpu,
+            kernel: fs::read_to_string("/proc/sys/kernel/osrelease")
+                .map(|s| s.trim().to_owned())
+                .unwrap_or_else(|_| "unknown".to_owned()),
+            rustc: run("rustc", &["--version"]),
+            node: run("node", &["--version"]),
+            date: run("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+            build: build_commit(),
+        }
+    }
+
+    fn markdown(&self) -> String {
+        format!(
+            "Machine: {} cores (`nproc`), {}, Linux {}, {}, Node.js {}; run {}; p2p-node built \
+             from {}.",
+            self.cores, self.cpu, self.kernel, self.rustc, self.node, self.date, self.build
+        )
+    }
+}
+
+fn build_commit() -> String {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .current_dir(tests::workspace_root())
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    match git(&["rev-parse", "--short", "HEAD"]) {
+        Some(commit) => {
+            let dirty = git(&["status", "--porcelain", "--", "p2p-core", "native-host"])
+                .is_some_and(|s| !s.is_empty());
+            if dirty {
+                format!("commit {commit} with uncommitted changes to p2p-core or native-host")
+            } else {
+                format!("commit {commit}")
+            }
+        }
+        None => "an unknown commit".to_owned(),
+    }
+}
+
+/// Replaces the text between `<!-- NAME:begin -->` and `<!-- NAME:end -->` in `path` with
+/// `body` (markers kept); appends the section if the markers are missing, and makes the
+/// file if it is.
+fn write_section(path: &Path, name: &str, body: &str) {
+    let begin = format!("<!-- {name}:begin -->");
+    let end = format!("<!-- {name}:end -->");
+    let section = format!("{begin}\n{body}{end}");
+    let text = match fs::read_to_string(path) {
+        Ok(old) => match (old.find(&begin), old.find(&end)) {
+            (Some(b), Some(e)) if b < e => {
+                format!("{}{section}{}", &old[..b], &old[e + end.len()..])
+            }
+            _ => format!("{}\n\n{section}\n", old.trim_end()),
+        },
+        Err(_) => format!(
+            "# Benchmarks\n\nFigures of `p2p-node` measured on real processes; each section \
+             names the command that produced it.\n\n{section}\n"
+        ),
+    };
+    fs::write(path, text).unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    eprintln!("bench: wrote the {name} section of {}", path.display());
+}
+
+fn write_figures(path: &Path, command: &str, machine: &Machine, report: &Report) {
+    let p = report.point;
+    let mut body = String::new();
+    let _ = writeln!(
+        body,
+        "## p2p-node beside the JavaScript node, N = {}\n",
+        p.nodes
+    );
+    let _ = writeln!(body, "Command: `{command}`\n");
+    let _ = writeln!(
+        body,
+        "{} Load average (1, 5, 15 min) {} before the run, {} after; the run took {:.0} s.\n",
+        machine.markdown(),
+        report.load.0,
+        report.load.1,
+        report.seconds
+    );
+    body.push_str(&table(report));
+    body.push('\n');
+    body.push_str("The figures of DESIGN.md, from this run:\n\n");
+    for line in targets(report) {
+        let _ = writeln!(body, "- {line}");
+    }
+    let _ = writeln!(body, "\n{HOW}\n");
+    let _ = writeln!(
+        body,
+        "The run as one JSON line:\n\n```json\n{}\n```\n",
+        json_line(report)
+    );
+    write_section(path, "bench:figures", &body);
+}
+
+fn write_sweep(path: &Path, chart: &Path, command: &str, machine: &Machine, reports: &[Report]) {
+    let base = path.parent().unwrap_or(Path::new("."));
+    let chart_file = base.join(chart);
+    let chart_note = match draw_chart(&chart_file, reports) {
+        Ok(()) => {
+            eprintln!("bench: drew {}", chart_file.display());
+            format!(
+                "![Throughput and mesh time against N, ours and the JavaScript node's]({})\n",
+                chart.display()
+            )
+        }
+        Err(e) => format!("(the chart could not be drawn: {e})\n"),
+    };
+    let mut body = String::new();
+    body.push_str("## Sweep: N = 3, 10, 30, 50\n\n");
+    let _ = writeln!(body, "Command: `{command}`\n");
+    let loads: Vec<String> = reports
+        .iter()
+        .map(|r| {
+            format!(
+                "N = {}: {} before, {} after, {:.0} s",
+                r.point.nodes, r.load.0, r.load.1, r.seconds
+            )
+        })
+        .collect();
+    let _ = writeln!(
+        body,
+        "{} Load average (1, 5, 15 min) per N: {}.\n",
+        machine.markdown(),
+        loads.join("; ")
+    );
+    body.push_str(&chart_note);
+    body.push('\n');
+    body.push_str(&sweep_table(reports));
+    body.push('\n');
+    body.push_str(
+        "Bursts: \"ours\" is our node's big burst; \"both\" is the burst both implementations \
+         get, for the ratio. The JavaScript node's burst shrinks as N grows: it floods N x (N-1) \
+         frames per transaction and rewrites its whole pool file per transaction, so its cost \
+         grows with the square of the burst; ours runs that size too. Single transactions are \
+         timed with fresh pools.\n\n",
+    );
+    let _ = writeln!(body, "{HOW}\n");
+    body.push_str("Each N as one JSON line:\n\n```json\n");
+    for r in reports {
+        let _ = writeln!(body, "{}", json_line(r));
+    }
+    body.push_str("```\n");
+    write_section(path, "bench:sweep", &body);
+}
+
+#[cfg(test)]
+mod unit {
+    use super::*;
+
+    fn report(nodes: u16, tx_per_s: f64, mesh_ms: f64) -> Report {
+        let burst = |size: u64, rate: f64| Burst {
+            size,
+            send_ms: 1.0,
+            origin_ms: 1.0,
+            all_ms: size as f64 / rate * 1000.0,
+            files_ms: None,
+            frames_per_tx: Ok(f64::from(nodes - 1)),
+            catch_up: Some((0, 0)),
+        };
+        let point = SweepPoint {
+            nodes,
+            burst: 1000,
+            js_burst: 100,
+            single: 1,
+        };
+        Report {
+            point,
+            ours: ImplReport {
+                mesh_sequential: Some(Ok(mesh_ms)),
+                mesh_all_at_once: Some(Ok(mesh_ms * 2.0)),
+                bursts: vec![
+                    (100, Ok(burst(100, tx_per_s / 2.0))),
+                    (1000, Ok(burst(1000, tx_per_s))),
+                ],
+                ..ImplReport::default()
+            },
+            js: Some(ImplReport {
+                mesh_sequential: Some(Ok(mesh_ms * 20.0)),
+                mesh_all_at_once: Some(Err("no full mesh after 10 s".to_owned())),
+                bursts: vec![(100, Ok(burst(100, tx_per_s / 300.0)))],
+                ..ImplReport::default()
+            }),
+            seconds: 1.0,
+            load: ("0.00 0.00 0.00".to_owned(), "0.00 0.00 0.00".to_owned()),
+        }
+    }
+
+    #[test]
+    fn the_sweep_chart_is_drawn_as_svg() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("docs").join("chart.svg");
+        let reports = [report(3, 50_000.0, 10.0), report(10, 20_000.0, 60.0)];
+        draw_chart(&path, &reports).unwrap();
+        let svg = fs::read_to_string(&path).unwrap();
+        assert!(svg.starts_with("<svg"), "{}", &svg[..svg.len().min(200)]);
+        assert!(svg.contains("JavaScript node"));
+        assert!(sweep_table(&reports).contains("| 10 |"));
+    }
+
+    #[test]
+    fn a_section_is_replaced_between_its_markers_and_the_rest_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("BENCHMARKS.md");
+        write_section(&path, "bench:sweep", "first\n");
+        assert!(fs::read_to_string(&path)
+            .unwrap()
+            .contains("<!-- bench:sweep:begin -->\nfirst\n<!-- bench:sweep:end -->"));
+        let other = "# Benchmarks\n\n<!-- simulate:begin -->\nsim\n<!-- simulate:end -->\n\n\
+                     <!-- bench:sweep:begin -->\nold\n<!-- bench:sweep:end -->\n\ntail\n";
+        fs::write(&path, other).unwrap();
+        write_section(&path, "bench:sweep", "new\n");
+        write_section(&path, "bench:figures", "figures\n");
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.contains("<!-- simulate:begin -->\nsim\n<!-- simulate:end -->"));
+        assert!(text.contains("<!-- bench:sweep:begin -->\nnew\n<!-- bench:sweep:end -->\n\ntail"));
+        assert!(!text.contains("old"));
+        assert!(
+            text.ends_with("<!-- bench:figures:begin -->\nfigures\n<!-- bench:figures:end -->\n")
+        );
+    }
+
+    #[test]
+    fn percentiles_take_the_nearest_rank() {
+        let mut values: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(percentile(&mut values, 0.50), 50.0);
+        assert_eq!(percentile(&mut values, 0.99), 99.0);
+        assert_eq!(percentile(&mut [7.0], 0.99), 7.0);
+    }
+}
