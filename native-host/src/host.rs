@@ -15,7 +15,9 @@ use async_tungstenite::WebSocketStream;
 use futures::channel::mpsc;
 use futures::io::{AsyncRead, AsyncWrite};
 use futures::{SinkExt, StreamExt};
-use p2p_core::{Action, Address, Config, ConnId, DialId, Level, Node, Payload, Time, Transaction};
+use p2p_core::{
+    Action, Address, Config, ConnId, DialId, Level, Node, Notice, Payload, Time, Transaction,
+};
 
 use crate::folder::{NodeFolder, POOL_FILE};
 use crate::runtime::{self, Listener};
@@ -27,7 +29,11 @@ const SEND_QUEUE_FRAMES: usize = 1 << 17;
 const EVENT_QUEUE: usize = 4096;
 /// How long an accepted TCP connection may take to finish the WebSocket handshake.
 const ACCEPT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// After new transactions, the pool file is rewritten once this long passes without more.
+/// New transactions logged one by one per batch of events; the rest are summed up.
+const NEW_PER_BATCH: usize = 3;
+/// After new transactions, the pool file is rewritten once this long passes without more
+/// (or ten times as long as the last rewrite took, so rewrites take at most a tenth of
+/// the time however large the pool).
 const SNAPSHOT_LULL: Duration = Duration::from_millis(20);
 
 /// Why the node stopped with an error.
@@ -56,12 +62,12 @@ pub(crate) enum RunError {
 enum Event {
     Accepted {
         conn: ConnId,
-        outbox: mpsc::Sender<Payload>,
+        outbox: mpsc::Sender<Utf8Bytes>,
     },
     DialOpened {
         dial: DialId,
         conn: ConnId,
-        outbox: mpsc::Sender<Payload>,
+        outbox: mpsc::Sender<Utf8Bytes>,
     },
     DialFailed {
         dial: DialId,
@@ -186,6 +192,9 @@ async fn run_async(folder: NodeFolder) -> Result<(), RunError> {
         listener: Some(listener),
         persist: Vec::new(),
         snapshot_at: None,
+        new_logged: 0,
+        new_unlogged: 0,
+        last_frame: None,
     };
     host.run(events).await
 }
@@ -200,7 +209,7 @@ fn seed() -> u64 {
 struct Host {
     node: Node,
     store: PoolStore,
-    conns: HashMap<ConnId, mpsc::Sender<Payload>>,
+    conns: HashMap<ConnId, mpsc::Sender<Utf8Bytes>>,
     events_tx: mpsc::Sender<Event>,
     ids: ConnIds,
     epoch: Instant,
@@ -210,6 +219,11 @@ struct Host {
     persist: Vec<Transaction>,
     /// When to bring the pool file up to date with the journal.
     snapshot_at: Option<Instant>,
+    /// New transactions logged, and not logged one by one, in this batch of events.
+    new_logged: usize,
+    new_unlogged: usize,
+    /// The last frame sent and its wire form.
+    last_frame: Option<(Payload, Utf8Bytes)>,
 }
 
 impl Host {
@@ -319,6 +333,7 @@ impl Host {
                 Action::Listen { address } => self.listen(address),
                 Action::Dial { dial, address } => self.dial(dial, address),
                 Action::Send { conn, frame } => {
+                    let frame = self.wire_frame(frame);
                     let Some(outbox) = self.conns.get_mut(&conn) else {
                         continue;
                     };
@@ -333,11 +348,39 @@ impl Host {
                 }
                 Action::Close { conn } => self.close(conn),
                 Action::Persist { transaction } => self.persist.push(transaction),
-                Action::Log(notice) => match notice.level() {
-                    Level::Warn => log::warn!("{notice}"),
-                    Level::Info => log::info!("{notice}"),
-                    Level::Debug => log::debug!("{notice}"),
-                },
+                Action::Log(notice) => {
+                    // A burst would print a line per transaction; a few per batch of
+                    // events tell the story, and a summary the rest (at debug, all).
+                    let level = match notice {
+                        Notice::NewTransaction { .. } if self.new_logged >= NEW_PER_BATCH => {
+                            self.new_unlogged += 1;
+                            Level::Debug
+                        }
+                        Notice::NewTransaction { .. } => {
+                            self.new_logged += 1;
+                            Level::Info
+                        }
+                        _ => notice.level(),
+                    };
+                    match level {
+                        Level::Warn => log::warn!("{notice}"),
+                        Level::Info => log::info!("{notice}"),
+                        Level::Debug => log::debug!("{notice}"),
+                    }
+                }
+            }
+        }
+    }
+
+    /// The frame as the WebSocket layer takes it, made once for all the connections the
+    /// node sends it to (it hands out one shared frame for a transaction's every peer).
+    fn wire_frame(&mut self, frame: Payload) -> Utf8Bytes {
+        match &self.last_frame {
+            Some((last, bytes)) if Arc::ptr_eq(last, &frame) => bytes.clone(),
+            _ => {
+                let bytes = Utf8Bytes::from(frame.as_ref());
+                self.last_frame = Some((frame, bytes.clone()));
+                bytes
             }
         }
     }
@@ -351,10 +394,19 @@ impl Host {
     }
 
     fn flush(&mut self) -> Result<(), RunError> {
+        if self.new_unlogged > 0 {
+            log::info!(
+                "... and {} more new transactions; pool holds {}",
+                self.new_unlogged,
+                self.node.pool().len()
+            );
+        }
+        (self.new_logged, self.new_unlogged) = (0, 0);
         if !self.persist.is_empty() {
             self.store.append(&self.persist, self.node.pool())?;
             self.persist.clear();
-            self.snapshot_at = self.store.lagging().then(|| Instant::now() + SNAPSHOT_LULL);
+            let lull = SNAPSHOT_LULL.max(self.store.last_cost() * 10);
+            self.snapshot_at = self.store.lagging().then(|| Instant::now() + lull);
         }
         Ok(())
     }
@@ -457,7 +509,7 @@ impl Host {
 async fn connection<S>(
     socket: WebSocketStream<S>,
     conn: ConnId,
-    mut queue: mpsc::Receiver<Payload>,
+    mut queue: mpsc::Receiver<Utf8Bytes>,
     mut events: mpsc::Sender<Event>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
@@ -465,9 +517,9 @@ async fn connection<S>(
     let (mut sink, mut stream) = socket.split();
     let writer = async {
         while let Some(frame) = queue.next().await {
-            sink.feed(Message::text(&*frame)).await?;
+            sink.feed(Message::Text(frame)).await?;
             while let Ok(frame) = queue.try_recv() {
-                sink.feed(Message::text(&*frame)).await?;
+                sink.feed(Message::Text(frame)).await?;
             }
             sink.flush().await?;
         }

@@ -15,7 +15,16 @@ pub(crate) use async_std::net::TcpStream;
 pub(crate) type Socket = WebSocketStream<TcpStream>;
 
 /// Runs a future to completion on the current thread.
+///
+/// The node's work is one task (the core is single-threaded by design) plus light
+/// per-connection tasks, so unless `ASYNC_STD_THREAD_COUNT` says otherwise the executor
+/// gets one thread: every frame then crosses fewer threads (measured: lower latency and
+/// higher throughput with ten nodes on two cores).
 pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
+    if std::env::var_os("ASYNC_STD_THREAD_COUNT").is_none() {
+        // Safe here: called before the runtime, or any other thread, starts.
+        std::env::set_var("ASYNC_STD_THREAD_COUNT", "1");
+    }
     async_std::task::block_on(future)
 }
 

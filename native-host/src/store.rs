@@ -8,14 +8,18 @@
 //! old pool file or the new one, never a mix. It is replaced when the journal has grown
 //! to half the pool file (so over a burst the rewrites add up to a constant factor of
 //! what was appended: amortised O(new transactions)) and after a short lull, so that it
-//! never lags far behind the node. At start the journal is replayed: a torn last line
-//! (the node was killed mid-write) is dropped, as that transaction was never complete.
+//! never lags far behind the node. A rewrite copies the old file in the kernel (all but
+//! its closing `\n]`) and renders only the transactions new since, so it costs little
+//! CPU and no memory of the pool's size. At start the journal is replayed: a torn last
+//! line (the node was killed mid-write) is dropped, as that transaction was never
+//! complete.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
-use p2p_core::{render_pool, Transaction};
+use p2p_core::{render_appended, render_pool, Transaction};
 
 /// The journal's file name, beside `transactions.json`.
 pub(crate) const JOURNAL_FILE: &str = ".transactions.journal";
@@ -26,7 +30,12 @@ pub(crate) struct PoolStore {
     journal_path: PathBuf,
     journal: File,
     journal_bytes: u64,
+    /// Size of the pool file as last written.
     snapshot_bytes: u64,
+    /// Transactions in the pool file as last written (the first ones of the pool).
+    snapshot_count: usize,
+    /// How long the last rewrite took.
+    last_cost: Duration,
 }
 
 /// Why the pool could not be written.
@@ -103,6 +112,8 @@ impl PoolStore {
             journal,
             journal_bytes: 0,
             snapshot_bytes: canonical.len() as u64,
+            snapshot_count: pool.len(),
+            last_cost: Duration::ZERO,
         })
     }
 
@@ -136,27 +147,75 @@ impl PoolStore {
         self.journal_bytes > 0
     }
 
-    /// Rewrites the pool file from `pool` and empties the journal.
+    /// How long the last rewrite of the pool file took (to space rewrites out).
+    pub(crate) fn last_cost(&self) -> Duration {
+        self.last_cost
+    }
+
+    /// Rewrites the pool file to hold `pool` (whose first transactions it holds already)
+    /// and empties the journal.
     pub(crate) fn snapshot(&mut self, pool: &[Transaction]) -> Result<(), StoreError> {
-        let text = render_pool(pool);
-        write_atomically(&self.path, text.as_bytes())?;
+        let started = Instant::now();
+        let new = pool.get(self.snapshot_count..).unwrap_or_default();
+        let temporary = temporary_beside(&self.path);
+        let written = match self.extend_into(&temporary, new) {
+            Ok(Some(bytes)) => bytes,
+            // Not what we last wrote (someone changed it): render it whole.
+            Ok(None) => {
+                let text = render_pool(pool);
+                fs::write(&temporary, &text).map_err(at(&temporary))?;
+                text.len() as u64
+            }
+            Err(e) => {
+                let _ = fs::remove_file(&temporary);
+                return Err(e);
+            }
+        };
+        fs::rename(&temporary, &self.path).map_err(at(&self.path))?;
         // Only now is the journal redundant; a crash before this line replays it, and
         // the replayed transactions are already in the pool file: duplicates are dropped.
         self.journal.set_len(0).map_err(at(&self.journal_path))?;
         self.journal_bytes = 0;
-        self.snapshot_bytes = text.len() as u64;
+        self.snapshot_bytes = written;
+        self.snapshot_count = pool.len();
+        self.last_cost = started.elapsed();
         Ok(())
     }
+
+    /// Writes to `temporary` the current pool file less its closing `\n]`, then `new`
+    /// and a new closing; `None` if the pool file is not the one we last wrote.
+    fn extend_into(
+        &self,
+        temporary: &Path,
+        new: &[Transaction],
+    ) -> Result<Option<u64>, StoreError> {
+        let mut old = File::open(&self.path).map_err(at(&self.path))?;
+        let length = old.metadata().map_err(at(&self.path))?.len();
+        if self.snapshot_count == 0 || length != self.snapshot_bytes || length < 2 {
+            return Ok(None);
+        }
+        let mut out = File::create(temporary).map_err(at(temporary))?;
+        // A file-to-file copy: the kernel moves the bytes (copy_file_range).
+        let copied = io::copy(&mut (&mut old).take(length - 2), &mut out).map_err(at(temporary))?;
+        let tail = render_appended(new);
+        out.write_all(tail.as_bytes()).map_err(at(temporary))?;
+        Ok(Some(copied + tail.len() as u64))
+    }
+}
+
+/// A temporary file's name beside `path`, for a write that ends in a rename.
+fn temporary_beside(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }
 
 /// Writes `bytes` to a temporary file beside `path` and renames it over `path`, so a
 /// reader sees the old file or the new one, never a mix.
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temporary = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let temporary = temporary_beside(path);
     let mut file = File::create(&temporary).map_err(at(&temporary))?;
     file.write_all(bytes).map_err(at(&temporary))?;
     drop(file);
@@ -206,6 +265,18 @@ mod tests {
         }
         // Each rewrite at least grows the file by half: logarithmically many.
         assert!(rewrites < 40, "{rewrites} rewrites for 5000 transactions");
+    }
+
+    #[test]
+    fn a_pool_file_changed_behind_the_nodes_back_is_rewritten_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("transactions.json");
+        let all: Vec<_> = (0..3).map(tx).collect();
+        let mut store = PoolStore::open(&path, &all[..1], None).unwrap();
+        fs::write(&path, "[ ]  ").unwrap();
+        store.append(&all[1..], &all).unwrap();
+        store.snapshot(&all).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), render_pool(&all));
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::address::Address;
 use crate::config::Config;
 use crate::frame::{self, Frame, FrameError};
 use crate::rng::Rng;
-use crate::sync::{self, Range};
+use crate::sync::{self, HashIndex, Range};
 use crate::time::Time;
 use crate::transaction::Transaction;
 
@@ -389,24 +389,26 @@ struct Conn {
 struct Pool {
     order: Vec<Transaction>,
     /// Hash to position in `order`.
-    hashes: BTreeMap<Arc<str>, usize>,
+    hashes: HashIndex,
 }
 
 impl Pool {
     fn contains(&self, hash: &str) -> bool {
-        self.hashes.contains_key(hash)
+        self.hashes.contains(hash)
     }
 
     fn get(&self, hash: &str) -> Option<&Transaction> {
-        self.hashes.get(hash).and_then(|&i| self.order.get(i))
+        self.hashes.index(hash).and_then(|i| self.order.get(i))
     }
 
     /// Adds `tx` unless its hash is already held; says whether it was new.
     fn insert(&mut self, tx: Transaction) -> bool {
-        if self.hashes.contains_key(tx.hash()) {
+        if !self
+            .hashes
+            .insert(Arc::clone(tx.shared_hash()), self.order.len())
+        {
             return false;
         }
-        self.hashes.insert(Arc::from(tx.hash()), self.order.len());
         self.order.push(tx);
         true
     }

@@ -99,6 +99,11 @@ impl Transaction {
         &self.hash
     }
 
+    /// The hash, shared (indexes keep it without a copy).
+    pub(crate) fn shared_hash(&self) -> &Arc<str> {
+        &self.hash
+    }
+
     /// The JSON object as it arrived.
     pub fn body(&self) -> &str {
         &self.body
