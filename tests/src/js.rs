@@ -7,7 +7,7 @@
 //! its pool is read from `transactions.json`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -20,8 +20,8 @@ use serde_json::{json, Value};
 
 use crate::binary::workspace_root;
 use crate::cli::{sent_transaction, Run, SentTransaction};
-use crate::folder::{address, clip, read_pool};
-use crate::node::Node;
+use crate::folder::{address, read_pool};
+use crate::node::{duplicate, print_log_tail, read_log, read_port, Node};
 use crate::peer::{Client, TestPeer};
 use crate::status::Status;
 use crate::wait::{wait_for, wait_until};
@@ -29,9 +29,6 @@ use crate::COMMAND_DEADLINE;
 
 /// The name of the file in a node's folder that gets a JavaScript node's stdout and stderr.
 const LOG_FILE: &str = "js-node.log";
-
-/// How many of the last log lines a failing test prints per node.
-const LOG_TAIL_LINES: usize = 200;
 
 /// How long one probe waits for a JavaScript node's HANDSHAKE before trying again.
 const PROBE_LIMIT: Duration = Duration::from_secs(5);
@@ -311,28 +308,12 @@ impl JsNode {
 
     /// Everything the node has logged (stdout and stderr).
     pub fn log(&self) -> String {
-        fs::read(self.log_path())
-            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-            .unwrap_or_else(|e| format!("(no log: {e})"))
+        read_log(&self.log_path())
     }
 
     /// Prints the last lines of the node's log to stderr.
     pub fn print_log(&self) {
-        let log = self.log();
-        let lines: Vec<&str> = log.lines().collect();
-        let skipped = lines.len().saturating_sub(LOG_TAIL_LINES);
-        eprintln!(
-            "===== log of {} ({}) =====",
-            self.name(),
-            self.log_path().display()
-        );
-        if skipped > 0 {
-            eprintln!("({skipped} earlier lines left out)");
-        }
-        for line in &lines[skipped..] {
-            eprintln!("{}", clip(line, 400));
-        }
-        eprintln!("===== end of log of {} =====", self.name());
+        print_log_tail(&self.name(), &self.log_path());
     }
 }
 
@@ -343,22 +324,6 @@ impl Drop for JsNode {
             self.print_log();
         }
     }
-}
-
-fn duplicate(file: &File) -> File {
-    file.try_clone()
-        .unwrap_or_else(|e| panic!("could not duplicate a log file handle: {e}"))
-}
-
-/// `PORT` from `dir/.env`.
-fn read_port(dir: &Path) -> u16 {
-    let path = dir.join(".env");
-    let env =
-        fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
-    env.lines()
-        .filter_map(|line| line.trim().strip_prefix("PORT="))
-        .find_map(|port| port.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{} names no PORT:\n{env}", path.display()))
 }
 
 /// Runs `node tests/interop/add-transaction.js` in the node folder `dir` (as a person runs

@@ -261,29 +261,13 @@ impl Node {
 
     /// Everything the node has logged (stdout and stderr, across restarts).
     pub fn log(&self) -> String {
-        fs::read(self.log_path())
-            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
-            .unwrap_or_else(|e| format!("(no log: {e})"))
+        read_log(&self.log_path())
     }
 
     /// Prints the last lines of the node's log to stderr (captured by the test runner and
     /// shown when the test fails).
     pub fn print_log(&self) {
-        let log = self.log();
-        let lines: Vec<&str> = log.lines().collect();
-        let skipped = lines.len().saturating_sub(LOG_TAIL_LINES);
-        eprintln!(
-            "===== log of {} ({}) =====",
-            self.name(),
-            self.log_path().display()
-        );
-        if skipped > 0 {
-            eprintln!("({skipped} earlier lines left out)");
-        }
-        for line in &lines[skipped..] {
-            eprintln!("{}", clip(line, 400));
-        }
-        eprintln!("===== end of log of {} =====", self.name());
+        print_log_tail(&self.name(), &self.log_path());
     }
 }
 
@@ -296,13 +280,35 @@ impl Drop for Node {
     }
 }
 
-fn duplicate(file: &File) -> File {
+/// A log file's text, or why there is none.
+pub(crate) fn read_log(path: &Path) -> String {
+    fs::read(path)
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_else(|e| format!("(no log: {e})"))
+}
+
+/// Prints the last lines of the log at `path` of the process `name` to stderr.
+pub(crate) fn print_log_tail(name: &str, path: &Path) {
+    let log = read_log(path);
+    let lines: Vec<&str> = log.lines().collect();
+    let skipped = lines.len().saturating_sub(LOG_TAIL_LINES);
+    eprintln!("===== log of {name} ({}) =====", path.display());
+    if skipped > 0 {
+        eprintln!("({skipped} earlier lines left out)");
+    }
+    for line in &lines[skipped..] {
+        eprintln!("{}", clip(line, 400));
+    }
+    eprintln!("===== end of log of {name} =====");
+}
+
+pub(crate) fn duplicate(file: &File) -> File {
     file.try_clone()
         .unwrap_or_else(|e| panic!("could not duplicate a log file handle: {e}"))
 }
 
 /// `PORT` from `dir/.env`.
-fn read_port(dir: &Path) -> u16 {
+pub(crate) fn read_port(dir: &Path) -> u16 {
     let path = dir.join(".env");
     let env =
         fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
