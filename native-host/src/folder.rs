@@ -26,7 +26,14 @@ pub(crate) struct Env {
     pub(crate) bind: Option<IpAddr>,
     /// `P2P_ADVERTISE`: the address other machines reach this node at.
     pub(crate) advertise: Option<Address>,
+    /// `P2P_SEND_QUEUE`: frames queued for one peer before it counts as not reading and
+    /// is dropped.
+    pub(crate) send_queue: usize,
 }
+
+/// Default of `P2P_SEND_QUEUE`: room for a large burst to a slow but healthy peer (the
+/// frames are shared, so a queued frame costs a pointer, not a copy).
+pub(crate) const DEFAULT_SEND_QUEUE: usize = 1 << 17;
 
 impl Env {
     /// Where a client on this machine reaches the node: its `P2P_BIND` address when that
@@ -105,6 +112,14 @@ pub(crate) enum FolderError {
         /// Why.
         error: p2p_core::AddressError,
     },
+    /// `P2P_SEND_QUEUE` is not a number of frames.
+    #[error("{path}: P2P_SEND_QUEUE={value:?} is not a number of frames (1 to 16777216)")]
+    BadSendQueue {
+        /// The file.
+        path: PathBuf,
+        /// The value found.
+        value: String,
+    },
     /// `known-peers.json` is not a JSON array of `ws://` addresses.
     #[error("{path}: {message}")]
     KnownPeers {
@@ -147,6 +162,7 @@ pub(crate) fn read_env(dir: &Path) -> Result<Env, FolderError> {
         },
     })?;
     let (mut port, mut public_key, mut bind, mut advertise) = (None, None, None, None);
+    let mut send_queue = None;
     for item in iter {
         let (key, value) = item.map_err(|e| FolderError::EnvSyntax {
             path: path.clone(),
@@ -157,6 +173,7 @@ pub(crate) fn read_env(dir: &Path) -> Result<Env, FolderError> {
             "MY_PUBLIC_KEY" if !value.is_empty() => public_key = Some(value),
             "P2P_BIND" if !value.is_empty() => bind = Some(value),
             "P2P_ADVERTISE" if !value.is_empty() => advertise = Some(value),
+            "P2P_SEND_QUEUE" if !value.is_empty() => send_queue = Some(value),
             _ => {}
         }
     }
@@ -188,11 +205,19 @@ pub(crate) fn read_env(dir: &Path) -> Result<Env, FolderError> {
                 })
         })
         .transpose()?;
+    let send_queue = match send_queue {
+        None => DEFAULT_SEND_QUEUE,
+        Some(value) => match value.trim().parse::<usize>() {
+            Ok(n) if (1..=1 << 24).contains(&n) => n,
+            _ => return Err(FolderError::BadSendQueue { path, value }),
+        },
+    };
     Ok(Env {
         port,
         public_key,
         bind,
         advertise,
+        send_queue,
     })
 }
 

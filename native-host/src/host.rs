@@ -23,8 +23,6 @@ use crate::folder::{NodeFolder, POOL_FILE};
 use crate::runtime::{self, Listener};
 use crate::store::{self, PoolStore, StoreError};
 
-/// Frames queued for one connection before the peer counts as not reading and is dropped.
-const SEND_QUEUE_FRAMES: usize = 1 << 17;
 /// Events queued for the node before readers wait (back-pressure onto the sockets).
 const EVENT_QUEUE: usize = 4096;
 /// How long an accepted TCP connection may take to finish the WebSocket handshake.
@@ -195,6 +193,7 @@ async fn run_async(folder: NodeFolder) -> Result<(), RunError> {
         new_logged: 0,
         new_unlogged: 0,
         last_frame: None,
+        send_queue: folder.env.send_queue,
     };
     host.run(events).await
 }
@@ -224,6 +223,8 @@ struct Host {
     new_unlogged: usize,
     /// The last frame sent and its wire form.
     last_frame: Option<(Payload, Utf8Bytes)>,
+    /// Frames queued for one peer before it is dropped as not reading.
+    send_queue: usize,
 }
 
 impl Host {
@@ -340,7 +341,8 @@ impl Host {
                     if let Err(e) = outbox.try_send(frame) {
                         if e.is_full() {
                             log::warn!(
-                                "closing {conn}: {SEND_QUEUE_FRAMES} frames queued and the peer is not reading them"
+                                "closing {conn}: {} frames queued and the peer is not reading them",
+                                self.send_queue
                             );
                             self.close(conn);
                         }
@@ -437,6 +439,7 @@ impl Host {
         let events = self.events_tx.clone();
         let ids = self.ids.clone();
         let config = self.ws_config;
+        let send_queue = self.send_queue;
         runtime::spawn(async move {
             loop {
                 let stream = match listener.accept().await {
@@ -468,7 +471,7 @@ impl Host {
                         }
                     };
                     let conn = ids.next();
-                    let (outbox, queue) = mpsc::channel(SEND_QUEUE_FRAMES);
+                    let (outbox, queue) = mpsc::channel(send_queue);
                     if events.send(Event::Accepted { conn, outbox }).await.is_ok() {
                         connection(socket, conn, queue, events).await;
                     }
@@ -481,11 +484,12 @@ impl Host {
         let mut events = self.events_tx.clone();
         let ids = self.ids.clone();
         let config = self.ws_config;
+        let send_queue = self.send_queue;
         runtime::spawn(async move {
             match runtime::connect(address.host(), address.port(), config).await {
                 Ok(socket) => {
                     let conn = ids.next();
-                    let (outbox, queue) = mpsc::channel(SEND_QUEUE_FRAMES);
+                    let (outbox, queue) = mpsc::channel(send_queue);
                     let opened = Event::DialOpened { dial, conn, outbox };
                     if events.send(opened).await.is_ok() {
                         connection(socket, conn, queue, events).await;
