@@ -686,11 +686,12 @@ impl Node {
                     None => 1,
                 };
                 let retry_in = self.backoff(failures);
+                // A peer no longer in the book (an alias of ourselves) is not redialled.
                 if let Some(peer) = self.peers.get_mut(&address) {
                     peer.state = PeerState::Waiting { at: now + retry_in };
                     self.wakeups.insert((now + retry_in, address.clone()));
+                    self.log(Notice::Disconnected { address, retry_in });
                 }
-                self.log(Notice::Disconnected { address, retry_in });
             }
             ConnKind::Accepted(peer) => {
                 self.inbound -= 1;
