@@ -42,6 +42,10 @@
 //! | `interop_javascript_clones.rs`       | 20190 - 20199                                  |
 //! | `netns_partition_and_heal.rs`        | 20200 - 20219 (in network namespaces)          |
 //! | the `bench` binary (not a test)      | 21000 - 21999                                  |
+//! | `kill_9_mid_burst.rs`                | 22000 - 22019                                  |
+//! | `restarted_peer_is_redialled.rs`     | 22020 - 22039                                  |
+//! | `handshake_naming_5000_addresses.rs` | 22040 - 22059                                  |
+//! | `hostile_peers_are_dropped.rs`       | 22060 - 22079                                  |
 //!
 //! The curriculum's own ports, 4001 to 4003, are shared by two files; they hold an exclusive
 //! file lock for as long as they run (see [`lock_curriculum_ports`]).
@@ -117,4 +121,12 @@ pub mod ports {
     pub const NETNS_PARTITION_AND_HEAL: u16 = 20200;
     /// The `bench` binary (`src/bin/bench.rs`): 21000 to 21999.
     pub const BENCH: u16 = 21000;
+    /// `kill_9_mid_burst.rs`.
+    pub const KILL_9_MID_BURST: u16 = 22000;
+    /// `restarted_peer_is_redialled.rs`.
+    pub const RESTARTED_PEER_IS_REDIALLED: u16 = 22020;
+    /// `handshake_naming_5000_addresses.rs`.
+    pub const HANDSHAKE_NAMING_5000_ADDRESSES: u16 = 22040;
+    /// `hostile_peers_are_dropped.rs`.
+    pub const HOSTILE_PEERS_ARE_DROPPED: u16 = 22060;
 }
