@@ -37,26 +37,33 @@ fn locate() -> Result<PathBuf, String> {
             Err(format!("P2P_NODE_BIN={} is not a file", path.display()))
         };
     }
-    build()
+    build_p2p_node(false)
 }
 
-fn build() -> Result<PathBuf, String> {
+/// Builds `p2p-node` (`release`: with `--release`) with `$CARGO`, or `cargo`, and returns
+/// the path of the executable cargo reports; a no-op build when up to date.
+pub fn build_p2p_node(release: bool) -> Result<PathBuf, String> {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+    let mut args = vec!["build"];
+    if release {
+        args.push("--release");
+    }
+    args.extend([
+        "-p",
+        "native-host",
+        "--bin",
+        "p2p-node",
+        "--message-format=json-render-diagnostics",
+    ]);
     let output = Command::new(&cargo)
         .current_dir(workspace_root())
-        .args([
-            "build",
-            "-p",
-            "native-host",
-            "--bin",
-            "p2p-node",
-            "--message-format=json-render-diagnostics",
-        ])
+        .args(&args)
         .output()
         .map_err(|e| format!("could not run {cargo:?} to build p2p-node: {e}"))?;
     if !output.status.success() {
         return Err(format!(
-            "`cargo build -p native-host --bin p2p-node` failed ({}):\n{}",
+            "`cargo {}` failed ({}):\n{}",
+            args[..args.len() - 1].join(" "),
             output.status,
             String::from_utf8_lossy(&output.stderr)
         ));

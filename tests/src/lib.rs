@@ -64,7 +64,7 @@ mod wait;
 
 use std::time::Duration;
 
-pub use binary::{p2p_node_bin, workspace_root};
+pub use binary::{build_p2p_node, p2p_node_bin, workspace_root};
 pub use cli::{
     add_transaction, error_line, run_p2p_node, sent_transaction, try_run_p2p_node, Run,
     SentTransaction,

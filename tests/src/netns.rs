@@ -481,15 +481,7 @@ impl NetnsNode {
     }
 
     fn report(nodes: &[NetnsNode], statuses: &[Result<Status, String>]) -> String {
-        let lines: Vec<String> = nodes
-            .iter()
-            .zip(statuses)
-            .map(|(node, status)| match status {
-                Ok(status) => format!("  {}: {}", node.name(), status.raw),
-                Err(e) => format!("  {}: {e}", node.name()),
-            })
-            .collect();
-        lines.join("\n")
+        crate::status::report_named(nodes.iter().map(NetnsNode::name), statuses)
     }
 }
 

@@ -211,12 +211,20 @@ pub fn wait_for_settled_mesh<'a>(nodes: impl IntoIterator<Item = &'a Node>, limi
 }
 
 fn report(nodes: &[&Node], statuses: &[Result<Status, String>]) -> String {
-    let lines: Vec<String> = nodes
-        .iter()
+    report_named(nodes.iter().map(|node| node.name()), statuses)
+}
+
+/// One line per node: its name, then its STATUS or why there is none.
+pub(crate) fn report_named(
+    names: impl IntoIterator<Item = String>,
+    statuses: &[Result<Status, String>],
+) -> String {
+    let lines: Vec<String> = names
+        .into_iter()
         .zip(statuses)
-        .map(|(node, status)| match status {
-            Ok(status) => format!("  {}: {}", node.name(), status.raw),
-            Err(e) => format!("  {}: {e}", node.name()),
+        .map(|(name, status)| match status {
+            Ok(status) => format!("  {name}: {}", status.raw),
+            Err(e) => format!("  {name}: {e}"),
         })
         .collect();
     lines.join("\n")

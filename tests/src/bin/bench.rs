@@ -197,32 +197,7 @@ fn command_line() -> String {
 
 /// Builds `p2p-node` in release mode (a no-op when up to date) and returns its path.
 fn build_release_node() -> PathBuf {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let output = Command::new(&cargo)
-        .current_dir(tests::workspace_root())
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "native-host",
-            "--bin",
-            "p2p-node",
-            "--message-format=json-render-diagnostics",
-        ])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cargo:?}: {e}"));
-    assert!(
-        output.status.success(),
-        "cargo build --release -p native-host failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|message| message["reason"] == "compiler-artifact")
-        .filter(|message| message["target"]["name"] == "p2p-node")
-        .find_map(|message| message["executable"].as_str().map(PathBuf::from))
-        .expect("cargo built native-host but named no p2p-node executable")
+    tests::build_p2p_node(true).unwrap_or_else(|message| panic!("{message}"))
 }
 
 fn js_available() -> bool {
