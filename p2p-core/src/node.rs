@@ -687,9 +687,7 @@ impl Node {
                 };
                 let retry_in = self.backoff(failures);
                 // A peer no longer in the book (an alias of ourselves) is not redialled.
-                if let Some(peer) = self.peers.get_mut(&address) {
-                    peer.state = PeerState::Waiting { at: now + retry_in };
-                    self.wakeups.insert((now + retry_in, address.clone()));
+                if self.wait(&address, now + retry_in) {
                     self.log(Notice::Disconnected { address, retry_in });
                 }
             }
@@ -1091,17 +1089,15 @@ impl Node {
                     opened_at: Time::ZERO,
                 },
             );
-            self.wakeups.insert((now, address.clone()));
+            self.wait(&address, now);
         }
-        let peer = self.peers.get_mut(&address)?;
-        if let PeerState::Waiting { at } = peer.state {
+        if let Some(PeerState::Waiting { at }) = self.peers.get(&address).map(|p| p.state) {
             if at > now {
                 self.wakeups.remove(&(at, address.clone()));
-                self.wakeups.insert((now, address));
-                peer.state = PeerState::Waiting { at: now };
+                self.wait(&address, now);
             }
         }
-        Some(peer)
+        self.peers.get_mut(&address)
     }
 
     fn dial_failed(&mut self, address: Address, now: Time) {
@@ -1121,10 +1117,7 @@ impl Node {
             return;
         }
         let retry_in = self.backoff(attempt);
-        if let Some(peer) = self.peers.get_mut(&address) {
-            peer.state = PeerState::Waiting { at: now + retry_in };
-        }
-        self.wakeups.insert((now + retry_in, address.clone()));
+        self.wait(&address, now + retry_in);
         self.log(Notice::DialFailed {
             address,
             attempt,
@@ -1134,10 +1127,19 @@ impl Node {
 
     fn retry_later(&mut self, address: Address, now: Time) {
         let retry_in = self.backoff(1);
-        if let Some(peer) = self.peers.get_mut(&address) {
-            peer.state = PeerState::Waiting { at: now + retry_in };
-            self.wakeups.insert((now + retry_in, address));
-        }
+        self.wait(&address, now + retry_in);
+    }
+
+    /// Puts a known peer in `Waiting { at }` with its wake-up in the schedule, the one
+    /// place the two are kept in step (`pump_dials` skips wake-ups whose peer has moved on).
+    /// False if the address is not in the book.
+    fn wait(&mut self, address: &Address, at: Time) -> bool {
+        let Some(peer) = self.peers.get_mut(address) else {
+            return false;
+        };
+        peer.state = PeerState::Waiting { at };
+        self.wakeups.insert((at, address.clone()));
+        true
     }
 
     /// The delay before retry number `attempt` (1 for the first): doubling from the

@@ -30,11 +30,6 @@ impl Rng {
         }
         low + self.next_u64() % (span + 1)
     }
-
-    /// True with probability `numerator / denominator`.
-    pub fn chance(&mut self, numerator: u64, denominator: u64) -> bool {
-        denominator != 0 && self.next_u64() % denominator < numerator
-    }
 }
 
 #[cfg(test)]
