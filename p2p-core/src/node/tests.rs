@@ -1,5 +1,6 @@
 //! Unit tests of the node, one behaviour each.
 use super::*;
+use std::time::Duration;
 
 use crate::config::{Backoff, Limits};
 
