@@ -60,6 +60,34 @@ pub struct Limits {
     pub max_inbound: usize,
     /// Frames a connection may send that the node cannot use before it is closed.
     pub max_refused_frames: u32,
+    /// Longest transaction (its JSON text) the node takes, far below the frame cap.
+    pub max_transaction_bytes: usize,
+    /// Bytes of frames handed to the host for one connection and not yet reported
+    /// written; past it the node produces nothing more for that connection (relay pushes
+    /// wait in its backlog, catch-up replies are not built) until the host reports
+    /// progress with [`Node::handle_written`](crate::Node::handle_written).
+    pub max_send_buffer: usize,
+    /// Relay pushes one connection may have waiting for room in its send buffer. Past
+    /// it a peer of ours is caught up later instead (the backlog is dropped); any other
+    /// peer is disconnected, as it is not keeping up.
+    pub max_backlog: usize,
+    /// A connection with bytes queued and no progress for this long is closed.
+    pub stall_timeout: Duration,
+    /// SYNC frames one connection may have waiting for an answer; more are refused.
+    pub max_sync_requests: usize,
+    /// Transaction bodies one connection is sent by catch-up per second, sustained
+    /// (after a burst of `catch_up_burst`): asking for the whole pool again and again
+    /// gets a peer no more than this.
+    pub catch_up_bodies_per_second: u32,
+    /// Bodies catch-up may send at once before `catch_up_bodies_per_second` applies.
+    pub catch_up_burst: u32,
+    /// Share of `max_concurrent_dials`, in percent, that addresses merely listed in
+    /// HANDSHAKEs (never reached) may take: the rest stays free for known peers and
+    /// for the senders of HANDSHAKEs, who are dialled back at once.
+    pub learned_dial_share: u8,
+    /// Share of `max_address_book`, in percent, that addresses listed by one source (one
+    /// HANDSHAKE sender) may take.
+    pub learned_book_share: u8,
 }
 
 impl Default for Limits {
@@ -73,6 +101,15 @@ impl Default for Limits {
             dial_burst: 256,
             max_inbound: 1024,
             max_refused_frames: 16,
+            max_transaction_bytes: 4096,
+            max_send_buffer: 4 << 20,
+            max_backlog: 1 << 17,
+            stall_timeout: Duration::from_secs(10),
+            max_sync_requests: 4,
+            catch_up_bodies_per_second: 100_000,
+            catch_up_burst: 250_000,
+            learned_dial_share: 75,
+            learned_book_share: 25,
         }
     }
 }

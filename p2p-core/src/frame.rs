@@ -72,6 +72,21 @@ pub enum FrameError {
     /// A SYNC frame that is not a list of valid ranges.
     #[error("SYNC refused: {0}")]
     BadSync(String),
+    /// A transaction longer than the node takes.
+    #[error("transaction of {len} bytes is over the {limit}-byte limit")]
+    TransactionTooLarge {
+        /// Length of the transaction's JSON text.
+        len: usize,
+        /// The limit it broke.
+        limit: usize,
+    },
+    /// A frame only peers of ours may send, from a connection whose peer has not said
+    /// it is one (no HANDSHAKE with `ext`, no HELLO).
+    #[error("{0} from a peer that has not identified itself as one of ours")]
+    NotIdentified(&'static str),
+    /// A request while the connection already has as many waiting as it may.
+    #[error("SYNC while {0} requests of this connection wait for an answer")]
+    TooManyRequests(usize),
 }
 
 impl From<SyncError> for FrameError {
@@ -194,30 +209,10 @@ pub(crate) fn sync(ranges: &[Range]) -> String {
     format!(r#"{{"type":"SYNC","data":{data}}}"#)
 }
 
-/// TXS frames carrying `txs`, each frame at most about `max_bytes` long.
-pub(crate) fn txs<'a>(
-    txs: impl IntoIterator<Item = &'a Transaction>,
-    max_bytes: usize,
-) -> Vec<String> {
-    const HEAD: &str = r#"{"type":"TXS","data":["#;
-    let mut frames = Vec::new();
-    let mut current = String::from(HEAD);
-    for tx in txs {
-        if current.len() > HEAD.len() && current.len() + tx.body().len() + 3 > max_bytes {
-            current.push_str("]}");
-            frames.push(std::mem::replace(&mut current, String::from(HEAD)));
-        }
-        if current.len() > HEAD.len() {
-            current.push(',');
-        }
-        current.push_str(tx.body());
-    }
-    if current.len() > HEAD.len() {
-        current.push_str("]}");
-        frames.push(current);
-    }
-    frames
-}
+/// How a TXS frame starts: its bodies follow, separated by commas, then [`TXS_TAIL`].
+pub(crate) const TXS_HEAD: &str = r#"{"type":"TXS","data":["#;
+/// How a TXS frame ends.
+pub(crate) const TXS_TAIL: &str = "]}";
 
 #[cfg(test)]
 mod tests {
@@ -320,20 +315,5 @@ mod tests {
                 ..
             })
         ));
-    }
-
-    #[test]
-    fn txs_frames_split_by_size_and_decode_back() {
-        let all: Vec<Transaction> = (0..50).map(|i| Transaction::create(None, 1, i)).collect();
-        let frames = txs(&all, 1000);
-        assert!(frames.len() > 1);
-        let mut back = Vec::new();
-        for frame in &frames {
-            match decode(frame, 2000) {
-                Ok(Frame::Txs(list)) => back.extend(list),
-                other => panic!("{other:?}"),
-            }
-        }
-        assert_eq!(back, all);
     }
 }

@@ -2,10 +2,12 @@
 //! in submodules along their seams: `dialer` (the address book and dialling), `relay`
 //! (the pool, relay and catch-up) and `notice` (what the node tells people, and STATUS).
 
+mod budget;
 mod dialer;
 mod notice;
 mod relay;
 
+use budget::Outbox;
 pub use notice::{Level, Notice, Sent, Status};
 use relay::{Pool, Via};
 
@@ -62,6 +64,13 @@ pub enum Action {
         /// The frame's text.
         frame: Payload,
     },
+    /// Give up on dial `dial`: the node no longer waits for it (it did not open within
+    /// `Backoff::dial_timeout`). The host stops it and reports nothing more about it; if
+    /// it opens anyway and is reported, the node closes it.
+    AbandonDial {
+        /// The dial.
+        dial: DialId,
+    },
     /// Close a connection, then report it with [`Node::handle_closed`].
     Close {
         /// The connection.
@@ -114,12 +123,29 @@ enum ConnKind {
     Accepted(Option<Address>),
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 struct Conn {
     kind: ConnKind,
     refused: u32,
     /// The node asked the host to close it: frames from it are ignored.
     closing: bool,
+    /// Its peer said it is one of ours (a HANDSHAKE with `ext` on an accepted connection,
+    /// HELLO on a dialled one): it may ask for catch-up.
+    ours: bool,
+    /// What waits to go out on it, and what it has cost.
+    out: Outbox,
+}
+
+impl Conn {
+    fn new(kind: ConnKind, seed: u64) -> Conn {
+        Conn {
+            kind,
+            refused: 0,
+            closing: false,
+            ours: false,
+            out: Outbox::new(seed),
+        }
+    }
 }
 
 /// Hashers that start from the node's seed: deterministic for one seed, unpredictable
@@ -153,6 +179,8 @@ pub struct Node {
     /// Waiting peers by the time they may be dialled.
     wakeups: BTreeSet<(Time, Address)>,
     dial_deadlines: BTreeSet<(Time, DialId)>,
+    /// Connections to look at then: a stall check, or catch-up held back by its rate.
+    conn_timers: BTreeSet<(Time, ConnId)>,
     next_dial: u64,
     /// The dial-rate limit's theoretical arrival time.
     dial_rate_tat: Time,
@@ -190,6 +218,7 @@ impl Node {
             dials: BTreeMap::new(),
             wakeups: BTreeSet::new(),
             dial_deadlines: BTreeSet::new(),
+            conn_timers: BTreeSet::new(),
             next_dial: 0,
             dial_rate_tat: Time::ZERO,
             inbound: 0,
@@ -243,23 +272,17 @@ impl Node {
             self.pump_dials(now);
             return;
         }
+        let seed = self.config.seed;
         self.conns.insert(
             conn,
-            Conn {
-                kind: ConnKind::Dialled(address.clone(), nonce),
-                refused: 0,
-                closing: false,
-            },
+            Conn::new(ConnKind::Dialled(address.clone(), nonce), seed),
         );
         self.connected.push(address.clone());
         let handshake = frame::handshake(&self.config.address, &self.connected, nonce);
         self.sent.handshake += 1;
-        self.actions.push_back(Action::Send {
-            conn,
-            frame: handshake.into(),
-        });
+        self.send(conn, handshake.into(), now);
         self.log(Notice::Connected(address.clone()));
-        self.open_catch_up(&address);
+        self.open_catch_up(&address, now);
         self.pump_dials(now);
     }
 
@@ -284,14 +307,9 @@ impl Node {
             return;
         }
         self.inbound += 1;
-        self.conns.insert(
-            conn,
-            Conn {
-                kind: ConnKind::Accepted(None),
-                refused: 0,
-                closing: false,
-            },
-        );
+        let seed = self.config.seed;
+        self.conns
+            .insert(conn, Conn::new(ConnKind::Accepted(None), seed));
         self.log(Notice::Accepted(conn));
     }
 
@@ -315,11 +333,17 @@ impl Node {
                 }
             }
             Ok(Frame::Transaction(tx)) => {
+                if let Err(error) = self.check_size(&tx) {
+                    return self.refuse(conn, error);
+                }
                 let from = self.peer_of(conn);
                 self.accept_transaction(tx, from, Via::Push, now);
             }
-            Ok(Frame::Sync(ranges)) => self.on_sync(conn, &ranges),
+            Ok(Frame::Sync(ranges)) => self.on_sync(conn, ranges, now),
             Ok(Frame::Txs(txs)) => {
+                if let Some(error) = txs.iter().find_map(|tx| self.check_size(tx).err()) {
+                    return self.refuse(conn, error);
+                }
                 let from = self.peer_of(conn);
                 let new = txs
                     .into_iter()
@@ -332,22 +356,23 @@ impl Node {
                 }
             }
             Ok(Frame::Hello) => {
-                if let Some(ConnKind::Dialled(address, _)) = self.conns.get(&conn).map(|c| &c.kind)
-                {
+                let Some(c) = self.conns.get_mut(&conn) else {
+                    return;
+                };
+                if let ConnKind::Dialled(address, _) = &c.kind {
+                    c.ours = true;
                     let address = address.clone();
                     if let Some(peer) = self.peers.get_mut(&address) {
                         peer.ours = true;
                     }
-                    self.open_catch_up(&address);
+                    self.open_catch_up(&address, now);
                 }
             }
             Ok(Frame::StatusRequest) => {
                 let data = serde_json::to_string(&self.status()).unwrap_or_default();
                 self.sent.status += 1;
-                self.actions.push_back(Action::Send {
-                    conn,
-                    frame: format!(r#"{{"type":"STATUS","data":{data}}}"#).into(),
-                });
+                let frame = format!(r#"{{"type":"STATUS","data":{data}}}"#).into();
+                self.send(conn, frame, now);
             }
             Ok(Frame::Unknown(kind)) => self.log(Notice::UnknownType { conn, kind }),
             Err(error) => self.refuse(conn, error),
@@ -403,7 +428,7 @@ impl Node {
         if let Some((due, _)) = self.sync_due {
             if due <= now {
                 self.sync_due = None;
-                self.catch_up_round();
+                self.catch_up_round(now);
             }
         }
         while let Some(&(deadline, dial)) = self.dial_deadlines.first() {
@@ -412,10 +437,20 @@ impl Node {
             }
             self.dial_deadlines.pop_first();
             if let Some(address) = self.dials.remove(&dial) {
+                self.actions.push_back(Action::AbandonDial { dial });
                 self.dial_failed(address, now);
             }
         }
+        self.connection_timers(now);
         self.pump_dials(now);
+    }
+
+    /// The host wrote `bytes` of the frames it was handed for `conn` (the sum of their
+    /// lengths) to the network. Until it does, those bytes count against the
+    /// connection's send buffer (`Limits::max_send_buffer`); what waited for room is
+    /// produced now. A host that writes synchronously reports each frame at once.
+    pub fn handle_written(&mut self, conn: ConnId, bytes: usize, now: Time) {
+        self.written(conn, bytes, now);
     }
 
     /// A transaction made at this node (the simulator's and tests' way in; the curriculum's
@@ -442,7 +477,8 @@ impl Node {
         };
         let deadline = self.dial_deadlines.first().map(|&(at, _)| at);
         let sync = self.sync_due.map(|(due, _)| due);
-        [wakeup, deadline, sync].into_iter().flatten().min()
+        let conn = self.conn_timers.first().map(|&(at, _)| at);
+        [wakeup, deadline, sync, conn].into_iter().flatten().min()
     }
 
     /// The node's advertised address.
@@ -565,6 +601,7 @@ impl Node {
         }
         if let Some(Conn {
             kind: ConnKind::Accepted(peer),
+            ours: conn_ours,
             ..
         }) = self.conns.get_mut(&conn)
         {
@@ -572,18 +609,16 @@ impl Node {
                 peer.clone_from(&from);
             }
             if ours {
+                *conn_ours = true;
                 self.sent.hello += 1;
-                self.actions.push_back(Action::Send {
-                    conn,
-                    frame: frame::HELLO.into(),
-                });
+                self.send(conn, frame::HELLO.into(), now);
             }
         }
         if let Some(sender) = &from {
             if let Some(peer) = self.peers.get_mut(sender) {
                 peer.ours = ours;
             }
-            self.open_catch_up(sender);
+            self.open_catch_up(sender, now);
         }
         self.book_full_logged = false;
         self.log(Notice::Handshake {
@@ -595,6 +630,15 @@ impl Node {
         self.pump_dials(now);
     }
 
+    /// Refuses a transaction longer than `Limits::max_transaction_bytes`.
+    fn check_size(&self, tx: &Transaction) -> Result<(), FrameError> {
+        let limit = self.config.limits.max_transaction_bytes;
+        match tx.body().len() {
+            len if len > limit => Err(FrameError::TransactionTooLarge { len, limit }),
+            _ => Ok(()),
+        }
+    }
+
     fn refuse(&mut self, conn: ConnId, error: FrameError) {
         self.log(Notice::Refused { conn, error });
         let limit = self.config.limits.max_refused_frames;
@@ -603,9 +647,8 @@ impl Node {
         };
         c.refused += 1;
         if c.refused >= limit && !c.closing {
-            c.closing = true;
             let peer = self.peer_of(conn);
-            self.actions.push_back(Action::Close { conn });
+            self.close_conn(conn);
             self.log(Notice::Misbehaving { conn, peer });
         }
     }

@@ -114,6 +114,37 @@ pub enum Notice {
         /// How many were new.
         new: usize,
     },
+    /// A connection had bytes queued and made no progress for too long; it was closed.
+    Stalled {
+        /// The connection.
+        conn: ConnId,
+        /// Who it was, if known.
+        peer: Option<Address>,
+        /// Bytes waiting for it.
+        queued: usize,
+        /// How long it made no progress.
+        for_ms: u64,
+    },
+    /// A peer of ours fell so far behind that the transactions waiting for it were
+    /// dropped; catch-up brings them once it has room.
+    Behind {
+        /// The connection.
+        conn: ConnId,
+        /// Who it is, if known.
+        peer: Option<Address>,
+        /// Transactions that were waiting.
+        waiting: usize,
+    },
+    /// A peer that cannot catch up (not one of ours) fell too far behind; it was
+    /// disconnected.
+    NotKeepingUp {
+        /// The connection.
+        conn: ConnId,
+        /// Who it was, if known.
+        peer: Option<Address>,
+        /// Transactions that were waiting.
+        waiting: usize,
+    },
     /// A limit stopped the node from doing what a peer asked.
     Limit {
         /// Which limit.
@@ -137,6 +168,9 @@ impl Notice {
             Notice::Refused { .. }
             | Notice::Misbehaving { .. }
             | Notice::Limit { .. }
+            | Notice::Stalled { .. }
+            | Notice::Behind { .. }
+            | Notice::NotKeepingUp { .. }
             | Notice::SelfAlias(_) => Level::Warn,
             Notice::UnknownType { .. } => Level::Info,
             Notice::DialFailed { .. }
@@ -236,6 +270,34 @@ impl fmt::Display for Notice {
                 "caught up {new} transaction{} from {}",
                 if *new == 1 { "" } else { "s" },
                 OrUnknown(from)
+            ),
+            Notice::Stalled {
+                conn,
+                peer,
+                queued,
+                for_ms,
+            } => write!(
+                f,
+                "closing {conn} to {}: {queued} bytes queued and nothing read for {for_ms} ms",
+                OrUnknown(peer)
+            ),
+            Notice::Behind {
+                conn,
+                peer,
+                waiting,
+            } => write!(
+                f,
+                "{} on {conn} fell {waiting} transactions behind; catching it up once it reads again",
+                OrUnknown(peer)
+            ),
+            Notice::NotKeepingUp {
+                conn,
+                peer,
+                waiting,
+            } => write!(
+                f,
+                "closing {conn} to {}: {waiting} transactions waiting and it is not keeping up",
+                OrUnknown(peer)
             ),
             Notice::Limit { what, limit } => write!(f, "limit reached: {what} ({limit})"),
         }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::{Action, ConnId, Node, Notice, Payload, PeerState};
 use crate::address::Address;
 use crate::frame;
-use crate::sync::{self, HashIndex, Range};
+use crate::sync::{self, HashIndex};
 use crate::time::Time;
 use crate::transaction::Transaction;
 
@@ -72,25 +72,20 @@ impl Node {
         }
         self.pool.insert(tx.clone());
         let from_ours = via == Via::CatchUp || from.as_ref().is_some_and(|a| self.is_ours(a));
+        let targets: Vec<ConnId> = self
+            .connected
+            .iter()
+            .filter(|address| from.as_ref() != Some(*address))
+            .filter_map(|address| self.peers.get(address))
+            .filter(|peer| !(from_ours && peer.ours))
+            .filter_map(|peer| match peer.state {
+                PeerState::Open { conn } => Some(conn),
+                _ => None,
+            })
+            .collect();
         let mut frame: Option<Payload> = None;
-        for address in &self.connected {
-            if from.as_ref() == Some(address) {
-                continue;
-            }
-            let Some(peer) = self.peers.get(address) else {
-                continue;
-            };
-            if from_ours && peer.ours {
-                continue;
-            }
-            if let PeerState::Open { conn } = peer.state {
-                let frame = frame.get_or_insert_with(|| tx.to_frame().into());
-                self.sent.transaction += 1;
-                self.actions.push_back(Action::Send {
-                    conn,
-                    frame: Arc::clone(frame),
-                });
-            }
+        for conn in targets {
+            self.push(conn, &tx, &mut frame, now);
         }
         self.schedule_catch_up(now);
         self.log(Notice::NewTransaction {
@@ -108,7 +103,7 @@ impl Node {
 
     /// Opens catch-up with `address` once per dialled connection, as soon as the
     /// connection is open and the peer has shown it is one of ours.
-    pub(super) fn open_catch_up(&mut self, address: &Address) {
+    pub(super) fn open_catch_up(&mut self, address: &Address, now: Time) {
         let Some(peer) = self.peers.get_mut(address) else {
             return;
         };
@@ -123,10 +118,7 @@ impl Node {
         peer.synced_on = Some(conn);
         let frame = frame::sync(&sync::open(&self.pool.hashes));
         self.sent.sync += 1;
-        self.actions.push_back(Action::Send {
-            conn,
-            frame: frame.into(),
-        });
+        self.send(conn, frame.into(), now);
     }
 
     /// The pool changed: a catch-up round with every peer of ours follows once things
@@ -141,44 +133,23 @@ impl Node {
     }
 
     /// Opens catch-up with every open peer of ours (one frame, shared).
-    pub(super) fn catch_up_round(&mut self) {
-        let mut frame: Option<Payload> = None;
-        for address in &self.connected {
-            let Some(peer) = self.peers.get(address) else {
-                continue;
-            };
-            if let (true, PeerState::Open { conn }) = (peer.ours, peer.state) {
-                let frame =
-                    frame.get_or_insert_with(|| frame::sync(&sync::open(&self.pool.hashes)).into());
-                self.sent.sync += 1;
-                self.actions.push_back(Action::Send {
-                    conn,
-                    frame: Arc::clone(frame),
-                });
-            }
+    pub(super) fn catch_up_round(&mut self, now: Time) {
+        let conns: Vec<ConnId> = self
+            .connected
+            .iter()
+            .filter_map(|address| self.peers.get(address))
+            .filter_map(|peer| match (peer.ours, peer.state) {
+                (true, PeerState::Open { conn }) => Some(conn),
+                _ => None,
+            })
+            .collect();
+        if conns.is_empty() {
+            return;
         }
-    }
-
-    /// Answers a step of catch-up on the connection it came on.
-    pub(super) fn on_sync(&mut self, conn: ConnId, ranges: &[Range]) {
-        let reply = sync::answer(&self.pool.hashes, ranges);
-        if !reply.ranges.is_empty() {
+        let frame: Payload = frame::sync(&sync::open(&self.pool.hashes)).into();
+        for conn in conns {
             self.sent.sync += 1;
-            self.actions.push_back(Action::Send {
-                conn,
-                frame: frame::sync(&reply.ranges).into(),
-            });
-        }
-        if !reply.send.is_empty() {
-            let txs: Vec<&Transaction> =
-                reply.send.iter().filter_map(|h| self.pool.get(h)).collect();
-            for text in frame::txs(txs, self.config.limits.max_frame_bytes / 2) {
-                self.sent.txs += 1;
-                self.actions.push_back(Action::Send {
-                    conn,
-                    frame: text.into(),
-                });
-            }
+            self.send(conn, Arc::clone(&frame), now);
         }
     }
 }

@@ -152,12 +152,23 @@ fn tx(amount: u64) -> Transaction {
 
 /// Opens every dial among `actions`, naming the connections 1, 2, … in order, and drains
 /// what follows; returns each address with its connection.
+/// The host wrote every frame of `actions` at `now`; returns what the node did then.
+fn written(node: &mut Node, actions: &[Action], now: Time) -> Vec<Action> {
+    for action in actions {
+        if let Action::Send { conn, frame } = action {
+            node.handle_written(*conn, frame.len(), now);
+        }
+    }
+    drain(node)
+}
+
 fn open_all(node: &mut Node, actions: &[Action]) -> Vec<(Address, ConnId)> {
     let mut opened = Vec::new();
     for (n, (dial, address)) in dials(actions).into_iter().enumerate() {
         let conn = ConnId(n as u64 + 1);
         node.handle_dial_opened(dial, conn, ms(1));
-        drain(node);
+        let actions = drain(node);
+        written(node, &actions, ms(1));
         opened.push((address, conn));
     }
     opened
@@ -1039,6 +1050,18 @@ fn poll_timeout_is_none_when_nothing_is_pending() {
     assert_eq!(node.poll_timeout(), None);
 }
 
+#[test]
+fn frames_not_yet_written_set_a_stall_check_until_written() {
+    let mut node = meshed();
+    node.handle_accepted(ConnId(10), ms(2));
+    node.handle_text(ConnId(10), r#"{"type":"STATUS_REQUEST"}"#, ms(3));
+    let actions = drain(&mut node);
+    let stall = node.config().limits.stall_timeout;
+    assert_eq!(node.poll_timeout(), Some(ms(3) + stall));
+    written(&mut node, &actions, ms(4));
+    assert_eq!(node.poll_timeout(), None);
+}
+
 // Relay and catch-up between nodes of ours.
 
 /// Accepts connection `conn` and has it say, in our marked HANDSHAKE, it is `from`.
@@ -1094,17 +1117,21 @@ fn catch_up_opens_once_a_dialled_peer_has_shown_it_is_ours() {
 #[test]
 fn catch_up_round_follows_a_lull_after_the_pool_changes() {
     let mut node = meshed();
-    accept_ours(&mut node, ConnId(10), "ws://localhost:4002", ms(5));
+    let actions = accept_ours(&mut node, ConnId(10), "ws://localhost:4002", ms(5));
+    written(&mut node, &actions, ms(5));
     node.add_transaction(tx(3), ms(10));
-    drain(&mut node);
+    let actions = drain(&mut node);
+    written(&mut node, &actions, ms(10));
     let lull = node.config().sync.lull;
     assert_eq!(node.poll_timeout(), Some(ms(10) + lull));
     node.handle_timeout(ms(10) + lull);
-    let syncs = sync_frames(&drain(&mut node));
+    let actions = drain(&mut node);
+    let syncs = sync_frames(&actions);
     assert_eq!(
         syncs.iter().map(|(c, _)| *c).collect::<Vec<_>>(),
         [ConnId(1)]
     );
+    written(&mut node, &actions, ms(10) + lull);
     assert_eq!(node.poll_timeout(), None);
 }
 

@@ -53,7 +53,7 @@ use std::time::Duration;
 use crate::address::Address;
 use crate::config::Config;
 use crate::frame::{self, Frame};
-use crate::node::{Action, ConnId, DialId, Level, Node, Notice, Payload};
+use crate::node::{Action, ConnId, DialId, Level, Node, Payload};
 use crate::rng::Rng;
 use crate::time::Time;
 use crate::transaction::Transaction;
@@ -1421,6 +1421,11 @@ impl Sim {
                 self.hosts[id.0].listening = true;
             }
             Action::Dial { dial, address } => self.dial(id, dial, address),
+            Action::AbandonDial { dial } => {
+                // The node gave up on a dial the network has not answered (its dial
+                // timeout): it is no longer in flight as far as the node knows.
+                self.hosts[id.0].dialling.remove(&dial);
+            }
             Action::Send { conn, frame } => self.send(id, conn, frame),
             Action::Close { conn } => self.close(id, conn),
             Action::Persist { transaction } => {
@@ -1433,11 +1438,6 @@ impl Sim {
                 }
             }
             Action::Log(notice) => {
-                if let Notice::DialFailed { address, .. } = &notice {
-                    // The node gave up on a dial the network has not answered (its dial
-                    // timeout): it is no longer in flight as far as the node knows.
-                    self.hosts[id.0].dialling.retain(|_, a| a != address);
-                }
                 if self.log.enabled() && notice.level() <= self.config.log_level {
                     self.log.write(self.now, Some(id), format_args!("{notice}"));
                 }
@@ -1684,10 +1684,18 @@ impl Sim {
             self.counters.dropped.add(kind);
             return Event::Dropped { from, to, kind };
         }
+        let sender_open = link.ends[1 - side] == End::Open;
         self.counters.delivered.add(kind);
         self.input(to, false, |node, now| {
             node.handle_text(conn_id(link_id, side), frame, now)
         });
+        if sender_open {
+            // The frame left the sender's buffer: room for more there.
+            let len = frame.len();
+            self.input(from, false, |node, now| {
+                node.handle_written(conn_id(link_id, 1 - side), len, now)
+            });
+        }
         Event::Delivered { from, to, kind }
     }
 
