@@ -8,6 +8,7 @@ mod notice;
 mod relay;
 
 use budget::Outbox;
+use dialer::Wanted;
 pub use notice::{Level, Notice, Sent, Status};
 use relay::{Pool, Via};
 
@@ -113,6 +114,8 @@ struct Peer {
     synced_on: Option<ConnId>,
     /// When its last dialled connection opened.
     opened_at: Time,
+    /// Only heard of, in a HANDSHAKE from this source, and never reached.
+    learned_from: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -176,8 +179,16 @@ pub struct Node {
     connected: Vec<Address>,
     conns: BTreeMap<ConnId, Conn>,
     dials: BTreeMap<DialId, Address>,
-    /// Waiting peers by the time they may be dialled.
+    /// Waiting known peers, HANDSHAKE senders and peers once reached, by the time they
+    /// may be dialled.
     wakeups: BTreeSet<(Time, Address)>,
+    /// Waiting learned addresses (only listed in a HANDSHAKE), likewise: a queue of their
+    /// own, so they never delay the others.
+    learned_wakeups: BTreeSet<(Time, Address)>,
+    /// Dials in flight to learned addresses.
+    learned_dials: BTreeSet<DialId>,
+    /// Learned addresses in the book, by source.
+    learned_counts: HashMap<u64, usize, SeededHasher>,
     dial_deadlines: BTreeSet<(Time, DialId)>,
     /// Connections to look at then: a stall check, or catch-up held back by its rate.
     conn_timers: BTreeSet<(Time, ConnId)>,
@@ -217,6 +228,9 @@ impl Node {
             conns: BTreeMap::new(),
             dials: BTreeMap::new(),
             wakeups: BTreeSet::new(),
+            learned_wakeups: BTreeSet::new(),
+            learned_dials: BTreeSet::new(),
+            learned_counts: HashMap::with_hasher(SeededHasher(seed)),
             dial_deadlines: BTreeSet::new(),
             conn_timers: BTreeSet::new(),
             next_dial: 0,
@@ -243,7 +257,7 @@ impl Node {
         });
         self.log(Notice::Listening(address));
         for address in self.config.known_peers.clone() {
-            if let Some(peer) = self.want(address, now) {
+            if let Some(peer) = self.want(address, now, Wanted::Known) {
                 peer.keep = true;
             }
         }
@@ -252,12 +266,12 @@ impl Node {
 
     /// The dial `dial` opened as connection `conn`.
     pub fn handle_dial_opened(&mut self, dial: DialId, conn: ConnId, now: Time) {
-        let Some(address) = self.dials.remove(&dial) else {
+        let Some(address) = self.end_dial(dial) else {
             // It timed out before it opened, or was never ours: we do not want it.
             self.actions.push_back(Action::Close { conn });
             return;
         };
-        self.dial_deadlines.retain(|&(_, d)| d != dial);
+        self.unlearn(&address);
         let duplicate = self.conns.contains_key(&conn);
         if let Some(peer) = self.peers.get_mut(&address) {
             peer.state = PeerState::Open { conn };
@@ -288,8 +302,7 @@ impl Node {
 
     /// The dial `dial` failed (refused, unreachable, handshake error).
     pub fn handle_dial_failed(&mut self, dial: DialId, now: Time) {
-        if let Some(address) = self.dials.remove(&dial) {
-            self.dial_deadlines.retain(|&(_, d)| d != dial);
+        if let Some(address) = self.end_dial(dial) {
             self.dial_failed(address, now);
         }
         self.pump_dials(now);
@@ -435,8 +448,7 @@ impl Node {
             if deadline > now {
                 break;
             }
-            self.dial_deadlines.pop_first();
-            if let Some(address) = self.dials.remove(&dial) {
+            if let Some(address) = self.end_dial(dial) {
                 self.actions.push_back(Action::AbandonDial { dial });
                 self.dial_failed(address, now);
             }
@@ -468,13 +480,7 @@ impl Node {
     /// When the node next needs [`Node::handle_timeout`], if ever.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Time> {
-        let wakeup = if self.dials.len() < self.config.limits.max_concurrent_dials {
-            self.wakeups
-                .first()
-                .map(|&(at, _)| at.max(self.next_dial_allowed()))
-        } else {
-            None
-        };
+        let wakeup = self.next_dial_at();
         let deadline = self.dial_deadlines.first().map(|&(at, _)| at);
         let sync = self.sync_due.map(|(due, _)| due);
         let conn = self.conn_timers.first().map(|&(at, _)| at);
@@ -548,7 +554,7 @@ impl Node {
         self.log(Notice::SelfAlias(alias.clone()));
         self.learned_aliases.insert(alias.clone());
         self.connected.retain(|a| *a != alias);
-        self.peers.remove(&alias);
+        self.forget(&alias);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.closing = true;
         }
@@ -578,6 +584,15 @@ impl Node {
         let listed = list.len();
         let mut invalid = 0;
         let mut from = None;
+        // Whom the listed addresses are learned from: the sender as it names itself.
+        let source = {
+            let mut hasher = SeededHasher(self.config.seed).build_hasher();
+            match list.first() {
+                Some(first) => hasher.write(first.as_bytes()),
+                None => hasher.write_u64(conn.0),
+            }
+            hasher.finish()
+        };
         for (index, text) in list.iter().take(limit).enumerate() {
             // Fast path: our nodes list canonical addresses, mostly of servers we are
             // already connected to or dialling; those need no parsing and no dial.
@@ -592,12 +607,16 @@ impl Node {
                 invalid += 1;
                 continue;
             };
-            if index == 0 {
+            // `want` skips our own address, open connections and dials in flight. The
+            // sender, talking to us now, is dialled back at once; what it lists waits in
+            // the learned queue.
+            let wanted = if index == 0 {
                 from = Some(address.clone());
-            }
-            // `want` skips our own address, open connections and dials in flight; an
-            // address listed as someone's open connection is alive, so dial it now.
-            let _ = self.want(address, now);
+                Wanted::Direct
+            } else {
+                Wanted::Listed { source }
+            };
+            let _ = self.want(address, now, wanted);
         }
         if let Some(Conn {
             kind: ConnKind::Accepted(peer),

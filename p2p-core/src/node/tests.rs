@@ -979,6 +979,7 @@ fn closed_inbound_connection_frees_its_slot() {
 fn address_book_stops_growing_at_max_address_book() {
     let mut config = config(&["ws://localhost:4002"]);
     config.limits.max_address_book = 3;
+    config.limits.learned_book_share = 100;
     let (mut node, _) = started(config);
     node.handle_accepted(ConnId(10), ms(1));
     let listed: Vec<String> = (5000..5010)
@@ -1348,4 +1349,284 @@ fn another_node_whose_nonce_happens_to_match_is_not_taken_for_the_node_itself() 
     node.handle_text(ConnId(2), &other, ms(2));
     assert!(closes(&drain(&mut node)).is_empty());
     assert_eq!(node.connected_addresses(), [addr("ws://localhost:4002")]);
+}
+
+// Fair dialling: the peer talking to us goes first.
+
+/// Ports `from..to` as addresses.
+fn addresses(ports: std::ops::Range<u16>) -> Vec<String> {
+    ports.map(|p| format!("ws://localhost:{p}")).collect()
+}
+
+#[test]
+fn a_handshake_sender_is_dialled_back_at_once_while_thousands_of_listed_addresses_wait() {
+    let (mut node, _) = started(config(&[]));
+    // A flood: one HANDSHAKE naming 1,000 addresses that never answer.
+    node.handle_accepted(ConnId(10), ms(1));
+    let mut flood = vec!["ws://localhost:9000".to_owned()];
+    flood.extend(addresses(10_000..11_000));
+    let flood: Vec<&str> = flood.iter().map(String::as_str).collect();
+    node.handle_text(ConnId(10), &handshake_frame(&flood), ms(1));
+    let first = drain(&mut node);
+    let learned_slots = node.config().limits.max_concurrent_dials * 75 / 100;
+    assert_eq!(dialled_addresses(&first)[0], "ws://localhost:9000");
+    assert_eq!(dials(&first).len(), 1 + learned_slots);
+    // Every learned dial hangs; a new peer introduces itself.
+    node.handle_accepted(ConnId(11), ms(2));
+    node.handle_text(
+        ConnId(11),
+        &handshake_frame(&["ws://localhost:4444", "ws://localhost:10001"]),
+        ms(2),
+    );
+    let actions = drain(&mut node);
+    assert_eq!(dialled_addresses(&actions), ["ws://localhost:4444"]);
+}
+
+#[test]
+fn learned_addresses_take_only_their_share_of_dial_slots() {
+    let (mut node, _) = started(config(&[]));
+    node.handle_accepted(ConnId(10), ms(1));
+    let mut flood = vec!["ws://localhost:9000".to_owned()];
+    flood.extend(addresses(10_000..10_500));
+    let flood: Vec<&str> = flood.iter().map(String::as_str).collect();
+    node.handle_text(ConnId(10), &handshake_frame(&flood), ms(1));
+    drain(&mut node);
+    // However long it waits, no more learned dials start while those hang.
+    node.handle_timeout(ms(5_000));
+    let later = drain(&mut node);
+    assert!(dials(&later).is_empty(), "{:?}", dialled_addresses(&later));
+    let limits = &node.config().limits;
+    assert_eq!(
+        node.dialling().count(),
+        1 + limits.max_concurrent_dials * usize::from(limits.learned_dial_share) / 100
+    );
+}
+
+#[test]
+fn one_source_fills_only_its_share_of_the_address_book() {
+    let mut config = config(&[]);
+    config.limits.max_address_book = 100;
+    let (mut node, _) = started(config);
+    node.handle_accepted(ConnId(10), ms(1));
+    let mut flood = vec!["ws://localhost:9000".to_owned()];
+    flood.extend(addresses(10_000..10_200));
+    let flood: Vec<&str> = flood.iter().map(String::as_str).collect();
+    node.handle_text(ConnId(10), &handshake_frame(&flood), ms(1));
+    let actions = drain(&mut node);
+    assert!(notices(&actions).contains(&Notice::Limit {
+        what: "addresses learned from one source",
+        limit: 25
+    }));
+    // Another source still gets its share of the book.
+    node.handle_accepted(ConnId(11), ms(2));
+    let other = ["ws://localhost:9001", "ws://localhost:12000"];
+    node.handle_text(ConnId(11), &handshake_frame(&other), ms(2));
+    let limits: Vec<Notice> = notices(&drain(&mut node))
+        .into_iter()
+        .filter(|n| matches!(n, Notice::Limit { .. }))
+        .collect();
+    assert_eq!(limits, []);
+}
+
+#[test]
+fn a_full_book_forgets_a_learned_address_to_make_room_for_a_handshake_sender() {
+    let mut config = config(&[]);
+    config.limits.max_address_book = 10;
+    config.limits.learned_book_share = 100;
+    config.limits.max_concurrent_dials = 2;
+    let (mut node, _) = started(config);
+    node.handle_accepted(ConnId(10), ms(1));
+    let mut flood = vec!["ws://localhost:9000".to_owned()];
+    flood.extend(addresses(10_000..10_050));
+    let flood: Vec<&str> = flood.iter().map(String::as_str).collect();
+    node.handle_text(ConnId(10), &handshake_frame(&flood), ms(1));
+    let first = dials(&drain(&mut node));
+    // The book is full of learned addresses, both dial slots are taken; a new peer
+    // introduces itself, and a slot frees.
+    node.handle_accepted(ConnId(11), ms(2));
+    node.handle_text(
+        ConnId(11),
+        &handshake_frame(&["ws://localhost:4444"]),
+        ms(2),
+    );
+    drain(&mut node);
+    node.handle_dial_failed(first[0].0, ms(3));
+    let actions = drain(&mut node);
+    assert!(
+        dialled_addresses(&actions).contains(&"ws://localhost:4444".to_owned()),
+        "{:?}",
+        dialled_addresses(&actions)
+    );
+}
+
+#[test]
+fn an_abandoned_dial_is_an_action_for_the_host() {
+    let (mut node, actions) = started(config(&["ws://localhost:4002"]));
+    let (dial, _) = dials(&actions)[0].clone();
+    node.handle_timeout(Time::ZERO + Backoff::default().dial_timeout);
+    let actions = drain(&mut node);
+    assert!(actions.contains(&Action::AbandonDial { dial }));
+}
+
+// The budget of one connection.
+
+/// A meshed node with `pool` transactions, and an accepted connection #10 from a peer
+/// of ours (4002) that has said so.
+fn serving(pool: u64, limits: impl FnOnce(&mut Limits)) -> Node {
+    let mut config = config(&["ws://localhost:4002"]);
+    limits(&mut config.limits);
+    let stored = (0..pool)
+        .map(|i| Transaction::create(Some("04ab"), i % 100 + 1, 1_700_000_000_000 + i))
+        .collect();
+    let mut node = Node::new(config, stored);
+    node.start(Time::ZERO);
+    drain(&mut node);
+    let actions = accept_ours(&mut node, ConnId(10), "ws://localhost:4002", ms(1));
+    written(&mut node, &actions, ms(1));
+    node
+}
+
+/// Bytes of frames sent on `conn` in `actions`.
+fn bytes_to(conn: ConnId, actions: &[Action]) -> usize {
+    sends(actions)
+        .iter()
+        .filter(|(c, _)| *c == conn)
+        .map(|(_, f)| f.len())
+        .sum()
+}
+
+/// A SYNC asking for every hash the node holds (an empty `ids` list over everything).
+const WHOLE_POOL: &str = r#"{"type":"SYNC","data":[{"lo":"","ub":null,"ids":[]}]}"#;
+
+#[test]
+fn sync_from_a_peer_that_has_not_identified_itself_is_refused() {
+    let mut node = serving(100, |_| {});
+    node.handle_accepted(ConnId(20), ms(2));
+    node.handle_text(ConnId(20), WHOLE_POOL, ms(2));
+    let actions = drain(&mut node);
+    assert!(sends(&actions).is_empty());
+    assert!(notices(&actions).iter().any(|n| matches!(
+        n,
+        Notice::Refused {
+            error: FrameError::NotIdentified("SYNC"),
+            ..
+        }
+    )));
+}
+
+#[test]
+fn a_requester_that_does_not_read_is_sent_at_most_its_send_buffer() {
+    let budget = 64 << 10;
+    let mut node = serving(5_000, |l| l.max_send_buffer = budget);
+    let mut queued = 0;
+    for i in 0..200 {
+        node.handle_text(ConnId(10), WHOLE_POOL, ms(10 + i));
+        queued += bytes_to(ConnId(10), &drain(&mut node));
+    }
+    // At most the budget plus one frame, however often it asks.
+    assert!(
+        queued <= budget + (64 << 10) + 1024,
+        "{queued} bytes queued"
+    );
+    assert!(queued >= budget, "the budget is used: {queued}");
+}
+
+#[test]
+fn a_body_asked_for_many_times_in_one_request_is_sent_once() {
+    let mut node = serving(100, |_| {});
+    let hash = node.pool()[7].hash().to_owned();
+    let need = serde_json::to_string(&vec![hash.as_str(); 5_000]).unwrap_or_default();
+    let text = format!(r#"{{"type":"SYNC","data":[{{"lo":"","ub":null,"need":{need}}}]}}"#);
+    node.handle_text(ConnId(10), &text, ms(10));
+    let actions = drain(&mut node);
+    let bodies: usize = sends(&actions)
+        .iter()
+        .filter(|(_, f)| f.starts_with(r#"{"type":"TXS""#))
+        .map(|(_, f)| f.matches(hash.as_str()).count())
+        .sum();
+    assert_eq!(bodies, 1);
+}
+
+#[test]
+fn a_connection_that_makes_no_progress_is_closed_at_the_stall_timeout() {
+    let mut node = serving(5_000, |l| l.max_send_buffer = 16 << 10);
+    node.handle_text(ConnId(10), WHOLE_POOL, ms(10));
+    drain(&mut node);
+    let stall = node.config().limits.stall_timeout;
+    node.handle_timeout(ms(9) + stall);
+    assert!(closes(&drain(&mut node)).is_empty());
+    node.handle_timeout(ms(10) + stall);
+    let actions = drain(&mut node);
+    assert_eq!(closes(&actions), [ConnId(10)]);
+    assert!(notices(&actions).iter().any(|n| matches!(
+        n,
+        Notice::Stalled {
+            conn: ConnId(10),
+            ..
+        }
+    )));
+}
+
+#[test]
+fn pushes_that_do_not_fit_wait_and_go_out_in_order_as_the_peer_reads() {
+    let mut config = config(&["ws://localhost:4002"]);
+    config.limits.max_send_buffer = 1024;
+    let mut node = Node::new(config, Vec::new());
+    node.start(Time::ZERO);
+    let actions = drain(&mut node);
+    open_all(&mut node, &actions);
+    let mut sent = Vec::new();
+    let mut actions = Vec::new();
+    for i in 0..50 {
+        node.add_transaction(tx(i + 1), ms(10));
+        actions.extend(drain(&mut node));
+    }
+    for round in 0..100 {
+        let frames = sends(&actions);
+        if frames.is_empty() {
+            break;
+        }
+        sent.extend(frames.into_iter().map(|(_, f)| f));
+        actions = written(&mut node, &actions, ms(20 + round));
+    }
+    let expected: Vec<String> = (0..50).map(|i| tx(i + 1).to_frame()).collect();
+    assert_eq!(sent, expected);
+}
+
+#[test]
+fn a_javascript_peer_that_falls_too_far_behind_is_disconnected() {
+    let mut config = config(&["ws://localhost:4002"]);
+    config.limits.max_send_buffer = 1024;
+    config.limits.max_backlog = 10;
+    let mut node = Node::new(config, Vec::new());
+    node.start(Time::ZERO);
+    let actions = drain(&mut node);
+    open_all(&mut node, &actions);
+    let mut actions = Vec::new();
+    for i in 0..40 {
+        node.add_transaction(tx(i + 1), ms(10));
+        actions.extend(drain(&mut node));
+    }
+    assert_eq!(closes(&actions), [ConnId(1)]);
+}
+
+#[test]
+fn an_oversized_transaction_is_refused() {
+    let mut node = meshed();
+    node.handle_accepted(ConnId(10), ms(2));
+    let memo = "x".repeat(5_000);
+    let text = format!(
+        r#"{{"type":"TRANSACTION","data":{{"fromAddress":null,"toAddress":"{memo}","amount":1,"timeStamp":1,"hash":"ab"}}}}"#
+    );
+    node.handle_text(ConnId(10), &text, ms(3));
+    let actions = drain(&mut node);
+    assert!(sends(&actions).is_empty());
+    assert!(!node.has_transaction("ab"));
+    assert!(notices(&actions).iter().any(|n| matches!(
+        n,
+        Notice::Refused {
+            error: FrameError::TransactionTooLarge { limit: 4096, .. },
+            ..
+        }
+    )));
 }
