@@ -5,6 +5,7 @@ use std::fs;
 use std::io;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use p2p_core::{parse_pool, Address, PoolFileError, Transaction};
 
@@ -26,14 +27,18 @@ pub(crate) struct Env {
     pub(crate) bind: Option<IpAddr>,
     /// `P2P_ADVERTISE`: the address other machines reach this node at.
     pub(crate) advertise: Option<Address>,
-    /// `P2P_SEND_QUEUE`: frames queued for one peer before it counts as not reading and
-    /// is dropped.
-    pub(crate) send_queue: usize,
+    /// `P2P_SEND_BUFFER`: bytes queued for one connection before the node stops
+    /// producing more for it (`Limits::max_send_buffer`).
+    pub(crate) send_buffer: Option<usize>,
+    /// `P2P_STALL_TIMEOUT`: seconds a connection may leave queued bytes unread before it
+    /// is closed (`Limits::stall_timeout`).
+    pub(crate) stall_timeout: Option<Duration>,
 }
 
-/// Default of `P2P_SEND_QUEUE`: room for a large burst to a slow but healthy peer (the
-/// frames are shared, so a queued frame costs a pointer, not a copy).
-pub(crate) const DEFAULT_SEND_QUEUE: usize = 1 << 17;
+/// The range `P2P_SEND_BUFFER` may take: at least one large frame's worth, at most 1 GiB.
+const SEND_BUFFER_RANGE: std::ops::RangeInclusive<usize> = (64 << 10)..=(1 << 30);
+/// The range `P2P_STALL_TIMEOUT` may take, in seconds.
+const STALL_TIMEOUT_RANGE: std::ops::RangeInclusive<u64> = 1..=3600;
 
 impl Env {
     /// Where a client on this machine reaches the node: its `P2P_BIND` address when that
@@ -112,14 +117,25 @@ pub(crate) enum FolderError {
         /// Why.
         error: p2p_core::AddressError,
     },
-    /// `P2P_SEND_QUEUE` is not a number of frames.
-    #[error("{path}: P2P_SEND_QUEUE={value:?} is not a number of frames (1 to 16777216)")]
-    BadSendQueue {
+    /// `P2P_SEND_BUFFER` is not a number of bytes in range.
+    #[error("{path}: P2P_SEND_BUFFER={value:?} is not a number of bytes from 65536 to 1073741824 (e.g. 4194304 for 4 MiB)")]
+    BadSendBuffer {
         /// The file.
         path: PathBuf,
         /// The value found.
         value: String,
     },
+    /// `P2P_STALL_TIMEOUT` is not a number of seconds in range.
+    #[error("{path}: P2P_STALL_TIMEOUT={value:?} is not a number of seconds from 1 to 3600")]
+    BadStallTimeout {
+        /// The file.
+        path: PathBuf,
+        /// The value found.
+        value: String,
+    },
+    /// `P2P_SEND_QUEUE` (frames) is gone; the send buffer is counted in bytes now.
+    #[error("{0}: P2P_SEND_QUEUE (frames) was replaced by P2P_SEND_BUFFER (bytes, 4194304 by default); remove it or set P2P_SEND_BUFFER")]
+    SendQueueReplaced(PathBuf),
     /// `known-peers.json` is not a JSON array of `ws://` addresses.
     #[error("{path}: {message}")]
     KnownPeers {
@@ -162,7 +178,7 @@ pub(crate) fn read_env(dir: &Path) -> Result<Env, FolderError> {
         },
     })?;
     let (mut port, mut public_key, mut bind, mut advertise) = (None, None, None, None);
-    let mut send_queue = None;
+    let (mut send_buffer, mut stall_timeout, mut send_queue) = (None, None, false);
     for item in iter {
         let (key, value) = item.map_err(|e| FolderError::EnvSyntax {
             path: path.clone(),
@@ -173,7 +189,9 @@ pub(crate) fn read_env(dir: &Path) -> Result<Env, FolderError> {
             "MY_PUBLIC_KEY" if !value.is_empty() => public_key = Some(value),
             "P2P_BIND" if !value.is_empty() => bind = Some(value),
             "P2P_ADVERTISE" if !value.is_empty() => advertise = Some(value),
-            "P2P_SEND_QUEUE" if !value.is_empty() => send_queue = Some(value),
+            "P2P_SEND_BUFFER" if !value.is_empty() => send_buffer = Some(value),
+            "P2P_STALL_TIMEOUT" if !value.is_empty() => stall_timeout = Some(value),
+            "P2P_SEND_QUEUE" => send_queue = true,
             _ => {}
         }
     }
@@ -205,11 +223,21 @@ pub(crate) fn read_env(dir: &Path) -> Result<Env, FolderError> {
                 })
         })
         .transpose()?;
-    let send_queue = match send_queue {
-        None => DEFAULT_SEND_QUEUE,
+    if send_queue {
+        return Err(FolderError::SendQueueReplaced(path));
+    }
+    let send_buffer = match send_buffer {
+        None => None,
         Some(value) => match value.trim().parse::<usize>() {
-            Ok(n) if (1..=1 << 24).contains(&n) => n,
-            _ => return Err(FolderError::BadSendQueue { path, value }),
+            Ok(n) if SEND_BUFFER_RANGE.contains(&n) => Some(n),
+            _ => return Err(FolderError::BadSendBuffer { path, value }),
+        },
+    };
+    let stall_timeout = match stall_timeout {
+        None => None,
+        Some(value) => match value.trim().parse::<u64>() {
+            Ok(n) if STALL_TIMEOUT_RANGE.contains(&n) => Some(Duration::from_secs(n)),
+            _ => return Err(FolderError::BadStallTimeout { path, value }),
         },
     };
     Ok(Env {
@@ -217,7 +245,8 @@ pub(crate) fn read_env(dir: &Path) -> Result<Env, FolderError> {
         public_key,
         bind,
         advertise,
-        send_queue,
+        send_buffer,
+        stall_timeout,
     })
 }
 

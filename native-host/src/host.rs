@@ -13,6 +13,7 @@ use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use async_tungstenite::tungstenite::{Message, Utf8Bytes};
 use async_tungstenite::WebSocketStream;
 use futures::channel::mpsc;
+use futures::future::{AbortHandle, Abortable};
 use futures::io::{AsyncRead, AsyncWrite};
 use futures::{SinkExt, StreamExt};
 use p2p_core::{
@@ -60,12 +61,12 @@ pub(crate) enum RunError {
 enum Event {
     Accepted {
         conn: ConnId,
-        outbox: mpsc::Sender<Utf8Bytes>,
+        outbox: Outbox,
     },
     DialOpened {
         dial: DialId,
         conn: ConnId,
-        outbox: mpsc::Sender<Utf8Bytes>,
+        outbox: Outbox,
     },
     DialFailed {
         dial: DialId,
@@ -80,12 +81,22 @@ enum Event {
         conn: ConnId,
         len: usize,
     },
+    /// The connection's task wrote this many bytes of queued frames to the socket.
+    Written {
+        conn: ConnId,
+        bytes: usize,
+    },
     Closed {
         conn: ConnId,
         reason: Option<String>,
     },
     Shutdown,
 }
+
+/// Frames for one connection's task. Unbounded here because the core bounds it: it
+/// hands a connection at most its send buffer (`Limits::max_send_buffer`) of bytes not
+/// yet reported written (`Event::Written`).
+type Outbox = mpsc::UnboundedSender<Utf8Bytes>;
 
 /// Hands out connection ids; shared by the accept loop and the dial tasks.
 #[derive(Clone, Default)]
@@ -143,6 +154,12 @@ async fn run_async(folder: NodeFolder) -> Result<(), RunError> {
     }
     config.known_peers = folder.known_peers.clone();
     config.seed = seed();
+    if let Some(bytes) = folder.env.send_buffer {
+        config.limits.max_send_buffer = bytes;
+    }
+    if let Some(timeout) = folder.env.stall_timeout {
+        config.limits.stall_timeout = timeout;
+    }
     let listener = bind(folder.env.port, folder.env.bind).await?;
     let journal = folder.dir.join(store::JOURNAL_FILE);
     let (recovered, torn) = store::read_journal(&journal)?;
@@ -193,7 +210,7 @@ async fn run_async(folder: NodeFolder) -> Result<(), RunError> {
         new_logged: 0,
         new_unlogged: 0,
         last_frame: None,
-        send_queue: folder.env.send_queue,
+        dials: HashMap::new(),
     };
     host.run(events).await
 }
@@ -208,7 +225,7 @@ fn seed() -> u64 {
 struct Host {
     node: Node,
     store: PoolStore,
-    conns: HashMap<ConnId, mpsc::Sender<Utf8Bytes>>,
+    conns: HashMap<ConnId, Outbox>,
     events_tx: mpsc::Sender<Event>,
     ids: ConnIds,
     epoch: Instant,
@@ -223,8 +240,8 @@ struct Host {
     new_unlogged: usize,
     /// The last frame sent and its wire form.
     last_frame: Option<(Payload, Utf8Bytes)>,
-    /// Frames queued for one peer before it is dropped as not reading.
-    send_queue: usize,
+    /// Dials in flight, to stop when the node abandons them.
+    dials: HashMap<DialId, AbortHandle>,
 }
 
 impl Host {
@@ -237,6 +254,9 @@ impl Host {
         self.node.start(now);
         self.carry_out();
         loop {
+            // Timers first, every time round: frames arriving without pause must not
+            // keep due dial deadlines, stall checks or catch-up rounds from firing.
+            self.fire_due_timers()?;
             let node_wake = self
                 .node
                 .poll_timeout()
@@ -250,14 +270,8 @@ impl Host {
                 None => Some(events.next().await),
             };
             match next {
-                None => {
-                    let now = self.now();
-                    self.node.handle_timeout(now);
-                    if self.snapshot_at.is_some_and(|at| at <= Instant::now()) {
-                        self.snapshot_at = None;
-                        self.store.snapshot(self.node.pool())?;
-                    }
-                }
+                // Woken by a timer: fired at the top of the loop.
+                None => continue,
                 Some(Some(Event::Shutdown)) | Some(None) => break,
                 Some(Some(event)) => {
                     if self.handle(event) {
@@ -283,6 +297,20 @@ impl Host {
         self.stop().await
     }
 
+    /// Runs the node's timers and the pool file's rewrite if they are due.
+    fn fire_due_timers(&mut self) -> Result<(), RunError> {
+        let now = self.now();
+        if self.node.poll_timeout().is_some_and(|at| at <= now) {
+            self.node.handle_timeout(now);
+            self.carry_out();
+        }
+        if self.snapshot_at.is_some_and(|at| at <= Instant::now()) {
+            self.snapshot_at = None;
+            self.store.snapshot(self.node.pool())?;
+        }
+        Ok(())
+    }
+
     /// Feeds one event to the node; true to stop.
     fn handle(&mut self, event: Event) -> bool {
         let now = self.now();
@@ -292,6 +320,7 @@ impl Host {
                 self.node.handle_accepted(conn, now);
             }
             Event::DialOpened { dial, conn, outbox } => {
+                self.dials.remove(&dial);
                 self.conns.insert(conn, outbox);
                 self.node.handle_dial_opened(dial, conn, now);
             }
@@ -300,8 +329,14 @@ impl Host {
                 address,
                 error,
             } => {
+                self.dials.remove(&dial);
                 log::debug!("dial to {address} failed: {error}");
                 self.node.handle_dial_failed(dial, now);
+            }
+            Event::Written { conn, bytes } => {
+                if self.conns.contains_key(&conn) {
+                    self.node.handle_written(conn, bytes, now);
+                }
             }
             Event::Text { conn, text } => {
                 if self.conns.contains_key(&conn) {
@@ -335,17 +370,14 @@ impl Host {
                 Action::Dial { dial, address } => self.dial(dial, address),
                 Action::Send { conn, frame } => {
                     let frame = self.wire_frame(frame);
-                    let Some(outbox) = self.conns.get_mut(&conn) else {
-                        continue;
-                    };
-                    if let Err(e) = outbox.try_send(frame) {
-                        if e.is_full() {
-                            log::warn!(
-                                "closing {conn}: {} frames queued and the peer is not reading them",
-                                self.send_queue
-                            );
-                            self.close(conn);
-                        }
+                    if let Some(outbox) = self.conns.get(&conn) {
+                        // An error means the task ended: its Closed event is on its way.
+                        let _ = outbox.unbounded_send(frame);
+                    }
+                }
+                Action::AbandonDial { dial } => {
+                    if let Some(dial) = self.dials.remove(&dial) {
+                        dial.abort();
                     }
                 }
                 Action::Close { conn } => self.close(conn),
@@ -439,7 +471,6 @@ impl Host {
         let events = self.events_tx.clone();
         let ids = self.ids.clone();
         let config = self.ws_config;
-        let send_queue = self.send_queue;
         runtime::spawn(async move {
             loop {
                 let stream = match listener.accept().await {
@@ -471,7 +502,7 @@ impl Host {
                         }
                     };
                     let conn = ids.next();
-                    let (outbox, queue) = mpsc::channel(send_queue);
+                    let (outbox, queue) = mpsc::unbounded();
                     if events.send(Event::Accepted { conn, outbox }).await.is_ok() {
                         connection(socket, conn, queue, events).await;
                     }
@@ -484,12 +515,20 @@ impl Host {
         let mut events = self.events_tx.clone();
         let ids = self.ids.clone();
         let config = self.ws_config;
-        let send_queue = self.send_queue;
+        let (handle, registration) = AbortHandle::new_pair();
+        self.dials.insert(dial, handle);
         runtime::spawn(async move {
-            match runtime::connect(address.host(), address.port(), config).await {
+            // TCP connect and the WebSocket handshake; the node abandons the dial (and
+            // this stops it) if it takes longer than its dial timeout.
+            let connect = runtime::connect(address.host(), address.port(), config);
+            let Ok(result) = Abortable::new(connect, registration).await else {
+                log::debug!("dial to {address} abandoned");
+                return;
+            };
+            match result {
                 Ok(socket) => {
                     let conn = ids.next();
-                    let (outbox, queue) = mpsc::channel(send_queue);
+                    let (outbox, queue) = mpsc::unbounded();
                     let opened = Event::DialOpened { dial, conn, outbox };
                     if events.send(opened).await.is_ok() {
                         connection(socket, conn, queue, events).await;
@@ -513,19 +552,30 @@ impl Host {
 async fn connection<S>(
     socket: WebSocketStream<S>,
     conn: ConnId,
-    mut queue: mpsc::Receiver<Utf8Bytes>,
+    mut queue: mpsc::UnboundedReceiver<Utf8Bytes>,
     mut events: mpsc::Sender<Event>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let (mut sink, mut stream) = socket.split();
+    let mut writer_events = events.clone();
     let writer = async {
         while let Some(frame) = queue.next().await {
+            let mut bytes = frame.len();
             sink.feed(Message::Text(frame)).await?;
             while let Ok(frame) = queue.try_recv() {
+                bytes += frame.len();
                 sink.feed(Message::Text(frame)).await?;
             }
             sink.flush().await?;
+            // Room for more: the node produces what waited for it.
+            if writer_events
+                .send(Event::Written { conn, bytes })
+                .await
+                .is_err()
+            {
+                break;
+            }
         }
         // The node closed the connection.
         sink.close(None).await?;
