@@ -84,6 +84,9 @@ pub enum FrameError {
     /// it is one (no HANDSHAKE with `ext`, no HELLO).
     #[error("{0} from a peer that has not identified itself as one of ours")]
     NotIdentified(&'static str),
+    /// A request from a connection that leaves a full send buffer unread.
+    #[error("{0} while the answers already queued for this connection are unread")]
+    Unread(&'static str),
     /// A request while the connection already has as many waiting as it may.
     #[error("SYNC while {0} requests of this connection wait for an answer")]
     TooManyRequests(usize),

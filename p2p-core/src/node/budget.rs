@@ -93,6 +93,23 @@ impl Node {
         self.actions.push_back(Action::Send { conn, frame });
     }
 
+    /// Whether `conn` may be handed another frame now: its queue is under its budget.
+    /// Every frame but the HANDSHAKE on a new dial (sent into an empty queue) waits for
+    /// this, so the bytes queued for a connection never pass the budget by more than
+    /// one frame.
+    pub(super) fn has_room(&self, conn: ConnId) -> bool {
+        self.conns
+            .get(&conn)
+            .is_some_and(|c| !c.closing && c.out.queued < self.config.limits.max_send_buffer)
+    }
+
+    /// Catch-up with `conn` must open, but its queue is full: it opens once there is room.
+    pub(super) fn open_later(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.out.behind = true;
+        }
+    }
+
     /// Pushes a new transaction to `conn`: at once if its send buffer has room, else it
     /// waits its turn in the connection's backlog. `frame` is built once for all peers.
     pub(super) fn push(

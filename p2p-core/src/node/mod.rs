@@ -382,6 +382,9 @@ impl Node {
                 }
             }
             Ok(Frame::StatusRequest) => {
+                if !self.has_room(conn) {
+                    return self.refuse(conn, FrameError::Unread("STATUS_REQUEST"));
+                }
                 let data = serde_json::to_string(&self.status()).unwrap_or_default();
                 self.sent.status += 1;
                 let frame = format!(r#"{{"type":"STATUS","data":{data}}}"#).into();
@@ -627,7 +630,8 @@ impl Node {
             if peer.is_none() {
                 peer.clone_from(&from);
             }
-            if ours {
+            // HELLO once per connection: a peer cannot make us queue one per HANDSHAKE.
+            if ours && !*conn_ours {
                 *conn_ours = true;
                 self.sent.hello += 1;
                 self.send(conn, frame::HELLO.into(), now);

@@ -116,6 +116,9 @@ impl Node {
             return;
         }
         peer.synced_on = Some(conn);
+        if !self.has_room(conn) {
+            return self.open_later(conn);
+        }
         let frame = frame::sync(&sync::open(&self.pool.hashes));
         self.sent.sync += 1;
         self.send(conn, frame.into(), now);
@@ -148,6 +151,10 @@ impl Node {
         }
         let frame: Payload = frame::sync(&sync::open(&self.pool.hashes)).into();
         for conn in conns {
+            if !self.has_room(conn) {
+                self.open_later(conn);
+                continue;
+            }
             self.sent.sync += 1;
             self.send(conn, Arc::clone(&frame), now);
         }
