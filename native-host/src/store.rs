@@ -2,17 +2,32 @@
 //! never seen torn, and a journal beside it that makes writing cheap.
 //!
 //! New transactions are appended to `.transactions.journal` (one compact JSON object a
-//! line, one write per batch): that costs the size of the new transactions. The pool
-//! file itself is only ever replaced whole, by writing a temporary file and renaming it
-//! over the old one, so a reader, or a restart after `kill -9` at any moment, sees the
-//! old pool file or the new one, never a mix. It is replaced when the journal has grown
-//! to half the pool file (so over a burst the rewrites add up to a constant factor of
-//! what was appended: amortised O(new transactions)) and after a short lull, so that it
-//! never lags far behind the node. A rewrite copies the old file in the kernel (all but
-//! its closing `\n]`) and renders only the transactions new since, so it costs little
-//! CPU and no memory of the pool's size. At start the journal is replayed: a torn last
-//! line (the node was killed mid-write) is dropped, as that transaction was never
-//! complete.
+//! line, one write and one fdatasync per batch): that costs the size of the new
+//! transactions. The pool file itself is only ever replaced whole, by writing a
+//! temporary file and renaming it over the old one, so a reader, or a restart after
+//! `kill -9` at any moment, sees the old pool file or the new one, never a mix. It is
+//! replaced when the journal has grown to half the pool file (so over a burst the
+//! rewrites add up to a constant factor of what was appended: amortised O(new
+//! transactions)) and after a short lull, so that it never lags far behind the node. A
+//! rewrite copies the old file in the kernel (all but its closing `\n]`) and renders only
+//! the transactions new since, so it costs little CPU and no memory of the pool's size.
+//! At start the journal is replayed: a torn last line (the node was stopped mid-write)
+//! is dropped, as that transaction was never reported stored.
+//!
+//! A power loss keeps only what was synced, and a rename or a file creation is only
+//! synced with its directory, so the writes go in this order:
+//!
+//! - append: write the batch to the journal, fdatasync the journal, report it stored;
+//! - replace the pool file: write the temporary file and fdatasync it (else the rename
+//!   can reach the disk before the data: an empty pool file), rename it over the pool
+//!   file, fsync the directory, and only then empty the journal (else the emptied journal
+//!   can reach the disk without the new pool file that holds its transactions).
+//!
+//! Emptying the journal is not synced by itself: if a power loss undoes it, the journal
+//! comes back holding only transactions the durable pool file already has, which replay
+//! drops as duplicates; the next append's fdatasync makes it durable with the new lines.
+//! The tests below run these sequences on a disk that loses power after every single
+//! operation and check what a restart recovers.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -24,11 +39,102 @@ use p2p_core::{render_appended, render_pool, Transaction};
 /// The journal's file name, beside `transactions.json`.
 pub(crate) const JOURNAL_FILE: &str = ".transactions.journal";
 
+/// The file operations the store needs, behind a trait so that tests can cut the
+/// sequence at any point and throw away what was not synced.
+pub(crate) trait Disk {
+    /// An open file.
+    type File;
+    /// Creates `path` empty (emptying it if it exists), for writing.
+    fn create(&self, path: &Path) -> io::Result<Self::File>;
+    /// Opens `path` for appending, creating it if missing.
+    fn open_append(&self, path: &Path) -> io::Result<Self::File>;
+    /// Opens an existing file for reading.
+    fn open(&self, path: &Path) -> io::Result<Self::File>;
+    /// The whole of the file at `path`.
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// The length of `file`.
+    fn size(&self, file: &Self::File) -> io::Result<u64>;
+    /// Writes all of `bytes` at the end of `file`.
+    fn write(&self, file: &mut Self::File, bytes: &[u8]) -> io::Result<()>;
+    /// Writes the first `len` bytes of `from` (just opened) at the end of `to`; says how
+    /// many it copied.
+    fn copy(&self, from: &mut Self::File, len: u64, to: &mut Self::File) -> io::Result<u64>;
+    /// Makes `file`'s data and length durable (fdatasync), not its directory entry.
+    fn sync(&self, file: &Self::File) -> io::Result<()>;
+    /// Empties `file`.
+    fn truncate(&self, file: &Self::File) -> io::Result<()>;
+    /// Renames `from` over `to` in one step.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Makes the entries of directory `dir` (creations, renames) durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+    /// Removes the file at `path`.
+    fn remove(&self, path: &Path) -> io::Result<()>;
+}
+
+/// The real file system.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct RealDisk;
+
+impl Disk for RealDisk {
+    type File = File;
+
+    fn create(&self, path: &Path) -> io::Result<File> {
+        File::create(path)
+    }
+
+    fn open_append(&self, path: &Path) -> io::Result<File> {
+        // Append mode: every write lands at the end, also after the file is emptied.
+        OpenOptions::new().create(true).append(true).open(path)
+    }
+
+    fn open(&self, path: &Path) -> io::Result<File> {
+        File::open(path)
+    }
+
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        fs::read(path)
+    }
+
+    fn size(&self, file: &File) -> io::Result<u64> {
+        Ok(file.metadata()?.len())
+    }
+
+    fn write(&self, file: &mut File, bytes: &[u8]) -> io::Result<()> {
+        file.write_all(bytes)
+    }
+
+    fn copy(&self, from: &mut File, len: u64, to: &mut File) -> io::Result<u64> {
+        // A file-to-file copy: the kernel moves the bytes (copy_file_range).
+        io::copy(&mut from.take(len), to)
+    }
+
+    fn sync(&self, file: &File) -> io::Result<()> {
+        file.sync_data()
+    }
+
+    fn truncate(&self, file: &File) -> io::Result<()> {
+        file.set_len(0)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        fs::rename(from, to)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        File::open(dir)?.sync_all()
+    }
+
+    fn remove(&self, path: &Path) -> io::Result<()> {
+        fs::remove_file(path)
+    }
+}
+
 /// The pool file and its journal, open.
-pub(crate) struct PoolStore {
+pub(crate) struct PoolStore<D: Disk = RealDisk> {
+    disk: D,
     path: PathBuf,
     journal_path: PathBuf,
-    journal: File,
+    journal: D::File,
     journal_bytes: u64,
     /// Size of the pool file as last written.
     snapshot_bytes: u64,
@@ -57,7 +163,14 @@ fn at(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
 /// its pool file, in order; a torn last line is skipped. Also says how many bytes of
 /// torn tail were dropped.
 pub(crate) fn read_journal(path: &Path) -> Result<(Vec<Transaction>, usize), StoreError> {
-    let text = match fs::read(path) {
+    read_journal_on(&RealDisk, path)
+}
+
+fn read_journal_on<D: Disk>(
+    disk: &D,
+    path: &Path,
+) -> Result<(Vec<Transaction>, usize), StoreError> {
+    let text = match disk.read(path) {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
         Err(source) => return Err(at(path)(source)),
@@ -81,13 +194,29 @@ pub(crate) fn read_journal(path: &Path) -> Result<(Vec<Transaction>, usize), Sto
 impl PoolStore {
     /// Opens the store of `dir`'s pool file, which now must hold `pool` (the file's
     /// transactions plus any recovered from the journal). The pool file is rewritten
-    /// (atomically) if its text `text` is not exactly that; the journal is emptied.
+    /// (atomically) if its text `text` is not exactly that; the journal is emptied. Once
+    /// this returns, all of `pool` is durable in the pool file.
     pub(crate) fn open(
         path: &Path,
         pool: &[Transaction],
         text: Option<&str>,
     ) -> Result<PoolStore, StoreError> {
+        PoolStore::open_on(RealDisk, path, pool, text)
+    }
+}
+
+impl<D: Disk> PoolStore<D> {
+    /// [`PoolStore::open`] on `disk`.
+    fn open_on(
+        disk: D,
+        path: &Path,
+        pool: &[Transaction],
+        text: Option<&str>,
+    ) -> Result<PoolStore<D>, StoreError> {
         let journal_path = path.with_file_name(JOURNAL_FILE);
+        // Opened (maybe created) before the directory sync below, which makes its entry
+        // durable: an fdatasync of the journal alone would not.
+        let journal = disk.open_append(&journal_path).map_err(at(&journal_path))?;
         let canonical = render_pool(pool);
         if text != Some(canonical.as_str()) {
             if text.is_some() {
@@ -97,16 +226,17 @@ impl PoolStore {
                     pool.len()
                 );
             }
-            write_atomically(path, canonical.as_bytes())?;
+            write_atomically_on(&disk, path, canonical.as_bytes())?;
+        } else {
+            // What we read may be in the page cache only (a node killed between its
+            // rename and its directory sync): make it durable before emptying the journal.
+            let file = disk.open(path).map_err(at(path))?;
+            disk.sync(&file).map_err(at(path))?;
+            sync_dir_of(&disk, path)?;
         }
-        // Append mode: every write lands at the end, also after the journal is emptied.
-        let journal = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&journal_path)
-            .map_err(at(&journal_path))?;
-        journal.set_len(0).map_err(at(&journal_path))?;
+        disk.truncate(&journal).map_err(at(&journal_path))?;
         Ok(PoolStore {
+            disk,
             path: path.to_owned(),
             journal_path,
             journal,
@@ -119,6 +249,9 @@ impl PoolStore {
 
     /// Records `new` (just added to the end of `pool`) in the journal, and rewrites the
     /// pool file when the journal has grown to half its size.
+    ///
+    /// When this returns `Ok`, `new` is stored: durable, a power loss keeps it. That
+    /// costs one write and one fdatasync for the whole batch, so callers batch.
     pub(crate) fn append(
         &mut self,
         new: &[Transaction],
@@ -132,10 +265,13 @@ impl PoolStore {
             lines.push_str(tx.body());
             lines.push('\n');
         }
-        self.journal
-            .write_all(lines.as_bytes())
+        self.disk
+            .write(&mut self.journal, lines.as_bytes())
             .map_err(at(&self.journal_path))?;
         self.journal_bytes += lines.len() as u64;
+        self.disk
+            .sync(&self.journal)
+            .map_err(at(&self.journal_path))?;
         if self.journal_bytes * 2 >= self.snapshot_bytes {
             self.snapshot(pool)?;
         }
@@ -156,25 +292,20 @@ impl PoolStore {
     /// and empties the journal.
     pub(crate) fn snapshot(&mut self, pool: &[Transaction]) -> Result<(), StoreError> {
         let started = Instant::now();
-        let new = pool.get(self.snapshot_count..).unwrap_or_default();
         let temporary = temporary_beside(&self.path);
-        let written = match self.extend_into(&temporary, new) {
-            Ok(Some(bytes)) => bytes,
-            // Not what we last wrote (someone changed it): render it whole.
-            Ok(None) => {
-                let text = render_pool(pool);
-                fs::write(&temporary, &text).map_err(at(&temporary))?;
-                text.len() as u64
-            }
+        let written = match self.write_temporary(&temporary, pool) {
+            Ok(bytes) => bytes,
             Err(e) => {
-                let _ = fs::remove_file(&temporary);
+                let _ = self.disk.remove(&temporary);
                 return Err(e);
             }
         };
-        fs::rename(&temporary, &self.path).map_err(at(&self.path))?;
-        // Only now is the journal redundant; a crash before this line replays it, and
-        // the replayed transactions are already in the pool file: duplicates are dropped.
-        self.journal.set_len(0).map_err(at(&self.journal_path))?;
+        replace(&self.disk, &temporary, &self.path)?;
+        // Only now, with the new pool file durable, is the journal redundant. Were it
+        // emptied before, a power loss could keep the empty journal and the old pool file.
+        self.disk
+            .truncate(&self.journal)
+            .map_err(at(&self.journal_path))?;
         self.journal_bytes = 0;
         self.snapshot_bytes = written;
         self.snapshot_count = pool.len();
@@ -182,23 +313,47 @@ impl PoolStore {
         Ok(())
     }
 
-    /// Writes to `temporary` the current pool file less its closing `\n]`, then `new`
-    /// and a new closing; `None` if the pool file is not the one we last wrote.
+    /// Writes `pool` to `temporary` and syncs it; says how many bytes it wrote.
+    fn write_temporary(&self, temporary: &Path, pool: &[Transaction]) -> Result<u64, StoreError> {
+        let new = pool.get(self.snapshot_count..).unwrap_or_default();
+        let mut out = self.disk.create(temporary).map_err(at(temporary))?;
+        let written = match self.extend_into(&mut out, temporary, new)? {
+            Some(bytes) => bytes,
+            // Not what we last wrote (someone changed it): render it whole.
+            None => {
+                let text = render_pool(pool);
+                self.disk
+                    .write(&mut out, text.as_bytes())
+                    .map_err(at(temporary))?;
+                text.len() as u64
+            }
+        };
+        self.disk.sync(&out).map_err(at(temporary))?;
+        Ok(written)
+    }
+
+    /// Writes to `out` the current pool file less its closing `\n]`, then `new` and a
+    /// new closing; `None` (and nothing written) if the pool file is not the one we last
+    /// wrote.
     fn extend_into(
         &self,
+        out: &mut D::File,
         temporary: &Path,
         new: &[Transaction],
     ) -> Result<Option<u64>, StoreError> {
-        let mut old = File::open(&self.path).map_err(at(&self.path))?;
-        let length = old.metadata().map_err(at(&self.path))?.len();
+        let mut old = self.disk.open(&self.path).map_err(at(&self.path))?;
+        let length = self.disk.size(&old).map_err(at(&self.path))?;
         if self.snapshot_count == 0 || length != self.snapshot_bytes || length < 2 {
             return Ok(None);
         }
-        let mut out = File::create(temporary).map_err(at(temporary))?;
-        // A file-to-file copy: the kernel moves the bytes (copy_file_range).
-        let copied = io::copy(&mut (&mut old).take(length - 2), &mut out).map_err(at(temporary))?;
+        let copied = self
+            .disk
+            .copy(&mut old, length - 2, out)
+            .map_err(at(temporary))?;
         let tail = render_appended(new);
-        out.write_all(tail.as_bytes()).map_err(at(temporary))?;
+        self.disk
+            .write(out, tail.as_bytes())
+            .map_err(at(temporary))?;
         Ok(Some(copied + tail.len() as u64))
     }
 }
@@ -212,14 +367,43 @@ fn temporary_beside(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }
 
+/// Makes the directory entry of `path` durable.
+fn sync_dir_of<D: Disk>(disk: &D, path: &Path) -> Result<(), StoreError> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    disk.sync_dir(dir).map_err(at(dir))
+}
+
+/// Renames the synced `temporary` over `path`, durably.
+fn replace<D: Disk>(disk: &D, temporary: &Path, path: &Path) -> Result<(), StoreError> {
+    disk.rename(temporary, path).map_err(at(path))?;
+    sync_dir_of(disk, path)
+}
+
 /// Writes `bytes` to a temporary file beside `path` and renames it over `path`, so a
-/// reader sees the old file or the new one, never a mix.
+/// reader sees the old file or the new one, never a mix, and so does a restart after a
+/// power loss: the data is synced before the rename, and the rename before returning.
+#[allow(
+    dead_code,
+    reason = "the host's way to write a whole file; the store uses its core"
+)]
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    write_atomically_on(&RealDisk, path, bytes)
+}
+
+fn write_atomically_on<D: Disk>(disk: &D, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
     let temporary = temporary_beside(path);
-    let mut file = File::create(&temporary).map_err(at(&temporary))?;
-    file.write_all(bytes).map_err(at(&temporary))?;
-    drop(file);
-    fs::rename(&temporary, path).map_err(at(path))
+    let written = disk.create(&temporary).and_then(|mut file| {
+        disk.write(&mut file, bytes)?;
+        disk.sync(&file)
+    });
+    if let Err(source) = written {
+        let _ = disk.remove(&temporary);
+        return Err(at(&temporary)(source));
+    }
+    replace(disk, &temporary, path)
 }
 
 #[cfg(test)]
@@ -302,10 +486,702 @@ mod tests {
     }
 
     #[test]
+    fn a_file_written_atomically_holds_the_new_bytes_and_no_temporary_is_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("known-peers.json");
+        fs::write(&path, "old").unwrap();
+        write_atomically(&path, b"new").unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "new");
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
     fn a_missing_pool_file_is_created_empty() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("transactions.json");
         PoolStore::open(&path, &[], None).unwrap();
         assert_eq!(fs::read_to_string(&path).unwrap(), "[]");
+    }
+}
+
+#[cfg(test)]
+mod fake {
+    //! A disk in memory that loses power on cue, and keeps of each file and of the
+    //! directory only what a real one may keep.
+
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+    use std::io;
+    use std::path::{Path, PathBuf};
+    use std::rc::Rc;
+
+    use super::Disk;
+
+    /// One file's bytes: as processes see them and as synced to the disk.
+    #[derive(Debug, Clone, Default)]
+    struct Inode {
+        data: Vec<u8>,
+        durable: Vec<u8>,
+        syncs: usize,
+    }
+
+    /// Names to inodes: one directory is all the store uses.
+    type Names = BTreeMap<PathBuf, usize>;
+
+    #[derive(Debug, Clone, Default)]
+    struct Model {
+        inodes: Vec<Inode>,
+        /// The directory as processes see it.
+        names: Names,
+        /// The directory as of its last sync.
+        durable_names: Names,
+        /// The directory after each change since its last sync: a file system may keep
+        /// any prefix of them (ext4 and xfs log metadata in order).
+        unsynced_names: Vec<Names>,
+        /// Operations that changed something, so far.
+        steps: usize,
+        /// The power goes after this many steps.
+        cut: Option<usize>,
+        dir_syncs: usize,
+        /// A disk that lies: syncs of files do nothing (to show the tests would notice).
+        ignore_syncs: bool,
+        /// A disk that lies about directory syncs.
+        ignore_dir_syncs: bool,
+    }
+
+    /// What the disk may hold of one file after a power loss.
+    fn outcomes(inode: &Inode) -> Vec<Vec<u8>> {
+        let (data, durable) = (&inode.data, &inode.durable);
+        let mut all = vec![durable.clone(), data.clone()];
+        // Unsynced appends: a prefix of them reached the disk (a torn write), or the
+        // new length did but not the bytes (xfs shows zeros).
+        let base = if data.starts_with(durable) {
+            durable.len()
+        } else {
+            0
+        };
+        let extra = &data[base..];
+        all.push(data[..base + extra.len() / 2].to_vec());
+        if let Some(line) = extra.iter().position(|&b| b == b'\n') {
+            all.push(data[..base + line + 1].to_vec());
+        }
+        let mut zeroed = data[..base].to_vec();
+        zeroed.resize(data.len(), 0);
+        all.push(zeroed);
+        all.sort();
+        all.dedup();
+        all
+    }
+
+    /// The disk; clones share it.
+    #[derive(Debug, Clone, Default)]
+    pub(super) struct FakeDisk(Rc<RefCell<Model>>);
+
+    fn power_off() -> io::Error {
+        io::Error::other("the power is off")
+    }
+
+    fn not_found(path: &Path) -> io::Error {
+        io::Error::new(io::ErrorKind::NotFound, path.display().to_string())
+    }
+
+    impl FakeDisk {
+        /// A disk holding `files`, all durable.
+        pub(super) fn holding(files: &[(&Path, &[u8])]) -> FakeDisk {
+            let disk = FakeDisk::default();
+            {
+                let mut m = disk.0.borrow_mut();
+                for (path, bytes) in files {
+                    m.inodes.push(Inode {
+                        data: bytes.to_vec(),
+                        durable: bytes.to_vec(),
+                        syncs: 0,
+                    });
+                    let id = m.inodes.len() - 1;
+                    m.names.insert(path.to_path_buf(), id);
+                }
+                m.durable_names = m.names.clone();
+            }
+            disk
+        }
+
+        /// A disk whose file syncs, or directory syncs, do nothing.
+        pub(super) fn lying(files: &[(&Path, &[u8])], syncs: bool, dir_syncs: bool) -> Self {
+            let disk = FakeDisk::holding(files);
+            disk.0.borrow_mut().ignore_syncs = syncs;
+            disk.0.borrow_mut().ignore_dir_syncs = dir_syncs;
+            disk
+        }
+
+        /// Cuts the power after `steps` more operations that change something.
+        pub(super) fn cut_after(&self, steps: usize) {
+            let mut m = self.0.borrow_mut();
+            m.cut = Some(m.steps + steps);
+        }
+
+        /// The power back on: operations work again (as after `kill -9`, nothing is lost).
+        pub(super) fn restore(&self) {
+            self.0.borrow_mut().cut = None;
+        }
+
+        /// Operations so far that changed something.
+        pub(super) fn steps(&self) -> usize {
+            self.0.borrow().steps
+        }
+
+        /// Syncs of the file named `path`, and of the directory.
+        pub(super) fn syncs(&self, path: &Path) -> (usize, usize) {
+            let m = self.0.borrow();
+            let file = m.names.get(path).map_or(0, |&id| m.inodes[id].syncs);
+            (file, m.dir_syncs)
+        }
+
+        /// Syncs of any file.
+        pub(super) fn file_syncs(&self) -> usize {
+            self.0.borrow().inodes.iter().map(|i| i.syncs).sum()
+        }
+
+        /// An independent copy of the disk as it is now.
+        pub(super) fn duplicate(&self) -> FakeDisk {
+            FakeDisk(Rc::new(RefCell::new(self.0.borrow().clone())))
+        }
+
+        /// Every disk a power loss now may leave, from keeping only what was synced to
+        /// keeping everything: any prefix of the directory's unsynced changes, and for
+        /// each file of `watched` (the others keep what was synced) any of its
+        /// `outcomes`.
+        pub(super) fn after_power_loss(&self, watched: &[&Path]) -> Vec<FakeDisk> {
+            let m = self.0.borrow();
+            let mut disks = Vec::new();
+            let directories = std::iter::once(&m.durable_names).chain(&m.unsynced_names);
+            for names in directories {
+                // Every combination of what each named file kept.
+                let mut kept: Vec<Vec<(PathBuf, Vec<u8>)>> = vec![Vec::new()];
+                for (path, &id) in names {
+                    let inode = &m.inodes[id];
+                    let options = if watched.contains(&path.as_path()) {
+                        outcomes(inode)
+                    } else {
+                        vec![inode.durable.clone()]
+                    };
+                    kept = kept
+                        .into_iter()
+                        .flat_map(|files| {
+                            options.iter().map(move |bytes| {
+                                let mut files = files.clone();
+                                files.push((path.clone(), bytes.clone()));
+                                files
+                            })
+                        })
+                        .collect();
+                }
+                for files in kept {
+                    let files: Vec<(&Path, &[u8])> = files
+                        .iter()
+                        .map(|(p, b)| (p.as_path(), b.as_slice()))
+                        .collect();
+                    disks.push(FakeDisk::holding(&files));
+                }
+            }
+            disks
+        }
+
+        /// The disk after a power loss that kept exactly what was synced.
+        pub(super) fn after_strict_power_loss(&self) -> FakeDisk {
+            let m = self.0.borrow();
+            let files: Vec<(&Path, &[u8])> = m
+                .durable_names
+                .iter()
+                .map(|(p, &id)| (p.as_path(), m.inodes[id].durable.as_slice()))
+                .collect();
+            FakeDisk::holding(&files)
+        }
+
+        /// Counts a step that changes something, unless the power is off.
+        fn step(&self) -> io::Result<std::cell::RefMut<'_, Model>> {
+            let mut m = self.0.borrow_mut();
+            if m.cut.is_some_and(|cut| m.steps >= cut) {
+                return Err(power_off());
+            }
+            m.steps += 1;
+            Ok(m)
+        }
+
+        /// The model, for a read: reads change nothing, so the power cut spares them.
+        fn look(&self) -> std::cell::Ref<'_, Model> {
+            self.0.borrow()
+        }
+    }
+
+    impl Model {
+        fn name(&mut self, path: &Path) -> usize {
+            if let Some(&id) = self.names.get(path) {
+                return id;
+            }
+            self.inodes.push(Inode::default());
+            let id = self.inodes.len() - 1;
+            self.names.insert(path.to_owned(), id);
+            self.changed_names();
+            id
+        }
+
+        fn changed_names(&mut self) {
+            let names = self.names.clone();
+            self.unsynced_names.push(names);
+        }
+    }
+
+    impl Disk for FakeDisk {
+        /// The inode.
+        type File = usize;
+
+        fn create(&self, path: &Path) -> io::Result<usize> {
+            let mut m = self.step()?;
+            let id = m.name(path);
+            m.inodes[id].data.clear();
+            Ok(id)
+        }
+
+        fn open_append(&self, path: &Path) -> io::Result<usize> {
+            Ok(self.step()?.name(path))
+        }
+
+        fn open(&self, path: &Path) -> io::Result<usize> {
+            let m = self.look();
+            m.names.get(path).copied().ok_or_else(|| not_found(path))
+        }
+
+        fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+            let m = self.look();
+            let id = m.names.get(path).ok_or_else(|| not_found(path))?;
+            Ok(m.inodes[*id].data.clone())
+        }
+
+        fn size(&self, file: &usize) -> io::Result<u64> {
+            Ok(self.look().inodes[*file].data.len() as u64)
+        }
+
+        fn write(&self, file: &mut usize, bytes: &[u8]) -> io::Result<()> {
+            self.step()?.inodes[*file].data.extend_from_slice(bytes);
+            Ok(())
+        }
+
+        fn copy(&self, from: &mut usize, len: u64, to: &mut usize) -> io::Result<u64> {
+            let mut m = self.step()?;
+            let source = &m.inodes[*from].data;
+            let bytes = source[..source.len().min(len as usize)].to_vec();
+            m.inodes[*to].data.extend_from_slice(&bytes);
+            Ok(bytes.len() as u64)
+        }
+
+        fn sync(&self, file: &usize) -> io::Result<()> {
+            let mut m = self.step()?;
+            if !m.ignore_syncs {
+                let inode = &mut m.inodes[*file];
+                inode.durable = inode.data.clone();
+            }
+            m.inodes[*file].syncs += 1;
+            Ok(())
+        }
+
+        fn truncate(&self, file: &usize) -> io::Result<()> {
+            self.step()?.inodes[*file].data.clear();
+            Ok(())
+        }
+
+        fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+            let mut m = self.step()?;
+            let id = m.names.remove(from).ok_or_else(|| not_found(from))?;
+            m.names.insert(to.to_owned(), id);
+            m.changed_names();
+            Ok(())
+        }
+
+        fn sync_dir(&self, _dir: &Path) -> io::Result<()> {
+            let mut m = self.step()?;
+            if !m.ignore_dir_syncs {
+                m.durable_names = m.names.clone();
+                m.unsynced_names.clear();
+            }
+            m.dir_syncs += 1;
+            Ok(())
+        }
+
+        fn remove(&self, path: &Path) -> io::Result<()> {
+            let mut m = self.step()?;
+            m.names.remove(path).ok_or_else(|| not_found(path))?;
+            m.changed_names();
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod power_loss {
+    //! The store's two promises, checked after a power loss at every point of a node's
+    //! life: `transactions.json` is a whole pool (the old or the new), and every
+    //! transaction `append` reported stored is in the pool file or the journal.
+
+    use std::path::{Path, PathBuf};
+
+    use p2p_core::{parse_pool, render_pool, Transaction};
+
+    use super::fake::FakeDisk;
+    use super::{read_journal_on, Disk, PoolStore, JOURNAL_FILE};
+
+    fn tx(n: u64) -> Transaction {
+        Transaction::create(Some("key"), n % 100 + 1, 1_700_000_000_000 + n)
+    }
+
+    fn pool_path() -> PathBuf {
+        PathBuf::from("/node/transactions.json")
+    }
+
+    fn journal_path() -> PathBuf {
+        PathBuf::from("/node").join(JOURNAL_FILE)
+    }
+
+    /// What a node's life does after it has opened its store.
+    #[derive(Debug, Clone, Copy)]
+    enum Step {
+        /// Makes the next `n` transactions and appends them as one batch.
+        Append(usize),
+        /// Brings the pool file up to date (as after a lull, or at shutdown).
+        Snapshot,
+    }
+
+    /// A life with small and large batches, rewrites within appends and explicit ones.
+    const LIFE: &[Step] = &[
+        Step::Append(1),
+        Step::Append(3),
+        Step::Append(10),
+        Step::Append(1),
+        Step::Snapshot,
+        Step::Append(5),
+        Step::Append(2),
+        Step::Append(40),
+        Step::Append(1),
+        Step::Snapshot,
+        Step::Append(1),
+    ];
+
+    /// A shorter life, for a node restarted after another was killed.
+    const AFTER_RESTART: &[Step] = &[Step::Append(2), Step::Append(1), Step::Snapshot];
+
+    /// Where a scenario starts from, and what it may find.
+    struct Scenario {
+        /// Every transaction, in the order made: those on the disk at the start first.
+        all: Vec<Transaction>,
+        /// The files at the start, all durable.
+        files: Vec<(PathBuf, Vec<u8>)>,
+    }
+
+    impl Scenario {
+        fn disk(&self) -> FakeDisk {
+            FakeDisk::holding(&self.borrowed())
+        }
+
+        fn borrowed(&self) -> Vec<(&Path, &[u8])> {
+            self.files
+                .iter()
+                .map(|(p, b)| (p.as_path(), b.as_slice()))
+                .collect()
+        }
+
+        /// The pool file's text at the start, which may be in any spacing.
+        fn first_text(&self) -> Option<&[u8]> {
+            self.files
+                .iter()
+                .find(|(p, _)| *p == pool_path())
+                .map(|(_, b)| b.as_slice())
+        }
+    }
+
+    /// A node folder never used.
+    fn fresh() -> Scenario {
+        Scenario {
+            all: (0..100).map(tx).collect(),
+            files: Vec::new(),
+        }
+    }
+
+    /// A node folder with a pool file in `spacing`, and a journal holding `duplicates`
+    /// transactions of the pool file, then `fresh` new ones and a torn line.
+    fn used(spaced: bool, duplicates: usize, fresh: usize) -> Scenario {
+        let all: Vec<_> = (0..150).map(tx).collect();
+        let filed = &all[..20];
+        let text = if spaced {
+            format!(
+                "[{}]\n",
+                filed
+                    .iter()
+                    .map(|t| t.body())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        } else {
+            render_pool(filed)
+        };
+        let mut journal = String::new();
+        for t in all[20 - duplicates..20 + fresh].iter() {
+            journal.push_str(t.body());
+            journal.push('\n');
+        }
+        journal.push_str(&all[20 + fresh].body()[..30]);
+        Scenario {
+            all,
+            files: vec![
+                (pool_path(), text.into_bytes()),
+                (journal_path(), journal.into_bytes()),
+            ],
+        }
+    }
+
+    /// A node folder cloned from one with a pool file: no journal yet.
+    fn cloned() -> Scenario {
+        let mut scenario = used(false, 0, 0);
+        scenario.files.retain(|(path, _)| *path == pool_path());
+        scenario
+    }
+
+    /// What a restart finds.
+    struct Found {
+        /// The pool file's transactions, then the journal's new ones.
+        pool: Vec<Transaction>,
+        /// The pool file's text.
+        text: Option<String>,
+    }
+
+    /// Reads `disk` as the host does at start (the pool file parsed, the journal
+    /// replayed, duplicates dropped as `Node::new` drops them), and checks both promises:
+    /// the first `stored` of `all` were reported stored.
+    fn recover(disk: &FakeDisk, scenario: &Scenario, stored: usize) -> Result<Found, String> {
+        let all = &scenario.all;
+        let (mut pool, text) = match disk.read(&pool_path()) {
+            Err(_) => (Vec::new(), None),
+            Ok(bytes) => {
+                let text = String::from_utf8(bytes.clone())
+                    .map_err(|_| format!("pool file not UTF-8: {bytes:?}"))?;
+                let pool =
+                    parse_pool(&text).map_err(|e| format!("pool file torn ({e}): {text:?}"))?;
+                let whole =
+                    text == render_pool(&pool) || Some(bytes.as_slice()) == scenario.first_text();
+                if !whole || all.get(..pool.len()) != Some(&pool[..]) {
+                    return Err(format!("pool file is no pool we wrote: {text:?}"));
+                }
+                (pool, Some(text))
+            }
+        };
+        let (journal, _torn) = read_journal_on(disk, &journal_path()).map_err(|e| e.to_string())?;
+        for t in journal {
+            if !pool.contains(&t) {
+                pool.push(t);
+            }
+        }
+        if all.get(..pool.len()) != Some(&pool[..]) {
+            return Err(format!(
+                "recovered a pool with holes: {} transactions",
+                pool.len()
+            ));
+        }
+        if pool.len() < stored {
+            return Err(format!(
+                "lost transactions reported stored: {} recovered of {stored}",
+                pool.len()
+            ));
+        }
+        Ok(Found { pool, text })
+    }
+
+    /// A node's life on `disk` from its start (recovery, open) through `steps`, until they
+    /// end or an operation fails; says how many transactions (the first of `all`) it has
+    /// had reported stored by then.
+    fn live(
+        disk: &FakeDisk,
+        scenario: &Scenario,
+        steps: &[Step],
+        stored: usize,
+    ) -> Result<usize, String> {
+        let Found { mut pool, text } = recover(disk, scenario, stored)?;
+        let Ok(mut store) = PoolStore::open_on(disk.clone(), &pool_path(), &pool, text.as_deref())
+        else {
+            return Ok(stored);
+        };
+        let mut stored = pool.len();
+        for step in steps {
+            let ok = match *step {
+                Step::Append(n) => {
+                    let start = pool.len();
+                    pool.extend_from_slice(&scenario.all[start..start + n]);
+                    store.append(&pool[start..], &pool).is_ok()
+                }
+                Step::Snapshot => store.snapshot(&pool).is_ok(),
+            };
+            if !ok {
+                break;
+            }
+            if let Step::Append(_) = step {
+                stored = pool.len();
+            }
+        }
+        Ok(stored)
+    }
+
+    /// How many steps the whole of `steps` takes on `disk` (left as it was).
+    fn steps_of(disk: &FakeDisk, scenario: &Scenario, steps: &[Step], stored: usize) -> usize {
+        let disk = disk.duplicate();
+        let before = disk.steps();
+        live(&disk, scenario, steps, stored).unwrap();
+        disk.steps() - before
+    }
+
+    fn watched() -> [PathBuf; 2] {
+        [pool_path(), journal_path()]
+    }
+
+    /// Checks every disk a power loss may leave of `disk`, and that a node restarted on
+    /// each works on; says how many disks it checked.
+    fn check_power_losses(
+        disk: &FakeDisk,
+        scenario: &Scenario,
+        stored: usize,
+    ) -> Result<usize, String> {
+        let watched = watched();
+        let watched = [watched[0].as_path(), watched[1].as_path()];
+        let after = disk.after_power_loss(&watched);
+        for lost in &after {
+            let stored = live(lost, scenario, &[Step::Append(1)], stored)?;
+            recover(&lost.after_strict_power_loss(), scenario, stored)
+                .map_err(|e| format!("after a restart: {e}"))?;
+        }
+        Ok(after.len())
+    }
+
+    /// Cuts the power after each step of a node's `LIFE` from `disk`, in turn, and
+    /// checks every disk a power loss may leave; says how many points, how many disks.
+    fn cut_everywhere(scenario: &Scenario, disk: &FakeDisk) -> Result<(usize, usize), String> {
+        let stored = recover(disk, scenario, 0)?.pool.len();
+        let total = steps_of(disk, scenario, LIFE, stored);
+        let mut disks = 0;
+        for cut in 0..=total {
+            let disk = disk.duplicate();
+            disk.cut_after(cut);
+            let stored = live(&disk, scenario, LIFE, stored)?;
+            disks += check_power_losses(&disk, scenario, stored)
+                .map_err(|e| format!("power lost after step {cut} of {total}: {e}"))?;
+        }
+        Ok((total + 1, disks))
+    }
+
+    fn scenarios() -> Vec<(&'static str, Scenario)> {
+        vec![
+            ("a fresh folder", fresh()),
+            ("a pool file, no journal", cloned()),
+            (
+                "a canonical pool file, a journal of duplicates",
+                used(false, 3, 0),
+            ),
+            (
+                "a canonical pool file, a journal of new ones",
+                used(false, 2, 4),
+            ),
+            (
+                "a spaced pool file, a journal of new ones",
+                used(true, 0, 3),
+            ),
+        ]
+    }
+
+    #[test]
+    fn a_power_loss_at_any_step_keeps_a_whole_pool_file_and_every_stored_transaction() {
+        for (name, scenario) in scenarios() {
+            let (points, disks) = cut_everywhere(&scenario, &scenario.disk())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            println!("{name}: {points} crash points, {disks} disks after them");
+        }
+    }
+
+    #[test]
+    fn a_power_loss_after_a_kill_at_any_step_keeps_every_stored_transaction() {
+        for (name, scenario) in scenarios() {
+            let start = scenario.disk();
+            let stored = recover(&start, &scenario, 0).unwrap().pool.len();
+            let total = steps_of(&start, &scenario, LIFE, stored);
+            let mut points = 0;
+            for kill in 0..=total {
+                // `kill -9`: the steps so far stay in the page cache, nothing is lost.
+                let killed = start.duplicate();
+                killed.cut_after(kill);
+                let stored = live(&killed, &scenario, LIFE, stored).unwrap();
+                killed.restore();
+                let again = steps_of(&killed, &scenario, AFTER_RESTART, stored);
+                for cut in 0..=again {
+                    let disk = killed.duplicate();
+                    disk.cut_after(cut);
+                    let stored = live(&disk, &scenario, AFTER_RESTART, stored).unwrap();
+                    for lost in disk.after_power_loss(&[&pool_path(), &journal_path()]) {
+                        recover(&lost, &scenario, stored).unwrap_or_else(|e| {
+                            panic!("{name}: killed after step {kill}, power lost after {cut}: {e}")
+                        });
+                    }
+                    points += 1;
+                }
+            }
+            println!("{name}: {points} crash points");
+        }
+    }
+
+    #[test]
+    fn a_disk_that_ignores_file_syncs_fails_the_power_loss_check() {
+        let scenario = fresh();
+        let disk = FakeDisk::lying(&scenario.borrowed(), true, false);
+        assert!(cut_everywhere(&scenario, &disk).is_err());
+    }
+
+    #[test]
+    fn a_disk_that_ignores_directory_syncs_fails_the_power_loss_check() {
+        let scenario = used(false, 0, 0);
+        let disk = FakeDisk::lying(&scenario.borrowed(), false, true);
+        let error = cut_everywhere(&scenario, &disk).unwrap_err();
+        assert!(error.contains("lost transactions"), "{error}");
+    }
+
+    #[test]
+    fn an_append_costs_one_journal_sync_whatever_the_batch_size() {
+        let all: Vec<_> = (0..1200).map(tx).collect();
+        let disk = FakeDisk::default();
+        let mut pool = all[..1000].to_vec();
+        let mut store = PoolStore::open_on(disk.clone(), &pool_path(), &pool, None).unwrap();
+        let (journal, directory) = disk.syncs(&journal_path());
+        let files = disk.file_syncs();
+        for n in [1, 10, 100] {
+            let start = pool.len();
+            pool.extend_from_slice(&all[start..start + n]);
+            store.append(&pool[start..], &pool).unwrap();
+        }
+        assert!(store.lagging(), "no rewrite expected within these batches");
+        assert_eq!(disk.syncs(&journal_path()), (journal + 3, directory));
+        assert_eq!(disk.file_syncs(), files + 3);
+    }
+
+    #[test]
+    fn a_burst_costs_one_sync_per_batch_and_two_per_rewrite() {
+        let all: Vec<_> = (0..2000).map(tx).collect();
+        let disk = FakeDisk::default();
+        let mut store = PoolStore::open_on(disk.clone(), &pool_path(), &[], None).unwrap();
+        let (_, directory) = disk.syncs(&journal_path());
+        let files = disk.file_syncs();
+        let (mut batches, mut rewrites) = (0, 0);
+        for (index, batch) in all.chunks(7).enumerate() {
+            let end = index * 7 + batch.len();
+            let before = store.snapshot_bytes;
+            store.append(batch, &all[..end]).unwrap();
+            batches += 1;
+            rewrites += usize::from(store.snapshot_bytes != before);
+        }
+        assert_eq!(disk.syncs(&journal_path()).0, batches);
+        // A rewrite syncs the temporary file, then the directory after the rename.
+        assert_eq!(disk.file_syncs(), files + batches + rewrites);
+        assert_eq!(disk.syncs(&journal_path()).1, directory + rewrites);
     }
 }
