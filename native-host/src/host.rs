@@ -292,6 +292,9 @@ impl Host {
                 }
             }
             self.carry_out();
+            // Let the connection tasks put this batch's frames on the wire before the
+            // pool's fsync holds this thread for a few milliseconds.
+            runtime::yield_now().await;
             self.flush()?;
         }
         self.stop().await
