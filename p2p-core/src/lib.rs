@@ -20,6 +20,15 @@
 //! chooses, which the host hands back when it reports how the dial ended. A host that
 //! closes a connection, or sees it closed, reports it once with [`Node::handle_closed`].
 //!
+//! Every frame handed over in an [`Action::Send`] counts against its connection's send
+//! buffer until the host reports it written with [`Node::handle_written`] (the sum of
+//! the frames' lengths, when they have left for the network). A host that never reports
+//! a write stops getting frames for that connection once its buffer is full, and the
+//! node closes the connection when nothing is written for `Limits::stall_timeout`. A
+//! dial the node gives up on is named in an [`Action::AbandonDial`]: the host stops it
+//! and reports nothing more of it. [`Action::Log`] notices are for people; a host must
+//! never act on one: what it must do is always an action.
+//!
 //! ```
 //! use p2p_core::{Action, Address, Config, ConnId, Node, Time};
 //!
