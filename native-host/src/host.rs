@@ -23,6 +23,7 @@ use p2p_core::{
 use crate::folder::{NodeFolder, POOL_FILE};
 use crate::runtime::{self, Listener};
 use crate::store::{self, PoolStore, StoreError};
+use crate::writer::PoolWriter;
 
 /// Events queued for the node before readers wait (back-pressure onto the sockets).
 const EVENT_QUEUE: usize = 4096;
@@ -30,10 +31,6 @@ const EVENT_QUEUE: usize = 4096;
 const ACCEPT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// New transactions logged one by one per batch of events; the rest are summed up.
 const NEW_PER_BATCH: usize = 3;
-/// After new transactions, the pool file is rewritten once this long passes without more
-/// (or ten times as long as the last rewrite took, so rewrites take at most a tenth of
-/// the time however large the pool).
-const SNAPSHOT_LULL: Duration = Duration::from_millis(20);
 
 /// Why the node stopped with an error.
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +87,8 @@ enum Event {
         conn: ConnId,
         reason: Option<String>,
     },
+    /// The pool writer ended on an error: the node stops with it.
+    StoreFailed,
     Shutdown,
 }
 
@@ -193,20 +192,23 @@ async fn run_async(folder: NodeFolder) -> Result<(), RunError> {
     }) {
         log::warn!("cannot catch Ctrl-C ({e}); stop the node with kill -9");
     }
+    let failed = events_tx.clone();
+    let writer = PoolWriter::start(store, node.pool().to_vec(), move || {
+        let _ = futures::executor::block_on(failed.clone().send(Event::StoreFailed));
+    });
     let limit = node.config().limits.max_frame_bytes;
     let mut host = Host {
         ws_config: WebSocketConfig::default()
             .max_message_size(Some(limit))
             .max_frame_size(Some(limit)),
         node,
-        store,
+        writer,
         conns: HashMap::new(),
         events_tx,
         ids: ConnIds::default(),
         epoch: Instant::now(),
         listener: Some(listener),
         persist: Vec::new(),
-        snapshot_at: None,
         new_logged: 0,
         new_unlogged: 0,
         last_frame: None,
@@ -224,7 +226,7 @@ fn seed() -> u64 {
 
 struct Host {
     node: Node,
-    store: PoolStore,
+    writer: PoolWriter,
     conns: HashMap<ConnId, Outbox>,
     events_tx: mpsc::Sender<Event>,
     ids: ConnIds,
@@ -233,8 +235,6 @@ struct Host {
     listener: Option<Listener>,
     /// Transactions to append at the end of the current batch of events.
     persist: Vec<Transaction>,
-    /// When to bring the pool file up to date with the journal.
-    snapshot_at: Option<Instant>,
     /// New transactions logged, and not logged one by one, in this batch of events.
     new_logged: usize,
     new_unlogged: usize,
@@ -261,8 +261,7 @@ impl Host {
                 .node
                 .poll_timeout()
                 .map(|at| self.epoch + Duration::from_micros(at.as_micros()));
-            let wake = [node_wake, self.snapshot_at].into_iter().flatten().min();
-            let next = match wake {
+            let next = match node_wake {
                 Some(at) => {
                     let wait = at.saturating_duration_since(Instant::now());
                     runtime::timeout(wait, events.next()).await
@@ -292,9 +291,6 @@ impl Host {
                 }
             }
             self.carry_out();
-            // Let the connection tasks put this batch's frames on the wire before the
-            // pool's fsync holds this thread for a few milliseconds.
-            runtime::yield_now().await;
             self.flush()?;
         }
         self.stop().await
@@ -306,10 +302,6 @@ impl Host {
         if self.node.poll_timeout().is_some_and(|at| at <= now) {
             self.node.handle_timeout(now);
             self.carry_out();
-        }
-        if self.snapshot_at.is_some_and(|at| at <= Instant::now()) {
-            self.snapshot_at = None;
-            self.store.snapshot(self.node.pool())?;
         }
         Ok(())
     }
@@ -359,7 +351,7 @@ impl Host {
                     self.node.handle_closed(conn, now);
                 }
             }
-            Event::Shutdown => return true,
+            Event::Shutdown | Event::StoreFailed => return true,
         }
         self.carry_out();
         false
@@ -440,20 +432,18 @@ impl Host {
         }
         (self.new_logged, self.new_unlogged) = (0, 0);
         if !self.persist.is_empty() {
-            self.store.append(&self.persist, self.node.pool())?;
-            self.persist.clear();
-            let lull = SNAPSHOT_LULL.max(self.store.last_cost() * 10);
-            self.snapshot_at = self.store.lagging().then(|| Instant::now() + lull);
+            self.writer.append(std::mem::take(&mut self.persist));
         }
-        Ok(())
+        match self.writer.error() {
+            Some(error) => Err(error.into()),
+            None => Ok(()),
+        }
     }
 
     async fn stop(&mut self) -> Result<(), RunError> {
         self.carry_out();
         self.flush()?;
-        if self.store.lagging() {
-            self.store.snapshot(self.node.pool())?;
-        }
+        self.writer.stop()?;
         log::info!(
             "stopping; {} transactions saved in {POOL_FILE}",
             self.node.pool().len()

@@ -11,6 +11,7 @@ mod host;
 mod runtime;
 mod store;
 mod up;
+mod writer;
 
 #[derive(Parser)]
 #[command(

@@ -36,11 +36,6 @@ where
     async_std::task::spawn(future);
 }
 
-/// Lets every other task that is ready run before this one goes on.
-pub(crate) async fn yield_now() {
-    async_std::task::yield_now().await;
-}
-
 /// Waits for `duration`.
 pub(crate) async fn sleep(duration: Duration) {
     async_std::task::sleep(duration).await;
