@@ -77,6 +77,8 @@ pub struct NodeSpec {
     pub public_key: Option<String>,
     /// `transactions.json`.
     pub pool: Vec<Value>,
+    /// More `KEY=value` lines for `.env` (`P2P_SEND_BUFFER`, ...), in order.
+    pub env: Vec<(String, String)>,
 }
 
 impl NodeSpec {
@@ -87,6 +89,7 @@ impl NodeSpec {
             known_peers: Vec::new(),
             public_key: None,
             pool: Vec::new(),
+            env: Vec::new(),
         }
     }
 
@@ -99,6 +102,12 @@ impl NodeSpec {
     /// Has `MY_PUBLIC_KEY=key`.
     pub fn public_key(mut self, key: &str) -> Self {
         self.public_key = Some(key.to_owned());
+        self
+    }
+
+    /// Has `KEY=value` in `.env`.
+    pub fn env(mut self, key: &str, value: impl ToString) -> Self {
+        self.env.push((key.to_owned(), value.to_string()));
         self
     }
 
@@ -115,6 +124,9 @@ impl NodeSpec {
         let mut env = format!("PORT={}\n", self.port);
         if let Some(key) = &self.public_key {
             env.push_str(&format!("MY_PUBLIC_KEY={key}\n"));
+        }
+        for (key, value) in &self.env {
+            env.push_str(&format!("{key}={value}\n"));
         }
         write_file(&dir.join(".env"), &env);
         let peers = Value::from(self.known_peers.clone());

@@ -46,20 +46,34 @@
 //! | `restarted_peer_is_redialled.rs`     | 22020 - 22039                                  |
 //! | `handshake_naming_5000_addresses.rs` | 22040 - 22059                                  |
 //! | `hostile_peers_are_dropped.rs`       | 22060 - 22079                                  |
+//! | `a_strangers_sync_flood_costs_a_bounded_budget.rs` | 22080 - 22099 |
+//! | `duplicate_need_lists_are_answered_once.rs` | 22100 - 22119 |
+//! | `a_new_peer_is_dialled_back_while_thousands_of_learned_addresses_wait.rs` | 22120 - 22139; black holes 23000 - 23399; named, never listened on: 24000 - 28999 |
+//! | `a_stalled_reader_is_dropped_during_a_50000_burst.rs` | 22140 - 22159 |
+//! | `an_unfinished_websocket_handshake_costs_nothing.rs` | 22160 - 22179 |
+//! | `an_oversized_transaction_is_refused.rs` | 22180 - 22199 |
+//! | `catch_up_converges_for_large_differences.rs` | 22200 - 22219 |
 //!
 //! The curriculum's own ports, 4001 to 4003, are shared by two files; they hold an exclusive
-//! file lock for as long as they run (see [`lock_curriculum_ports`]).
+//! file lock for as long as they run (see [`lock_curriculum_ports`]). The dial-back test
+//! needs hundreds of addresses where a dial hangs, and every loopback spelling of a host is
+//! one address to a node, so its black holes take 400 ports of their own; the 5,000
+//! addresses it names besides are refused at once, so nothing else may listen there.
 
 mod binary;
 mod cli;
 mod curriculum;
 mod folder;
+mod frames;
+mod holes;
 mod js;
 mod netns;
 mod node;
 mod ordered;
 mod peer;
+mod process;
 mod status;
+mod transactions;
 mod wait;
 
 use std::time::Duration;
@@ -76,6 +90,11 @@ pub use curriculum::{
 pub use folder::{
     address, pretty_json, read_pool, read_pool_key_orders, read_pool_strict, NodeSpec, Scratch,
 };
+pub use frames::{
+    everything_range, fingerprint_range, handshake_marked_ours, ids_range, need_range, sync_frame,
+    TEST_NONCE,
+};
+pub use holes::{BlackHole, Resumed, StallingPeer};
 pub use js::{
     ensure_interop_installed, interop_dir, js_add_transaction, wait_for_mixed_mesh,
     wait_for_pools_exactly, JsNode,
@@ -83,7 +102,14 @@ pub use js::{
 pub use netns::{netns_node_folder, Host, Lab, NetnsNode};
 pub use node::Node;
 pub use peer::{Client, Frame, TestPeer};
+pub use process::{
+    open_fds, pid_of, raise_fd_limit, vm_hwm_kib, vm_rss_kib, MemoryWatch, KIB_PER_MIB,
+};
 pub use status::{request_status, wait_for_full_mesh, wait_for_settled_mesh, Sent, Status};
+pub use transactions::{
+    pool_file_mentions, pool_hashes, pool_text, transactions, transactions_to, write_pool,
+    TestTransaction,
+};
 pub use wait::{wait_for, wait_until};
 
 /// How long any wait for the network to settle may take before the test fails. Generous on
@@ -129,4 +155,24 @@ pub mod ports {
     pub const HANDSHAKE_NAMING_5000_ADDRESSES: u16 = 22040;
     /// `hostile_peers_are_dropped.rs`.
     pub const HOSTILE_PEERS_ARE_DROPPED: u16 = 22060;
+    /// `a_strangers_sync_flood_costs_a_bounded_budget.rs`.
+    pub const STRANGERS_SYNC_FLOOD: u16 = 22080;
+    /// `duplicate_need_lists_are_answered_once.rs`.
+    pub const DUPLICATE_NEED_LISTS: u16 = 22100;
+    /// `a_new_peer_is_dialled_back_while_thousands_of_learned_addresses_wait.rs`.
+    pub const NEW_PEER_DIALLED_BACK: u16 = 22120;
+    /// The black holes of `a_new_peer_is_dialled_back_while_thousands_of_learned_addresses_wait.rs`:
+    /// 23000 to 23399 (hundreds of addresses need hundreds of ports: every loopback
+    /// spelling of a host is one address).
+    pub const NEW_PEER_DIALLED_BACK_BLACK_HOLES: u16 = 23000;
+    /// Ports that file names in its HANDSHAKE and nothing listens on: 24000 to 28999.
+    pub const NEW_PEER_DIALLED_BACK_REFUSED: u16 = 24000;
+    /// `a_stalled_reader_is_dropped_during_a_50000_burst.rs`.
+    pub const STALLED_READER: u16 = 22140;
+    /// `an_unfinished_websocket_handshake_costs_nothing.rs`.
+    pub const UNFINISHED_WEBSOCKET_HANDSHAKE: u16 = 22160;
+    /// `an_oversized_transaction_is_refused.rs`.
+    pub const OVERSIZED_TRANSACTION: u16 = 22180;
+    /// `catch_up_converges_for_large_differences.rs`.
+    pub const CATCH_UP_LARGE_DIFFERENCES: u16 = 22200;
 }

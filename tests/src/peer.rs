@@ -10,7 +10,7 @@ use async_std::net::{TcpListener, TcpStream};
 use async_std::task::{self, JoinHandle};
 use async_tungstenite::tungstenite::Message;
 use async_tungstenite::WebSocketStream;
-use futures::StreamExt;
+use futures::{SinkExt, StreamExt};
 use serde_json::Value;
 
 use crate::folder::address;
@@ -288,6 +288,34 @@ impl Client {
                 .map_err(|_| format!("sending to port {port} took over 30 s"))?
                 .map_err(|e| format!("cannot send to port {port}: {e}"))
         })
+    }
+
+    /// Sends every frame of `frames` as text as fast as the connection takes them (one
+    /// flush at the end; the WebSocket layer writes out whenever its buffer fills), within
+    /// `limit` for the lot: how a burst of thousands of transactions is sent.
+    pub fn send_all(
+        &mut self,
+        frames: impl IntoIterator<Item = String>,
+        limit: Duration,
+    ) -> Result<(), String> {
+        let port = self.port;
+        task::block_on(async {
+            let sending = async {
+                for frame in frames {
+                    self.ws.feed(Message::text(frame)).await?;
+                }
+                self.ws.flush().await
+            };
+            timeout(limit, sending)
+                .await
+                .map_err(|_| format!("sending to port {port} took over {limit:?}"))?
+                .map_err(|e| format!("cannot send to port {port}: {e}"))
+        })
+    }
+
+    /// The WebSocket itself, for a test that reads and writes at once.
+    pub fn into_inner(self) -> WebSocketStream<TcpStream> {
+        self.ws
     }
 
     /// Sends one text frame.

@@ -17,6 +17,8 @@ const LIMIT: Duration = Duration::from_secs(10);
 enum Breakage {
     /// Write this file (relative to the folder) with this content.
     Write(&'static str, &'static str),
+    /// Add this line to `.env` (after a good `PORT`).
+    AppendEnv(&'static str),
     /// Remove this file.
     Remove(&'static str),
     /// Replace this file with a folder: it exists but cannot be read as a file.
@@ -67,6 +69,11 @@ const CASES: &[Case] = &[
         name: "port in use",
         breakage: Breakage::HoldPort,
         mentions: &["in use", "port", "bind", "listen"],
+    },
+    Case {
+        name: "P2P_SEND_QUEUE, replaced by P2P_SEND_BUFFER",
+        breakage: Breakage::AppendEnv("P2P_SEND_QUEUE=131072"),
+        mentions: &["p2p_send_buffer"],
     },
     Case {
         name: "known-peers.json not JSON",
@@ -153,6 +160,12 @@ fn check(scratch: &Scratch, index: usize, case: &Case) -> Result<(), String> {
     let _held = match case.breakage {
         Breakage::Write(file, content) => {
             fs::write(dir.join(file), content).map_err(|e| format!("setup: {e}"))?;
+            None
+        }
+        Breakage::AppendEnv(line) => {
+            let path = dir.join(".env");
+            let env = fs::read_to_string(&path).map_err(|e| format!("setup: {e}"))?;
+            fs::write(&path, format!("{env}{line}\n")).map_err(|e| format!("setup: {e}"))?;
             None
         }
         Breakage::Remove(file) => {

@@ -1,17 +1,16 @@
 //! Hostile or broken peers are dropped and the node stays healthy: a connection sending a
 //! frame over the size limit is closed; one that keeps sending frames the node cannot use is
-//! closed; a dialled peer that never reads is dropped once its send queue is full, and the
-//! node's memory stays bounded meanwhile.
+//! closed; a dialled peer that stops reading is dropped once its send buffer
+//! (`P2P_SEND_BUFFER`, in bytes) is full and makes no progress, and the node's memory stays
+//! bounded meanwhile.
 
-use std::fs::OpenOptions;
-use std::io::Write;
-use std::thread;
 use std::time::{Duration, Instant};
 
-use async_std::net::TcpListener;
-use async_std::task;
 use serde_json::{json, Value};
-use tests::{address, ports, wait_until, Client, Frame, Node, NodeSpec, Scratch, DEADLINE};
+use tests::{
+    pid_of, ports, vm_rss_kib, wait_until, Client, Frame, Node, NodeSpec, Scratch, StallingPeer,
+    DEADLINE,
+};
 
 const OVERSIZED: u16 = ports::HOSTILE_PEERS_ARE_DROPPED;
 const GARBAGE: u16 = ports::HOSTILE_PEERS_ARE_DROPPED + 1;
@@ -20,8 +19,8 @@ const NOT_READING_PEER: u16 = ports::HOSTILE_PEERS_ARE_DROPPED + 3;
 
 const MIB: usize = 1024 * 1024;
 
-/// `P2P_SEND_QUEUE` of the node facing the peer that does not read.
-const SEND_QUEUE: usize = 200;
+/// `P2P_SEND_BUFFER` of the node facing the peer that does not read: 256 KiB.
+const SEND_BUFFER: usize = 262_144;
 
 /// A generous bound on the resident memory of a node that is being flooded.
 const RSS_BOUND_KIB: u64 = 200 * 1024;
@@ -44,18 +43,10 @@ fn assert_healthy(node: &mut Node) {
         .unwrap_or_else(|e| panic!("{} no longer answers STATUS: {e}", node.name()));
 }
 
-/// The node's resident memory in KiB, from /proc/PID/status.
-fn vm_rss_kib(node: &Node) -> u64 {
-    let pid = node
-        .pid()
-        .unwrap_or_else(|| panic!("{} is not running", node.name()));
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_else(|e| panic!("cannot read /proc/{pid}/status: {e}"));
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status:\n{status}"))
+/// The node's resident memory in KiB.
+fn rss_kib(node: &Node) -> u64 {
+    vm_rss_kib(pid_of(node))
+        .unwrap_or_else(|| panic!("cannot read the resident size of {}", node.name()))
 }
 
 #[test]
@@ -111,50 +102,25 @@ fn padded_transaction(index: usize) -> Value {
     })
 }
 
-/// A "peer" that completes the WebSocket handshake on every connection and then never
-/// reads from it (the streams are held, never polled). Runs until the test process ends.
-fn start_non_reading_peer(port: u16) {
-    let listener = task::block_on(TcpListener::bind(("127.0.0.1", port)))
-        .unwrap_or_else(|e| panic!("cannot listen on {port}: {e}"));
-    thread::spawn(move || {
-        task::block_on(async move {
-            let mut held = Vec::new();
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                if let Ok(ws) = async_tungstenite::accept_async(stream).await {
-                    held.push(ws);
-                }
-            }
-        })
-    });
-}
-
 #[test]
 fn a_peer_that_does_not_read_is_dropped_and_memory_stays_bounded() {
     let scratch = Scratch::new();
-    let dir = scratch.node_folder("node-1", &NodeSpec::new(NOT_READING));
-    let mut env = OpenOptions::new()
-        .append(true)
-        .open(dir.join(".env"))
-        .expect("the .env just written");
-    writeln!(env, "P2P_SEND_QUEUE={SEND_QUEUE}").expect("write .env");
-    drop(env);
-    let mut node = Node::start_ready(&dir);
+    let spec = NodeSpec::new(NOT_READING).env("P2P_SEND_BUFFER", SEND_BUFFER);
+    let mut node = Node::start_ready(&scratch.node_folder("node-1", &spec));
 
-    start_non_reading_peer(NOT_READING_PEER);
-    let peer = address(NOT_READING_PEER);
+    // It reads the node's HANDSHAKE, then nothing more.
+    let peer = StallingPeer::bind(NOT_READING_PEER);
     // Introduced by a HANDSHAKE on a connection of its own, so that the flood below comes
     // from no known address and the node pushes every transaction on to the peer.
     let mut introducer = Client::connect(NOT_READING).unwrap_or_else(|e| panic!("{e}"));
     introducer
-        .send_json(&json!({"type": "HANDSHAKE", "data": [peer]}))
+        .send_json(&json!({"type": "HANDSHAKE", "data": [peer.address()]}))
         .unwrap_or_else(|e| panic!("{e}"));
     let mut last = None;
     let dialled = wait_until(DEADLINE, || {
         last = Some(node.status());
-        matches!(&last, Some(Ok(status)) if status.connected.contains(&peer))
+        peer.stalled() == 1
+            && matches!(&last, Some(Ok(status)) if status.connected.contains(&peer.address()))
     });
     assert!(
         dialled,
@@ -164,12 +130,14 @@ fn a_peer_that_does_not_read_is_dropped_and_memory_stays_bounded() {
 
     introducer.close();
 
-    // Flood the node; it pushes every new transaction to the peer, which never reads.
+    // Flood the node; it pushes every new transaction to the peer, which does not read.
+    // The peer is gone once the node no longer lists it, or has dialled it again.
     let mut client = Client::connect(NOT_READING).unwrap_or_else(|e| panic!("{e}"));
     let gone = |node: &Node| {
-        let log = node.log();
-        log.contains("the peer is not reading them")
-            && log.contains(&format!("disconnected from {peer}"))
+        peer.connections() > 1
+            || node
+                .status()
+                .is_ok_and(|status| !status.connected.contains(&peer.address()))
     };
     let mut sent = 0;
     let mut most_rss = 0;
@@ -187,13 +155,19 @@ fn a_peer_that_does_not_read_is_dropped_and_memory_stays_bounded() {
         }
         sent += 500;
         node.assert_running();
-        most_rss = most_rss.max(vm_rss_kib(&node));
+        most_rss = most_rss.max(rss_kib(&node));
     };
     eprintln!("sent {sent} transactions; most VmRSS seen {most_rss} KiB");
     assert!(
         dropped,
-        "{} never dropped the peer that does not read (send queue {SEND_QUEUE}, \
-         {sent} transactions sent)",
+        "{} never dropped the peer that does not read (send buffer {SEND_BUFFER} bytes, \
+         {sent} transactions of about 1 KiB sent)",
+        node.name()
+    );
+    let resumed = peer.resume(0, DEADLINE);
+    assert!(
+        resumed.ended,
+        "{} no longer lists the peer that does not read, but its connection stayed open",
         node.name()
     );
     assert!(
@@ -204,7 +178,7 @@ fn a_peer_that_does_not_read_is_dropped_and_memory_stays_bounded() {
     client.close();
 
     assert_healthy(&mut node);
-    let rss = vm_rss_kib(&node);
+    let rss = rss_kib(&node);
     assert!(
         rss < RSS_BOUND_KIB,
         "{} holds {rss} KiB after dropping the peer (bound {RSS_BOUND_KIB} KiB)",
