@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -73,6 +73,7 @@ enum Event {
     Text {
         conn: ConnId,
         text: Utf8Bytes,
+        inbound: Arc<Inbound>,
     },
     Binary {
         conn: ConnId,
@@ -197,6 +198,7 @@ async fn run_async(folder: NodeFolder) -> Result<(), RunError> {
         let _ = futures::executor::block_on(failed.clone().send(Event::StoreFailed));
     });
     let limit = node.config().limits.max_frame_bytes;
+    let inbound_limit = node.config().limits.max_inbound_buffer;
     let mut host = Host {
         ws_config: WebSocketConfig::default()
             .max_message_size(Some(limit))
@@ -213,6 +215,7 @@ async fn run_async(folder: NodeFolder) -> Result<(), RunError> {
         new_unlogged: 0,
         last_frame: None,
         dials: HashMap::new(),
+        inbound_limit,
     };
     host.run(events).await
 }
@@ -242,6 +245,44 @@ struct Host {
     last_frame: Option<(Payload, Utf8Bytes)>,
     /// Dials in flight, to stop when the node abandons them.
     dials: HashMap<DialId, AbortHandle>,
+    /// `Limits::max_inbound_buffer`: bytes read from one connection and not yet handled.
+    inbound_limit: usize,
+}
+
+/// Bytes read from one connection and not yet handed to the node. Past the node's
+/// `Limits::max_inbound_buffer` the connection's task stops reading until the node has
+/// caught up: a peer that sends faster than the node handles is slowed by TCP's
+/// back-pressure, and holds at most that much (plus one frame) of the node's memory.
+#[derive(Default)]
+struct Inbound {
+    bytes: AtomicUsize,
+    drained: event_listener::Event,
+}
+
+impl Inbound {
+    /// Waits until the connection may read another frame.
+    async fn room(&self, limit: usize) {
+        while self.bytes.load(Ordering::Acquire) >= limit {
+            let listener = self.drained.listen();
+            if self.bytes.load(Ordering::Acquire) < limit {
+                return;
+            }
+            listener.await;
+        }
+    }
+
+    /// The task read a frame of `bytes`.
+    fn read(&self, bytes: usize) {
+        self.bytes.fetch_add(bytes, Ordering::AcqRel);
+    }
+
+    /// The node handled a frame of `bytes`: the task may read again if it waited.
+    fn handled(&self, bytes: usize, limit: usize) {
+        let before = self.bytes.fetch_sub(bytes, Ordering::AcqRel);
+        if before >= limit && before - bytes < limit {
+            self.drained.notify(usize::MAX);
+        }
+    }
 }
 
 impl Host {
@@ -333,10 +374,15 @@ impl Host {
                     self.node.handle_written(conn, bytes, now);
                 }
             }
-            Event::Text { conn, text } => {
+            Event::Text {
+                conn,
+                text,
+                inbound,
+            } => {
                 if self.conns.contains_key(&conn) {
                     self.node.handle_text(conn, text.as_str(), now);
                 }
+                inbound.handled(text.len(), self.inbound_limit);
             }
             Event::Binary { conn, len } => {
                 if self.conns.contains_key(&conn) {
@@ -464,6 +510,7 @@ impl Host {
         let events = self.events_tx.clone();
         let ids = self.ids.clone();
         let config = self.ws_config;
+        let inbound_limit = self.inbound_limit;
         runtime::spawn(async move {
             loop {
                 let stream = match listener.accept().await {
@@ -497,7 +544,7 @@ impl Host {
                     let conn = ids.next();
                     let (outbox, queue) = mpsc::unbounded();
                     if events.send(Event::Accepted { conn, outbox }).await.is_ok() {
-                        connection(socket, conn, queue, events).await;
+                        connection(socket, conn, queue, events, inbound_limit).await;
                     }
                 });
             }
@@ -508,6 +555,7 @@ impl Host {
         let mut events = self.events_tx.clone();
         let ids = self.ids.clone();
         let config = self.ws_config;
+        let inbound_limit = self.inbound_limit;
         let (handle, registration) = AbortHandle::new_pair();
         self.dials.insert(dial, handle);
         runtime::spawn(async move {
@@ -524,7 +572,7 @@ impl Host {
                     let (outbox, queue) = mpsc::unbounded();
                     let opened = Event::DialOpened { dial, conn, outbox };
                     if events.send(opened).await.is_ok() {
-                        connection(socket, conn, queue, events).await;
+                        connection(socket, conn, queue, events, inbound_limit).await;
                     }
                 }
                 Err(e) => {
@@ -547,6 +595,7 @@ async fn connection<S>(
     conn: ConnId,
     mut queue: mpsc::UnboundedReceiver<Utf8Bytes>,
     mut events: mpsc::Sender<Event>,
+    inbound_limit: usize,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -575,10 +624,22 @@ async fn connection<S>(
         Ok::<(), async_tungstenite::tungstenite::Error>(())
     };
     let mut reader_events = events.clone();
+    let inbound = Arc::new(Inbound::default());
     let reader = async {
-        while let Some(message) = stream.next().await {
+        loop {
+            inbound.room(inbound_limit).await;
+            let Some(message) = stream.next().await else {
+                break;
+            };
             let event = match message {
-                Ok(Message::Text(text)) => Event::Text { conn, text },
+                Ok(Message::Text(text)) => {
+                    inbound.read(text.len());
+                    Event::Text {
+                        conn,
+                        text,
+                        inbound: Arc::clone(&inbound),
+                    }
+                }
                 Ok(Message::Binary(bytes)) => Event::Binary {
                     conn,
                     len: bytes.len(),

@@ -71,6 +71,10 @@ pub struct Limits {
     /// it a peer of ours is caught up later instead (the backlog is dropped); any other
     /// peer is disconnected, as it is not keeping up.
     pub max_backlog: usize,
+    /// Bytes of frames the host may have read from one connection and not yet handed to
+    /// the node; past it the host stops reading from that connection until the node has
+    /// caught up (back-pressure onto the peer, never a dropped frame).
+    pub max_inbound_buffer: usize,
     /// A connection with bytes queued and no progress for this long is closed.
     pub stall_timeout: Duration,
     /// SYNC frames one connection may have waiting for an answer; more are refused.
@@ -104,6 +108,7 @@ impl Default for Limits {
             max_transaction_bytes: 4096,
             max_send_buffer: 4 << 20,
             max_backlog: 1 << 17,
+            max_inbound_buffer: 2 << 20,
             stall_timeout: Duration::from_secs(10),
             max_sync_requests: 4,
             catch_up_bodies_per_second: 100_000,

@@ -53,6 +53,7 @@
 //! | `an_unfinished_websocket_handshake_costs_nothing.rs` | 22160 - 22179 |
 //! | `an_oversized_transaction_is_refused.rs` | 22180 - 22199 |
 //! | `catch_up_converges_for_large_differences.rs` | 22200 - 22219 |
+//! | `a_sender_faster_than_the_node_is_slowed_not_buffered.rs` | 22220 - 22239 |
 //!
 //! The curriculum's own ports, 4001 to 4003, are shared by two files; they hold an exclusive
 //! file lock for as long as they run (see [`lock_curriculum_ports`]). The dial-back test
@@ -175,4 +176,6 @@ pub mod ports {
     pub const OVERSIZED_TRANSACTION: u16 = 22180;
     /// `catch_up_converges_for_large_differences.rs`.
     pub const CATCH_UP_LARGE_DIFFERENCES: u16 = 22200;
+    /// `a_sender_faster_than_the_node_is_slowed_not_buffered.rs`.
+    pub const FAST_SENDER: u16 = 22220;
 }
