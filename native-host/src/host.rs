@@ -52,6 +52,9 @@ pub(crate) enum RunError {
     /// The pool could not be written.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The thread that writes the pool could not be started.
+    #[error("cannot start the thread that writes the pool: {0}")]
+    Writer(io::Error),
 }
 
 /// What happens around the node, as its host sees it.
@@ -196,7 +199,8 @@ async fn run_async(folder: NodeFolder) -> Result<(), RunError> {
     let failed = events_tx.clone();
     let writer = PoolWriter::start(store, node.pool().to_vec(), move || {
         let _ = futures::executor::block_on(failed.clone().send(Event::StoreFailed));
-    });
+    })
+    .map_err(RunError::Writer)?;
     let limit = node.config().limits.max_frame_bytes;
     let inbound_limit = node.config().limits.max_inbound_buffer;
     let mut host = Host {

@@ -8,6 +8,7 @@
 //! or ten times the last rewrite, so rewrites take at most a tenth of its time), or when
 //! the journal reaches half the pool file.
 
+use std::io;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -40,7 +41,7 @@ impl PoolWriter {
         store: PoolStore,
         pool: Vec<Transaction>,
         failed: impl FnOnce() + Send + 'static,
-    ) -> PoolWriter {
+    ) -> io::Result<PoolWriter> {
         let (commands, inbox) = mpsc::channel();
         let thread = thread::Builder::new()
             .name("pool-writer".into())
@@ -50,9 +51,11 @@ impl PoolWriter {
                     failed();
                 }
                 result
-            })
-            .ok();
-        PoolWriter { commands, thread }
+            })?;
+        Ok(PoolWriter {
+            commands,
+            thread: Some(thread),
+        })
     }
 
     /// Queues `batch` (new transactions, in pool order) for the journal.
@@ -66,8 +69,8 @@ impl PoolWriter {
         let _ = self.commands.send(Command::Stop);
         match self.thread.take().map(JoinHandle::join) {
             Some(Ok(result)) => result,
-            // The thread panicked (a broken invariant of ours) or never started: what it
-            // had was in the journal or the pool file; say nothing more than the store would.
+            // The thread panicked (a broken invariant of ours), or was stopped before:
+            // what it had stored is in the journal or the pool file.
             Some(Err(_)) | None => Ok(()),
         }
     }
@@ -130,5 +133,57 @@ fn write(
             }
             return Ok(());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{read_journal, JOURNAL_FILE};
+    use p2p_core::{parse_pool, render_pool};
+
+    fn tx(n: u64) -> Transaction {
+        Transaction::create(Some("key"), n % 100 + 1, 1_700_000_000_000 + n)
+    }
+
+    #[test]
+    fn batches_handed_over_are_in_the_journal_or_the_pool_file_and_stop_writes_the_pool_file() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let path = dir.path().join("transactions.json");
+        let store = PoolStore::open(&path, &[], None).expect("open");
+        let mut writer = PoolWriter::start(store, Vec::new(), || {}).expect("thread");
+        let all: Vec<_> = (0..500).map(tx).collect();
+        for chunk in all.chunks(7) {
+            writer.append(chunk.to_vec());
+        }
+        assert!(writer.stop().is_ok());
+        assert_eq!(std::fs::read_to_string(&path).ok(), Some(render_pool(&all)));
+        let (journal, _) = read_journal(&dir.path().join(JOURNAL_FILE)).expect("journal");
+        assert!(
+            journal.is_empty(),
+            "the journal is emptied by the last rewrite"
+        );
+    }
+
+    #[test]
+    fn the_pool_file_catches_up_after_a_lull_without_a_stop() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let path = dir.path().join("transactions.json");
+        let first: Vec<_> = (0..1000).map(tx).collect();
+        let store = PoolStore::open(&path, &first, None).expect("open");
+        let mut writer = PoolWriter::start(store, first.clone(), || {}).expect("thread");
+        writer.append(vec![tx(5000)]);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut seen = 0;
+        while Instant::now() < deadline {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            seen = parse_pool(&text).map(|p| p.len()).unwrap_or(0);
+            if seen == 1001 {
+                break;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(seen, 1001, "the pool file was not rewritten after the lull");
+        assert!(writer.stop().is_ok());
     }
 }
