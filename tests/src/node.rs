@@ -178,6 +178,12 @@ impl Node {
         request_status(self.port, Duration::from_secs(5))
     }
 
+    /// Its STATUS, or a panic saying it no longer answers (for checks after an attack).
+    pub fn answering_status(&self) -> Status {
+        self.status()
+            .unwrap_or_else(|e| panic!("{} no longer answers STATUS: {e}", self.name()))
+    }
+
     /// Whether the process is still running; notes its exit status if not.
     pub fn is_running(&mut self) -> bool {
         let Some(child) = &mut self.child else {

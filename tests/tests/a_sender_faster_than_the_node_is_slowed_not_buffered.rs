@@ -60,8 +60,7 @@ fn a_sender_faster_than_the_node_is_slowed_not_buffered() {
     );
     watch.assert_within_budget("a peer sent frames faster than it handles them");
     a.assert_running();
-    a.status()
-        .unwrap_or_else(|e| panic!("{} no longer answers STATUS: {e}", a.name()));
+    a.answering_status();
 
     let new = TestTransaction::new(CURRICULUM_PUBLIC_KEY, 5, 1_700_000_000_000);
     let mut client = Client::connect(A).unwrap_or_else(|e| panic!("{e}"));

@@ -118,9 +118,7 @@ fn a_peer_of_ours_that_does_not_read_costs_a_bounded_budget_however_often_it_ask
 
     watch.assert_within_budget("a peer of ours asked for everything again and again");
     node.assert_running();
-    let status = node
-        .status()
-        .unwrap_or_else(|e| panic!("{} no longer answers STATUS: {e}", node.name()));
+    let status = node.answering_status();
     assert_eq!(
         status.pool as usize,
         POOL,
@@ -317,9 +315,7 @@ fn a_hash_repeated_in_need_lists_is_sent_at_most_once_per_request() {
          pool",
         node.name()
     );
-    let status = node
-        .status()
-        .unwrap_or_else(|e| panic!("{} no longer answers STATUS: {e}", node.name()));
+    let status = node.answering_status();
     assert_eq!(
         status.pool as usize,
         POOL,

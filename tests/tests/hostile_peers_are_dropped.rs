@@ -39,8 +39,7 @@ fn closed_by_node(client: &mut Client) -> bool {
 /// Panics unless `node` runs and answers a status request.
 fn assert_healthy(node: &mut Node) {
     node.assert_running();
-    node.status()
-        .unwrap_or_else(|e| panic!("{} no longer answers STATUS: {e}", node.name()));
+    node.answering_status();
 }
 
 /// The node's resident memory in KiB.
