@@ -20,6 +20,11 @@ use crate::store::{PoolStore, StoreError};
 /// After new transactions, the pool file is rewritten once this long passes without more
 /// (or ten times as long as the last rewrite took).
 const SNAPSHOT_LULL: Duration = Duration::from_millis(20);
+/// How long the writer waits after the first batch of a quiet spell before it writes
+/// and fsyncs: the relay of that batch to every peer (a burst of work for the machine)
+/// is over by then, so the fsync does not compete with it; batches that come meanwhile
+/// ride along (PostgreSQL's `commit_delay`).
+const COMMIT_DELAY: Duration = Duration::from_millis(3);
 
 enum Command {
     Append(Vec<Transaction>),
@@ -108,13 +113,23 @@ fn write(
                 Err(RecvTimeoutError::Disconnected) => None,
             },
         };
-        // Everything that arrived while the last write was under way goes in one batch.
+        // Everything that arrived while the last write was under way, or arrives within
+        // COMMIT_DELAY of the first, goes in one batch.
         let mut stop = first.is_none();
         let start = pool.len();
-        for command in first.into_iter().chain(inbox.try_iter()) {
-            match command {
-                Command::Append(batch) => pool.extend(batch),
-                Command::Stop => stop = true,
+        let mut take = |command: Command, stop: &mut bool| match command {
+            Command::Append(batch) => pool.extend(batch),
+            Command::Stop => *stop = true,
+        };
+        if let Some(command) = first {
+            take(command, &mut stop);
+        }
+        let until = Instant::now() + COMMIT_DELAY;
+        while !stop {
+            match inbox.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                Ok(command) => take(command, &mut stop),
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => stop = true,
             }
         }
         if pool.len() > start {
