@@ -54,6 +54,7 @@
 //! | `an_oversized_transaction_is_refused.rs` | 22180 - 22199 |
 //! | `catch_up_converges_for_large_differences.rs` | 22200 - 22219 |
 //! | `a_sender_faster_than_the_node_is_slowed_not_buffered.rs` | 22220 - 22239 |
+//! | `timers_fire_while_frames_arrive_without_pause.rs` | 22240 - 22259 |
 //!
 //! The curriculum's own ports, 4001 to 4003, are shared by two files; they hold an exclusive
 //! file lock for as long as they run (see [`lock_curriculum_ports`]). The dial-back test
@@ -178,4 +179,6 @@ pub mod ports {
     pub const CATCH_UP_LARGE_DIFFERENCES: u16 = 22200;
     /// `a_sender_faster_than_the_node_is_slowed_not_buffered.rs`.
     pub const FAST_SENDER: u16 = 22220;
+    /// `timers_fire_while_frames_arrive_without_pause.rs`.
+    pub const TIMERS_UNDER_LOAD: u16 = 22240;
 }
