@@ -321,7 +321,7 @@ impl Host {
                     if self.handle(event) {
                         break;
                     }
-                    // Take what else is waiting before writing the pool: one write per batch.
+                    // Take what else is waiting before handing the batch to the pool writer.
                     let mut budget = 1024;
                     while budget > 0 {
                         match events.try_recv() {
