@@ -4,9 +4,11 @@
 //! goes on at once. The writer thread takes everything that has arrived (group commit:
 //! the first batch after a quiet spell is written at once, later ones ride along while a
 //! write and its fsync are under way), appends it to the journal with one fsync, and
-//! only then counts it as stored. It rewrites `transactions.json` after a lull (20 ms,
-//! or ten times the last rewrite, so rewrites take at most a tenth of its time), or when
-//! the journal reaches half the pool file.
+//! only then counts it as stored. A batch that finds `transactions.json` due for a
+//! rewrite (ten times the last rewrite's cost after it, so rewrites take at most about a
+//! tenth of its time) goes straight into it: after a quiet spell a transaction is in the
+//! pool file as soon as one rewrite allows. Batches that come sooner go to the journal,
+//! and the file is rewritten when it is due again, or when the journal reaches half of it.
 
 use std::io;
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -17,9 +19,6 @@ use p2p_core::Transaction;
 
 use crate::store::{PoolStore, StoreError};
 
-/// After new transactions, the pool file is rewritten once this long passes without more
-/// (or ten times as long as the last rewrite took).
-const SNAPSHOT_LULL: Duration = Duration::from_millis(20);
 /// How long the writer waits after the first batch of a quiet spell before it writes
 /// and fsyncs: the relay of that batch to every peer (a burst of work for the machine)
 /// is over by then, so the fsync does not compete with it; batches that come meanwhile
@@ -92,13 +91,54 @@ impl PoolWriter {
     }
 }
 
-/// The writer thread: appends batches with one fsync each, and rewrites the pool file
-/// after a lull.
+/// When the pool file may be rewritten next: ten times the last rewrite's cost after it
+/// ended, so that rewrites take at most about a tenth of the writer's time however large
+/// the pool grows. A batch that finds the file due goes straight into it (the rewrite is
+/// fsynced as the journal would be); batches that come sooner go to the journal and
+/// ride along with the next rewrite.
+#[derive(Debug, Default, Clone, Copy)]
+struct Pacing {
+    last_end: Option<Instant>,
+    last_cost: Duration,
+}
+
+impl Pacing {
+    /// When the next rewrite may start; `None`: at once.
+    fn next(&self) -> Option<Instant> {
+        self.last_end.map(|end| end + self.last_cost * 10)
+    }
+
+    /// Whether a rewrite may start at `now`.
+    fn due(&self, now: Instant) -> bool {
+        self.next().is_none_or(|at| at <= now)
+    }
+
+    /// A rewrite that cost `cost` ended at `end`.
+    fn rewrote(&mut self, end: Instant, cost: Duration) {
+        self.last_end = Some(end);
+        self.last_cost = cost;
+    }
+}
+
+/// Rewrites the pool file and notes it in `pacing`.
+fn rewrite(
+    store: &mut PoolStore,
+    pool: &[Transaction],
+    pacing: &mut Pacing,
+) -> Result<(), StoreError> {
+    store.snapshot(pool)?;
+    pacing.rewrote(Instant::now(), store.last_cost());
+    Ok(())
+}
+
+/// The writer thread: writes each batch into the pool file when the file is due for a
+/// rewrite, else into the journal (one fsync a batch), and rewrites the file when due.
 fn write(
     mut store: PoolStore,
     mut pool: Vec<Transaction>,
     inbox: Receiver<Command>,
 ) -> Result<(), StoreError> {
+    let mut pacing = Pacing::default();
     let mut snapshot_at: Option<Instant> = None;
     loop {
         let first = match snapshot_at {
@@ -107,7 +147,7 @@ fn write(
                 Ok(command) => Some(command),
                 Err(RecvTimeoutError::Timeout) => {
                     snapshot_at = None;
-                    store.snapshot(&pool)?;
+                    rewrite(&mut store, &pool, &mut pacing)?;
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => None,
@@ -133,14 +173,22 @@ fn write(
             }
         }
         if pool.len() > start {
-            store.append(&pool[start..], &pool)?;
-            log::debug!(
-                "stored {} new transactions (journal fsynced); pool holds {}",
-                pool.len() - start,
-                pool.len()
-            );
-            let lull = SNAPSHOT_LULL.max(store.last_cost() * 10);
-            snapshot_at = store.lagging().then(|| Instant::now() + lull);
+            let new = pool.len() - start;
+            if pacing.due(Instant::now()) {
+                rewrite(&mut store, &pool, &mut pacing)?;
+                log::debug!("stored {new} new transactions (pool file rewritten)");
+            } else {
+                store.append(&pool[start..], &pool)?;
+                if !store.lagging() {
+                    // The journal reached half the pool file: `append` rewrote it.
+                    pacing.rewrote(Instant::now(), store.last_cost());
+                }
+                log::debug!("stored {new} new transactions (journal fsynced)");
+            }
+            snapshot_at = store.lagging().then(|| pacing.next()).flatten();
+            if store.lagging() && snapshot_at.is_none() {
+                snapshot_at = Some(Instant::now());
+            }
         }
         if stop {
             if store.lagging() {
@@ -159,6 +207,24 @@ mod tests {
 
     fn tx(n: u64) -> Transaction {
         Transaction::create(Some("key"), n % 100 + 1, 1_700_000_000_000 + n)
+    }
+
+    #[test]
+    fn a_writer_that_never_rewrote_or_was_quiet_long_enough_rewrites_at_once() {
+        let now = Instant::now();
+        let mut pacing = Pacing::default();
+        assert!(pacing.due(now));
+        pacing.rewrote(now, Duration::from_millis(5));
+        assert!(pacing.due(now + Duration::from_millis(50)));
+    }
+
+    #[test]
+    fn rewrites_come_no_sooner_than_ten_times_the_last_ones_cost() {
+        let now = Instant::now();
+        let mut pacing = Pacing::default();
+        pacing.rewrote(now, Duration::from_millis(5));
+        assert!(!pacing.due(now + Duration::from_millis(49)));
+        assert_eq!(pacing.next(), Some(now + Duration::from_millis(50)));
     }
 
     #[test]
