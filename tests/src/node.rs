@@ -184,6 +184,18 @@ impl Node {
             .unwrap_or_else(|e| panic!("{} no longer answers STATUS: {e}", self.name()))
     }
 
+    /// Panics unless it answers STATUS with a pool of `pool` transactions.
+    pub fn assert_answers_with_pool(&self, pool: usize) {
+        let status = self.answering_status();
+        assert_eq!(
+            status.pool as usize,
+            pool,
+            "{}: {}",
+            self.name(),
+            status.raw
+        );
+    }
+
     /// Whether the process is still running; notes its exit status if not.
     pub fn is_running(&mut self) -> bool {
         let Some(child) = &mut self.child else {

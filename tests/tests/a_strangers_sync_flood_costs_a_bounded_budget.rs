@@ -130,8 +130,7 @@ fn a_strangers_sync_flood_costs_a_bounded_budget() {
 
     watch.assert_within_budget("a stranger flooded it with SYNC frames and read nothing");
     a.assert_running();
-    let status = a.answering_status();
-    assert_eq!(status.pool as usize, POOL, "{}: {}", a.name(), status.raw);
+    a.assert_answers_with_pool(POOL);
 
     // An honest peer sees no difference: a new transaction still reaches it.
     let new = TestTransaction::new(CURRICULUM_PUBLIC_KEY, 5, 1_700_000_000_000);

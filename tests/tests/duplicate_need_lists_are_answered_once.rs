@@ -118,14 +118,7 @@ fn a_peer_of_ours_that_does_not_read_costs_a_bounded_budget_however_often_it_ask
 
     watch.assert_within_budget("a peer of ours asked for everything again and again");
     node.assert_running();
-    let status = node.answering_status();
-    assert_eq!(
-        status.pool as usize,
-        POOL,
-        "{}: {}",
-        node.name(),
-        status.raw
-    );
+    node.assert_answers_with_pool(POOL);
 
     // It still relays a new transaction to the peer it dialled back.
     let new = TestTransaction::new(CURRICULUM_PUBLIC_KEY, 9, 1_700_000_000_000);
@@ -315,12 +308,5 @@ fn a_hash_repeated_in_need_lists_is_sent_at_most_once_per_request() {
          pool",
         node.name()
     );
-    let status = node.answering_status();
-    assert_eq!(
-        status.pool as usize,
-        POOL,
-        "{}: {}",
-        node.name(),
-        status.raw
-    );
+    node.assert_answers_with_pool(POOL);
 }

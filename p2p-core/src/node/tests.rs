@@ -1353,21 +1353,30 @@ fn another_node_whose_nonce_happens_to_match_is_not_taken_for_the_node_itself() 
 
 // Fair dialling: the peer talking to us goes first.
 
-/// Ports `from..to` as addresses.
-fn addresses(ports: std::ops::Range<u16>) -> Vec<String> {
-    ports.map(|p| format!("ws://localhost:{p}")).collect()
+/// Accepts `conn` and has it send a HANDSHAKE from `sender` naming every port of
+/// `ports`; returns what the node did.
+fn flood(
+    node: &mut Node,
+    conn: ConnId,
+    sender: u16,
+    ports: std::ops::Range<u16>,
+    now: Time,
+) -> Vec<Action> {
+    node.handle_accepted(conn, now);
+    let list: Vec<String> = std::iter::once(sender)
+        .chain(ports)
+        .map(|p| format!("ws://localhost:{p}"))
+        .collect();
+    let list: Vec<&str> = list.iter().map(String::as_str).collect();
+    node.handle_text(conn, &handshake_frame(&list), now);
+    drain(node)
 }
 
 #[test]
 fn a_handshake_sender_is_dialled_back_at_once_while_thousands_of_listed_addresses_wait() {
     let (mut node, _) = started(config(&[]));
     // A flood: one HANDSHAKE naming 1,000 addresses that never answer.
-    node.handle_accepted(ConnId(10), ms(1));
-    let mut flood = vec!["ws://localhost:9000".to_owned()];
-    flood.extend(addresses(10_000..11_000));
-    let flood: Vec<&str> = flood.iter().map(String::as_str).collect();
-    node.handle_text(ConnId(10), &handshake_frame(&flood), ms(1));
-    let first = drain(&mut node);
+    let first = flood(&mut node, ConnId(10), 9000, 10_000..11_000, ms(1));
     let learned_slots = node.config().limits.max_concurrent_dials * 75 / 100;
     assert_eq!(dialled_addresses(&first)[0], "ws://localhost:9000");
     assert_eq!(dials(&first).len(), 1 + learned_slots);
@@ -1385,12 +1394,7 @@ fn a_handshake_sender_is_dialled_back_at_once_while_thousands_of_listed_addresse
 #[test]
 fn learned_addresses_take_only_their_share_of_dial_slots() {
     let (mut node, _) = started(config(&[]));
-    node.handle_accepted(ConnId(10), ms(1));
-    let mut flood = vec!["ws://localhost:9000".to_owned()];
-    flood.extend(addresses(10_000..10_500));
-    let flood: Vec<&str> = flood.iter().map(String::as_str).collect();
-    node.handle_text(ConnId(10), &handshake_frame(&flood), ms(1));
-    drain(&mut node);
+    flood(&mut node, ConnId(10), 9000, 10_000..10_500, ms(1));
     // However long it waits, no more learned dials start while those hang.
     node.handle_timeout(ms(5_000));
     let later = drain(&mut node);
@@ -1407,12 +1411,7 @@ fn one_source_fills_only_its_share_of_the_address_book() {
     let mut config = config(&[]);
     config.limits.max_address_book = 100;
     let (mut node, _) = started(config);
-    node.handle_accepted(ConnId(10), ms(1));
-    let mut flood = vec!["ws://localhost:9000".to_owned()];
-    flood.extend(addresses(10_000..10_200));
-    let flood: Vec<&str> = flood.iter().map(String::as_str).collect();
-    node.handle_text(ConnId(10), &handshake_frame(&flood), ms(1));
-    let actions = drain(&mut node);
+    let actions = flood(&mut node, ConnId(10), 9000, 10_000..10_200, ms(1));
     assert!(notices(&actions).contains(&Notice::Limit {
         what: "addresses learned from one source",
         limit: 25
@@ -1435,12 +1434,7 @@ fn a_full_book_forgets_a_learned_address_to_make_room_for_a_handshake_sender() {
     config.limits.learned_book_share = 100;
     config.limits.max_concurrent_dials = 2;
     let (mut node, _) = started(config);
-    node.handle_accepted(ConnId(10), ms(1));
-    let mut flood = vec!["ws://localhost:9000".to_owned()];
-    flood.extend(addresses(10_000..10_050));
-    let flood: Vec<&str> = flood.iter().map(String::as_str).collect();
-    node.handle_text(ConnId(10), &handshake_frame(&flood), ms(1));
-    let first = dials(&drain(&mut node));
+    let first = dials(&flood(&mut node, ConnId(10), 9000, 10_000..10_050, ms(1)));
     // The book is full of learned addresses, both dial slots are taken; a new peer
     // introduces itself, and a slot frees.
     node.handle_accepted(ConnId(11), ms(2));
