@@ -13,7 +13,7 @@ use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use async_tungstenite::tungstenite::{Message, Utf8Bytes};
 use async_tungstenite::WebSocketStream;
 use futures::channel::mpsc;
-use futures::future::{AbortHandle, Abortable};
+use futures::future::{AbortHandle, Abortable, Either};
 use futures::io::{AsyncRead, AsyncWrite};
 use futures::{SinkExt, StreamExt};
 use p2p_core::{
@@ -82,11 +82,6 @@ enum Event {
         conn: ConnId,
         len: usize,
     },
-    /// The connection's task wrote this many bytes of queued frames to the socket.
-    Written {
-        conn: ConnId,
-        bytes: usize,
-    },
     Closed {
         conn: ConnId,
         reason: Option<String>,
@@ -100,6 +95,11 @@ enum Event {
 /// hands a connection at most its send buffer (`Limits::max_send_buffer`) of bytes not
 /// yet reported written (`Event::Written`).
 type Outbox = mpsc::UnboundedSender<Utf8Bytes>;
+
+/// Bytes a connection's task wrote to its socket, reported on a channel of their own so
+/// that they reach the node ahead of a long queue of incoming frames: a node behind on
+/// its input must not take its peers for ones that do not read.
+type Progress = mpsc::UnboundedSender<(ConnId, usize)>;
 
 /// Hands out connection ids; shared by the accept loop and the dial tasks.
 #[derive(Clone, Default)]
@@ -201,6 +201,7 @@ async fn run_async(folder: NodeFolder) -> Result<(), RunError> {
         let _ = futures::executor::block_on(failed.clone().send(Event::StoreFailed));
     })
     .map_err(RunError::Writer)?;
+    let (progress, written) = mpsc::unbounded();
     let limit = node.config().limits.max_frame_bytes;
     let inbound_limit = node.config().limits.max_inbound_buffer;
     let mut host = Host {
@@ -220,8 +221,9 @@ async fn run_async(folder: NodeFolder) -> Result<(), RunError> {
         last_frame: None,
         dials: HashMap::new(),
         inbound_limit,
+        progress,
     };
-    host.run(events).await
+    host.run(events, written).await
 }
 
 fn seed() -> u64 {
@@ -251,6 +253,8 @@ struct Host {
     dials: HashMap<DialId, AbortHandle>,
     /// `Limits::max_inbound_buffer`: bytes read from one connection and not yet handled.
     inbound_limit: usize,
+    /// Where connection tasks report what they wrote.
+    progress: Progress,
 }
 
 /// Bytes read from one connection and not yet handed to the node. Past the node's
@@ -294,30 +298,46 @@ impl Host {
         Time::from_micros(self.epoch.elapsed().as_micros() as u64)
     }
 
-    async fn run(&mut self, mut events: mpsc::Receiver<Event>) -> Result<(), RunError> {
+    async fn run(
+        &mut self,
+        mut events: mpsc::Receiver<Event>,
+        mut written: mpsc::UnboundedReceiver<(ConnId, usize)>,
+    ) -> Result<(), RunError> {
         let now = self.now();
         self.node.start(now);
         self.carry_out();
         loop {
-            // Timers first, every time round: frames arriving without pause must not
-            // keep due dial deadlines, stall checks or catch-up rounds from firing.
+            // What was written, then timers, every time round: frames arriving without
+            // pause must not keep due dial deadlines, stall checks or catch-up rounds
+            // from firing, nor hide that peers read what they were sent.
+            self.take_written(&mut written);
             self.fire_due_timers()?;
             let node_wake = self
                 .node
                 .poll_timeout()
                 .map(|at| self.epoch + Duration::from_micros(at.as_micros()));
+            let next = futures::future::select(events.next(), written.next());
             let next = match node_wake {
                 Some(at) => {
                     let wait = at.saturating_duration_since(Instant::now());
-                    runtime::timeout(wait, events.next()).await
+                    runtime::timeout(wait, next).await
                 }
-                None => Some(events.next().await),
+                None => Some(next.await),
             };
-            match next {
+            let next = match next {
                 // Woken by a timer: fired at the top of the loop.
                 None => continue,
-                Some(Some(Event::Shutdown)) | Some(None) => break,
-                Some(Some(event)) => {
+                Some(Either::Right((Some((conn, bytes)), _))) => {
+                    self.report_written(conn, bytes);
+                    continue;
+                }
+                // The host holds a sender of its own: the channel never ends.
+                Some(Either::Right((None, _))) => continue,
+                Some(Either::Left((event, _))) => event,
+            };
+            match next {
+                Some(Event::Shutdown) | None => break,
+                Some(event) => {
                     if self.handle(event) {
                         break;
                     }
@@ -339,6 +359,21 @@ impl Host {
             self.flush()?;
         }
         self.stop().await
+    }
+
+    /// Tells the node what connection tasks wrote since the last time.
+    fn take_written(&mut self, written: &mut mpsc::UnboundedReceiver<(ConnId, usize)>) {
+        while let Ok((conn, bytes)) = written.try_recv() {
+            self.report_written(conn, bytes);
+        }
+    }
+
+    fn report_written(&mut self, conn: ConnId, bytes: usize) {
+        if self.conns.contains_key(&conn) {
+            let now = self.now();
+            self.node.handle_written(conn, bytes, now);
+            self.carry_out();
+        }
     }
 
     /// Runs the node's timers and the pool file's rewrite if they are due.
@@ -372,11 +407,6 @@ impl Host {
                 self.dials.remove(&dial);
                 log::debug!("dial to {address} failed: {error}");
                 self.node.handle_dial_failed(dial, now);
-            }
-            Event::Written { conn, bytes } => {
-                if self.conns.contains_key(&conn) {
-                    self.node.handle_written(conn, bytes, now);
-                }
             }
             Event::Text {
                 conn,
@@ -515,6 +545,7 @@ impl Host {
         let ids = self.ids.clone();
         let config = self.ws_config;
         let inbound_limit = self.inbound_limit;
+        let progress = self.progress.clone();
         runtime::spawn(async move {
             loop {
                 let stream = match listener.accept().await {
@@ -528,6 +559,7 @@ impl Host {
                 runtime::tune(&stream);
                 let mut events = events.clone();
                 let ids = ids.clone();
+                let progress = progress.clone();
                 runtime::spawn(async move {
                     let socket = match runtime::timeout(
                         ACCEPT_HANDSHAKE_TIMEOUT,
@@ -548,7 +580,7 @@ impl Host {
                     let conn = ids.next();
                     let (outbox, queue) = mpsc::unbounded();
                     if events.send(Event::Accepted { conn, outbox }).await.is_ok() {
-                        connection(socket, conn, queue, events, inbound_limit).await;
+                        connection(socket, conn, queue, events, progress, inbound_limit).await;
                     }
                 });
             }
@@ -560,6 +592,7 @@ impl Host {
         let ids = self.ids.clone();
         let config = self.ws_config;
         let inbound_limit = self.inbound_limit;
+        let progress = self.progress.clone();
         let (handle, registration) = AbortHandle::new_pair();
         self.dials.insert(dial, handle);
         runtime::spawn(async move {
@@ -576,7 +609,7 @@ impl Host {
                     let (outbox, queue) = mpsc::unbounded();
                     let opened = Event::DialOpened { dial, conn, outbox };
                     if events.send(opened).await.is_ok() {
-                        connection(socket, conn, queue, events, inbound_limit).await;
+                        connection(socket, conn, queue, events, progress, inbound_limit).await;
                     }
                 }
                 Err(e) => {
@@ -599,12 +632,12 @@ async fn connection<S>(
     conn: ConnId,
     mut queue: mpsc::UnboundedReceiver<Utf8Bytes>,
     mut events: mpsc::Sender<Event>,
+    progress: Progress,
     inbound_limit: usize,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
     let (mut sink, mut stream) = socket.split();
-    let mut writer_events = events.clone();
     let writer = async {
         while let Some(frame) = queue.next().await {
             let mut bytes = frame.len();
@@ -615,11 +648,7 @@ async fn connection<S>(
             }
             sink.flush().await?;
             // Room for more: the node produces what waited for it.
-            if writer_events
-                .send(Event::Written { conn, bytes })
-                .await
-                .is_err()
-            {
+            if progress.unbounded_send((conn, bytes)).is_err() {
                 break;
             }
         }
