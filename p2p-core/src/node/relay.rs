@@ -135,15 +135,11 @@ impl Node {
         });
     }
 
-    /// Opens catch-up with every open peer of ours it leads (one frame, shared): one
-    /// conversation reconciles both ways, so of each pair the side with the smaller
-    /// address opens it, as on a new connection; two would race each other's bodies.
+    /// Opens catch-up with every open peer of ours (one frame, shared).
     pub(super) fn catch_up_round(&mut self, now: Time) {
-        let own = &self.config.address;
         let conns: Vec<ConnId> = self
             .connected
             .iter()
-            .filter(|address| own < *address)
             .filter_map(|address| self.peers.get(address))
             .filter_map(|peer| match (peer.ours, peer.state) {
                 (true, PeerState::Open { conn }) => Some(conn),

@@ -1624,19 +1624,3 @@ fn an_oversized_transaction_is_refused() {
         }
     )));
 }
-
-#[test]
-fn of_each_pair_only_the_smaller_address_opens_catch_up_rounds() {
-    // 4001 leads with 4002; a node on 4003 would not.
-    let mut config = config(&["ws://localhost:4002"]);
-    config.address = Address::localhost(4003);
-    let (mut node, actions) = started(config);
-    open_all(&mut node, &actions);
-    node.handle_text(ConnId(1), r#"{"type":"HELLO","data":1}"#, ms(2));
-    drain(&mut node);
-    node.add_transaction(tx(3), ms(10));
-    drain(&mut node);
-    let lull = node.config().sync.lull;
-    node.handle_timeout(ms(10) + lull);
-    assert!(sync_frames(&drain(&mut node)).is_empty());
-}
