@@ -24,8 +24,8 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
 
+use super::rate::Rate;
 use super::{Action, ConnId, ConnKind, Node, Notice, Payload, SeededHasher};
 use crate::frame::{self, FrameError};
 use crate::sync::{self, Range};
@@ -254,14 +254,11 @@ impl Node {
     /// the rate limit holds them back (a wake-up is scheduled).
     fn send_bodies(&mut self, conn: ConnId, now: Time) -> bool {
         let limits = &self.config.limits;
-        let interval = Duration::from_secs(1) / limits.catch_up_bodies_per_second.max(1);
-        let burst = interval * limits.catch_up_burst;
+        let rate = Rate::new(limits.catch_up_bodies_per_second, limits.catch_up_burst);
         let Some(c) = self.conns.get_mut(&conn) else {
             return false;
         };
-        let tat = c.out.bodies_tat.max(now);
-        let allowed_at =
-            Time::from_micros(tat.as_micros().saturating_sub(burst.as_micros() as u64));
+        let allowed_at = rate.allowed_at(c.out.bodies_tat);
         if allowed_at > now {
             if c.out.resume_at.is_none() {
                 c.out.resume_at = Some(allowed_at);
@@ -293,7 +290,7 @@ impl Node {
             c.out.pending = HashSet::with_hasher(SeededHasher(self.config.seed));
             c.out.bodies = VecDeque::new();
         }
-        c.out.bodies_tat = tat + interval * count;
+        c.out.bodies_tat = rate.spend(c.out.bodies_tat, now, count);
         if count > 0 {
             frame.push_str(frame::TXS_TAIL);
             self.sent.txs += 1;

@@ -2,25 +2,21 @@
 
 use std::time::Duration;
 
+use super::rate::Rate;
 use super::{Action, DialId, Node, Notice, Peer, PeerState};
 use crate::address::Address;
 use crate::time::Time;
 
 impl Node {
-    /// Time between dials at the sustained dial rate.
-    pub(super) fn dial_interval(&self) -> Duration {
-        Duration::from_secs(1) / self.config.limits.max_dials_per_second.max(1)
+    /// The dial-rate limit: a burst of `dial_burst`, then `max_dials_per_second`.
+    fn dial_rate(&self) -> Rate {
+        let limits = &self.config.limits;
+        Rate::new(limits.max_dials_per_second, limits.dial_burst)
     }
 
-    /// When the dial-rate limit (GCRA: a burst of `dial_burst`, then
-    /// `max_dials_per_second`) next lets a dial start.
+    /// When the dial-rate limit next lets a dial start.
     pub(super) fn next_dial_allowed(&self) -> Time {
-        let burst = self.dial_interval() * self.config.limits.dial_burst;
-        Time::from_micros(
-            self.dial_rate_tat
-                .as_micros()
-                .saturating_sub(burst.as_micros() as u64),
-        )
+        self.dial_rate().allowed_at(self.dial_rate_tat)
     }
 
     /// Makes sure `address` is dialled soon unless it is us, open, or being dialled.
@@ -229,7 +225,7 @@ impl Node {
     /// against lists of addresses), then learned addresses within their share of the
     /// slots and the dial rate.
     pub(super) fn pump_dials(&mut self, now: Time) {
-        let interval = self.dial_interval();
+        let rate = self.dial_rate();
         let learned_slots = self.learned_dial_slots();
         while self.dials.len() < self.config.limits.max_concurrent_dials {
             let next = if self.wakeups.first().is_some_and(|&(at, _)| at <= now) {
@@ -257,7 +253,7 @@ impl Node {
             }
             let dial = DialId(self.next_dial);
             self.next_dial += 1;
-            self.dial_rate_tat = self.dial_rate_tat.max(now) + interval;
+            self.dial_rate_tat = rate.spend(self.dial_rate_tat, now, 1);
             peer.state = PeerState::Dialling { dial };
             let attempt = peer.failures;
             if peer.learned_from.is_some() {

@@ -5,6 +5,7 @@
 mod budget;
 mod dialer;
 mod notice;
+mod rate;
 mod relay;
 
 use budget::Outbox;
