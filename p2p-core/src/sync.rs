@@ -498,13 +498,7 @@ impl Answer<'_> {
     /// many as the budget takes, and a `need` of what we lack up to where they stopped.
     fn list(&mut self, range: &Range, theirs: &[String]) -> ControlFlow<String> {
         let ub = range.ub.as_deref();
-        let mut theirs: Vec<&str> = theirs
-            .iter()
-            .map(String::as_str)
-            .filter(|id| *id >= range.lo.as_str() && ub.is_none_or(|ub| *id < ub))
-            .collect();
-        theirs.sort_unstable();
-        theirs.dedup();
+        let theirs = within(range, theirs);
         let room = self.bodies_left();
         let mut send = Vec::new();
         let mut cut: Option<&Arc<str>> = None;
@@ -540,14 +534,7 @@ impl Answer<'_> {
 
     /// Sends the bodies asked for in `range`, as many as the budget takes.
     fn need(&mut self, range: &Range, need: &[String]) -> ControlFlow<String> {
-        let ub = range.ub.as_deref();
-        let mut wanted: Vec<&str> = need
-            .iter()
-            .map(String::as_str)
-            .filter(|id| *id >= range.lo.as_str() && ub.is_none_or(|ub| *id < ub))
-            .collect();
-        wanted.sort_unstable();
-        wanted.dedup();
+        let wanted = within(range, need);
         for id in wanted {
             if let Some(mine) = self.set.key(id) {
                 if self.bodies_left() == 0 {
@@ -558,6 +545,19 @@ impl Answer<'_> {
         }
         ControlFlow::Continue(())
     }
+}
+
+/// The ids of a peer's list that lie in `range`, sorted, each once.
+fn within<'a>(range: &Range, ids: &'a [String]) -> Vec<&'a str> {
+    let ub = range.ub.as_deref();
+    let mut ids: Vec<&str> = ids
+        .iter()
+        .map(String::as_str)
+        .filter(|id| *id >= range.lo.as_str() && ub.is_none_or(|ub| *id < ub))
+        .collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids
 }
 
 #[cfg(test)]
