@@ -72,19 +72,22 @@ impl Node {
         }
         self.pool.insert(tx.clone());
         let from_ours = via == Via::CatchUp || from.as_ref().is_some_and(|a| self.is_ours(a));
-        let targets: Vec<ConnId> = self
-            .connected
-            .iter()
-            .filter(|address| from.as_ref() != Some(*address))
-            .filter_map(|address| self.peers.get(address))
-            .filter(|peer| !(from_ours && peer.ours))
-            .filter_map(|peer| match peer.state {
-                PeerState::Open { conn } => Some(conn),
-                _ => None,
-            })
-            .collect();
         let mut frame: Option<Payload> = None;
-        for conn in targets {
+        // By index, not by iterator: `push` needs the node, and a list of targets would
+        // cost an allocation per transaction on the hottest path. Pushing never changes
+        // `connected` (a connection it closes leaves it when the host reports it closed).
+        for i in 0..self.connected.len() {
+            let address = &self.connected[i];
+            if from.as_ref() == Some(address) {
+                continue;
+            }
+            let conn = match self.peers.get(address) {
+                Some(peer) if !(from_ours && peer.ours) => match peer.state {
+                    PeerState::Open { conn } => conn,
+                    _ => continue,
+                },
+                _ => continue,
+            };
             self.push(conn, &tx, &mut frame, now);
         }
         self.schedule_catch_up(now);
