@@ -93,7 +93,7 @@ enum Event {
 
 /// Frames for one connection's task. Unbounded here because the core bounds it: it
 /// hands a connection at most its send buffer (`Limits::max_send_buffer`) of bytes not
-/// yet reported written (`Event::Written`).
+/// yet reported written (on the [`Progress`] channel).
 type Outbox = mpsc::UnboundedSender<Utf8Bytes>;
 
 /// Bytes a connection's task wrote to its socket, reported on a channel of their own so
