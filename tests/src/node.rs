@@ -1,5 +1,6 @@
 //! A running `p2p-node start` process.
 
+use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -14,7 +15,8 @@ use nix::unistd::Pid;
 use crate::binary::p2p_node_bin;
 use crate::folder::{address, clip};
 use crate::status::{request_status, Status};
-use crate::wait::wait_for;
+use crate::transactions::pool_hashes;
+use crate::wait::{wait_for, wait_until};
 
 /// The name of the file in a node's folder that gets its stdout and stderr.
 const LOG_FILE: &str = "p2p-node.log";
@@ -182,6 +184,34 @@ impl Node {
     pub fn answering_status(&self) -> Status {
         self.status()
             .unwrap_or_else(|e| panic!("{} no longer answers STATUS: {e}", self.name()))
+    }
+
+    /// Waits up to `limit` until its `transactions.json` holds as many transactions as
+    /// `expected`, then panics unless they are exactly `expected`, each once.
+    pub fn assert_pool_file_holds_exactly(&self, expected: &BTreeSet<&str>, limit: Duration) {
+        let mut file = Err(String::new());
+        let whole = wait_until(limit, || {
+            file = pool_hashes(&self.dir);
+            file.as_ref()
+                .is_ok_and(|hashes| hashes.len() == expected.len())
+        });
+        let hashes = file.unwrap_or_else(|e| panic!("{}: {e}", self.name()));
+        assert!(
+            whole,
+            "{}'s transactions.json holds {} transactions, not the {} expected",
+            self.name(),
+            hashes.len(),
+            expected.len()
+        );
+        let held: BTreeSet<&str> = hashes.iter().map(String::as_str).collect();
+        assert!(
+            held == *expected,
+            "{}'s transactions.json does not hold exactly the expected transactions ({} \
+             distinct, {} of those expected missing)",
+            self.name(),
+            held.len(),
+            expected.difference(&held).count()
+        );
     }
 
     /// Panics unless it answers STATUS with a pool of `pool` transactions.

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tests::{
-    pool_hashes, ports, transactions_to, wait_for_full_mesh, wait_for_settled_mesh, wait_until,
-    Client, MemoryWatch, Node, NodeSpec, Scratch, StallingPeer, DEADLINE, KIB_PER_MIB,
+    ports, transactions_to, wait_for_full_mesh, wait_for_settled_mesh, wait_until, Client,
+    MemoryWatch, Node, NodeSpec, Scratch, StallingPeer, DEADLINE, KIB_PER_MIB,
 };
 
 const A: u16 = ports::STALLED_READER;
@@ -92,27 +92,7 @@ fn a_stalled_reader_is_dropped_during_a_50000_burst() {
             "{} did not get the {BURST} transactions of the burst: {last:?}",
             node.name()
         );
-        let mut file = Err(String::new());
-        let whole = wait_until(DEADLINE, || {
-            file = pool_hashes(node.dir());
-            file.as_ref().is_ok_and(|hashes| hashes.len() == BURST)
-        });
-        let hashes = file.unwrap_or_else(|e| panic!("{}: {e}", node.name()));
-        assert!(
-            whole,
-            "{}'s transactions.json holds {} transactions, not the {BURST} of the burst",
-            node.name(),
-            hashes.len()
-        );
-        let held: BTreeSet<&str> = hashes.iter().map(String::as_str).collect();
-        assert!(
-            held == expected,
-            "{}'s transactions.json does not hold exactly the burst ({} distinct, {} of the \
-             burst missing)",
-            node.name(),
-            held.len(),
-            expected.difference(&held).count()
-        );
+        node.assert_pool_file_holds_exactly(&expected, DEADLINE);
     }
     eprintln!(
         "nodes 2 and 3 hold the burst {:?} after it began",

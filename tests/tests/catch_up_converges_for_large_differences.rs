@@ -9,12 +9,11 @@
 //! difference this large takes many rounds; the deadlines are generous (a debug build on a
 //! shared machine of two cores).
 
-use std::collections::HashSet;
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use tests::{
-    pool_hashes, ports, transactions, wait_until, write_pool, Node, NodeSpec, Scratch, Status,
-    TestTransaction,
+    ports, transactions, wait_until, write_pool, Node, NodeSpec, Scratch, Status, TestTransaction,
 };
 
 /// How long two nodes may take to reach the same pool.
@@ -38,7 +37,7 @@ fn converge(first_port: u16, a: &[TestTransaction], b: &[TestTransaction]) {
         // Loading 200,000 transactions takes a debug build a while.
         node.wait_ready(CONVERGE_WITHIN);
     }
-    let union: HashSet<&str> = a.iter().chain(b).map(|tx| tx.hash.as_str()).collect();
+    let union: BTreeSet<&str> = a.iter().chain(b).map(|tx| tx.hash.as_str()).collect();
     let total = union.len();
 
     let mut last: Vec<Result<Status, String>> = Vec::new();
@@ -71,27 +70,7 @@ fn converge(first_port: u16, a: &[TestTransaction], b: &[TestTransaction]) {
     );
 
     for node in &nodes {
-        let mut file = Err(String::new());
-        let written = wait_until(Duration::from_secs(30), || {
-            file = pool_hashes(node.dir());
-            file.as_ref().is_ok_and(|hashes| hashes.len() == total)
-        });
-        let hashes = file.unwrap_or_else(|e| panic!("{}: {e}", node.name()));
-        assert!(
-            written,
-            "{} holds {total} transactions, but its transactions.json has {}",
-            node.name(),
-            hashes.len()
-        );
-        let held: HashSet<&str> = hashes.iter().map(String::as_str).collect();
-        assert!(
-            held == union,
-            "{}'s transactions.json does not hold exactly the union of the two pools: {} \
-             distinct, {} of the union missing",
-            node.name(),
-            held.len(),
-            union.difference(&held).count()
-        );
+        node.assert_pool_file_holds_exactly(&union, Duration::from_secs(30));
     }
 }
 
