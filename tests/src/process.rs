@@ -5,7 +5,7 @@ use std::fs;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::sys::resource::{getrlimit, setrlimit, Resource};
 use nix::sys::signal::{kill, Signal};
@@ -139,6 +139,15 @@ impl MemoryWatch {
     /// The largest resident size sampled so far, in KiB.
     pub fn peak_kib(&self) -> u64 {
         self.peak.load(Ordering::Relaxed)
+    }
+
+    /// Goes on watching for `duration`, or until `node` exits, then prints the summary.
+    pub fn watch_for(&self, node: &mut Node, duration: Duration) {
+        let until = Instant::now() + duration;
+        while Instant::now() < until && node.is_running() {
+            thread::sleep(Duration::from_millis(200));
+        }
+        eprintln!("{}", self.summary());
     }
 
     /// One line for the test's output: before, peak, budget.

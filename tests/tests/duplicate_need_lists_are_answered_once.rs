@@ -110,11 +110,7 @@ fn a_peer_of_ours_that_does_not_read_costs_a_bounded_budget_however_often_it_ask
     });
     let (_requester, sent) = attack.join().expect("the requesting thread panicked");
     eprintln!("sent {sent} of 45 SYNC frames in {:?}", started.elapsed());
-    let watch_until = Instant::now() + WATCH_AFTER;
-    while Instant::now() < watch_until && node.is_running() {
-        thread::sleep(Duration::from_millis(200));
-    }
-    eprintln!("{}", watch.summary());
+    watch.watch_for(&mut node, WATCH_AFTER);
 
     watch.assert_within_budget("a peer of ours asked for everything again and again");
     node.assert_running();
