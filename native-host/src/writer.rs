@@ -185,10 +185,9 @@ fn write(
                 }
                 log::debug!("stored {new} new transactions (journal fsynced)");
             }
-            snapshot_at = store.lagging().then(|| pacing.next()).flatten();
-            if store.lagging() && snapshot_at.is_none() {
-                snapshot_at = Some(Instant::now());
-            }
+            snapshot_at = store
+                .lagging()
+                .then(|| pacing.next().unwrap_or_else(Instant::now));
         }
         if stop {
             if store.lagging() {
