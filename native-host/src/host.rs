@@ -166,10 +166,16 @@ async fn run_async(folder: NodeFolder) -> Result<(), RunError> {
     let listener = bind(folder.env.port, folder.env.bind).await?;
     let journal = folder.dir.join(store::JOURNAL_FILE);
     let (recovered, torn) = store::read_journal(&journal)?;
-    if !recovered.is_empty() || torn > 0 {
+    let filed = folder.pool.len();
+    let mut pool = folder.pool;
+    pool.extend(recovered);
+    // The journal of a node that did not stop cleanly holds its whole pool: what the
+    // pool file lacks of it is what the node had not written there yet.
+    let node = Node::new(config, pool);
+    let missing = node.pool().len().saturating_sub(filed);
+    if missing > 0 || torn > 0 {
         log::info!(
-            "recovered {} transactions from {} (the node stopped before saving them){}",
-            recovered.len(),
+            "recovered {missing} transactions from {} (the node stopped before writing them to {POOL_FILE}){}",
             journal.display(),
             if torn > 0 {
                 format!("; dropped {torn} bytes of a transaction cut off mid-write")
@@ -178,9 +184,6 @@ async fn run_async(folder: NodeFolder) -> Result<(), RunError> {
             }
         );
     }
-    let mut pool = folder.pool;
-    pool.extend(recovered);
-    let node = Node::new(config, pool);
     let store = PoolStore::open(
         &folder.dir.join(POOL_FILE),
         node.pool(),

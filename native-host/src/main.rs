@@ -109,6 +109,9 @@ fn main() -> ExitCode {
 fn run(command: Cmd) -> Result<(), String> {
     match command {
         Cmd::Start { dir, repair } => {
+            // A journal left behind means the node did not stop cleanly and holds its
+            // whole pool: a pool file damaged meanwhile (a power loss) is rebuilt from it.
+            let repair = repair || store::journal_left(&dir);
             let folder = folder::read_folder(&dir, repair).map_err(|e| e.to_string())?;
             host::run(folder).map_err(|e| e.to_string())
         }

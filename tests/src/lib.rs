@@ -181,4 +181,6 @@ pub mod ports {
     pub const FAST_SENDER: u16 = 22220;
     /// `timers_fire_while_frames_arrive_without_pause.rs`.
     pub const TIMERS_UNDER_LOAD: u16 = 22240;
+    /// `a_pool_file_damaged_by_a_power_loss_is_rebuilt_from_the_journal.rs`.
+    pub const POOL_FILE_REBUILT: u16 = 22260;
 }
