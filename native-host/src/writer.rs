@@ -102,32 +102,47 @@ impl PoolWriter {
     }
 }
 
-/// When the pool file may be rewritten next: ten times the last rewrite's processor time
-/// after it ended, so that rewrites take at most about a tenth of a processor however
-/// large the pool grows (wall time would count the waits for a processor too, which on a
-/// machine shared by ten nodes made rewrites ten times rarer than meant). A batch that finds the file due goes straight into it; batches that
-/// come sooner ride along with the next rewrite.
+/// Spacing of rewrites while the writer is idle (each batch it takes is the only one
+/// waiting), in multiples of the last rewrite's processor time: rewrites take at most a
+/// tenth of a processor however large the pool grows.
+const IDLE_SPACING: u32 = 10;
+/// Spacing of rewrites while batches queue up behind the writer (a burst): rewrites come
+/// when the transactions new since the last one are half as many as the pool file holds
+/// (a burst's rewrites add up to a constant factor of what it adds, amortised O(new
+/// transactions)), or at the latest this many times the last rewrite's processor time
+/// after it, so that steady load never leaves the pool file far behind.
+const BUSY_SPACING: u32 = 100;
+
+/// When the pool file is due for a rewrite. Wall time between rewrites, processor time
+/// for their cost: on a machine shared by ten nodes most of a rewrite's wall time is a
+/// wait for a processor, which would make rewrites far rarer than meant.
 #[derive(Debug, Default, Clone, Copy)]
 struct Pacing {
     last_end: Option<Instant>,
     last_cost: Duration,
+    /// Transactions in the pool file as last written.
+    filed: usize,
 }
 
 impl Pacing {
-    /// When the next rewrite may start; `None`: at once.
-    fn next(&self) -> Option<Instant> {
-        self.last_end.map(|end| end + self.last_cost * 10)
+    /// When the next rewrite may start by the clock; `None`: at once.
+    fn next(&self, busy: bool) -> Option<Instant> {
+        let spacing = if busy { BUSY_SPACING } else { IDLE_SPACING };
+        self.last_end.map(|end| end + self.last_cost * spacing)
     }
 
-    /// Whether a rewrite may start at `now`.
-    fn due(&self, now: Instant) -> bool {
-        self.next().is_none_or(|at| at <= now)
+    /// Whether a rewrite may start at `now` with `pending` transactions not in the pool
+    /// file; `busy`: batches are queueing up behind the writer.
+    fn due(&self, now: Instant, pending: usize, busy: bool) -> bool {
+        let grown = busy && pending * 2 >= self.filed;
+        grown || self.next(busy).is_none_or(|at| at <= now)
     }
 
-    /// A rewrite that cost `cost` ended at `end`.
-    fn rewrote(&mut self, end: Instant, cost: Duration) {
+    /// A rewrite that cost `cost` ended at `end`, leaving `filed` transactions in the file.
+    fn rewrote(&mut self, end: Instant, cost: Duration, filed: usize) {
         self.last_end = Some(end);
         self.last_cost = cost;
+        self.filed = filed;
     }
 }
 
@@ -140,7 +155,7 @@ fn rewrite(
 ) -> Result<(), StoreError> {
     store.rewrite(pool)?;
     let cost = store.last_cost();
-    pacing.rewrote(Instant::now(), cost);
+    pacing.rewrote(Instant::now(), cost, pool.len());
     written.rewrites += 1;
     written.rewriting += cost;
     written.longest = written.longest.max(cost);
@@ -156,11 +171,15 @@ fn write(
     inbox: Receiver<Command>,
 ) -> Result<Written, StoreError> {
     let started = Instant::now();
-    let mut pacing = Pacing::default();
+    let mut pacing = Pacing {
+        filed: pool.len(),
+        ..Pacing::default()
+    };
     let mut written = Written::default();
     loop {
         let first = if store.lagging(&pool) {
-            let due = pacing.next().unwrap_or_else(Instant::now);
+            // Nothing else queued by the time it falls due: idle.
+            let due = pacing.next(false).unwrap_or_else(Instant::now);
             match inbox.recv_timeout(due.saturating_duration_since(Instant::now())) {
                 Ok(command) => Some(command),
                 Err(RecvTimeoutError::Timeout) => {
@@ -182,12 +201,14 @@ fn write(
             take(command, &mut stop);
         }
         // Everything that arrived while the last write was under way rides along.
+        let mut taken = 1;
         while !stop {
             match inbox.try_recv() {
                 Ok(command) => take(command, &mut stop),
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => stop = true,
             }
+            taken += 1;
         }
         if stop {
             store.append(&pool[start..])?;
@@ -196,7 +217,8 @@ fn write(
             return Ok(written);
         }
         if pool.len() > start {
-            let rewritten = pacing.due(Instant::now());
+            let pending = pool.len() - pacing.filed;
+            let rewritten = pacing.due(Instant::now(), pending, taken > 1);
             if rewritten {
                 rewrite(&mut store, &pool, &mut pacing, &mut written)?;
             }
@@ -226,22 +248,36 @@ mod tests {
         Transaction::create(Some("key"), n % 100 + 1, 1_700_000_000_000 + n)
     }
 
+    const MS: Duration = Duration::from_millis(1);
+
     #[test]
-    fn a_writer_that_never_rewrote_or_was_quiet_long_enough_rewrites_at_once() {
+    fn a_writer_that_never_rewrote_or_was_idle_long_enough_rewrites_at_once() {
         let now = Instant::now();
         let mut pacing = Pacing::default();
-        assert!(pacing.due(now));
-        pacing.rewrote(now, Duration::from_millis(5));
-        assert!(pacing.due(now + Duration::from_millis(50)));
+        assert!(pacing.due(now, 1, false));
+        assert!(pacing.due(now, 1, true));
+        pacing.rewrote(now, 5 * MS, 50_000);
+        assert!(pacing.due(now + 50 * MS, 1, false));
     }
 
     #[test]
-    fn rewrites_come_no_sooner_than_ten_times_the_last_ones_cost() {
+    fn idle_rewrites_come_no_sooner_than_ten_times_the_last_ones_cost() {
         let now = Instant::now();
         let mut pacing = Pacing::default();
-        pacing.rewrote(now, Duration::from_millis(5));
-        assert!(!pacing.due(now + Duration::from_millis(49)));
-        assert_eq!(pacing.next(), Some(now + Duration::from_millis(50)));
+        pacing.rewrote(now, 5 * MS, 50_000);
+        assert!(!pacing.due(now + 49 * MS, 1, false));
+        assert_eq!(pacing.next(false), Some(now + 50 * MS));
+    }
+
+    #[test]
+    fn busy_rewrites_wait_for_the_pool_to_grow_by_half_or_a_hundred_times_their_cost() {
+        let now = Instant::now();
+        let mut pacing = Pacing::default();
+        pacing.rewrote(now, 5 * MS, 50_000);
+        assert!(!pacing.due(now + 50 * MS, 24_999, true));
+        assert!(pacing.due(now + 50 * MS, 25_000, true));
+        assert!(!pacing.due(now + 499 * MS, 1, true));
+        assert!(pacing.due(now + 500 * MS, 1, true));
     }
 
     #[test]
