@@ -17,7 +17,8 @@ use futures::future::{AbortHandle, Abortable, Either};
 use futures::io::{AsyncRead, AsyncWrite};
 use futures::{SinkExt, StreamExt};
 use p2p_core::{
-    Action, Address, Config, ConnId, DialId, Level, Node, Notice, Payload, Time, Transaction,
+    is_rendered_pool, Action, Address, Config, ConnId, DialId, Level, Node, Notice, Payload, Time,
+    Transaction,
 };
 
 use crate::folder::{NodeFolder, POOL_FILE};
@@ -140,7 +141,7 @@ pub(crate) fn run(folder: NodeFolder) -> Result<(), RunError> {
     runtime::block_on(run_async(folder))
 }
 
-async fn run_async(folder: NodeFolder) -> Result<(), RunError> {
+async fn run_async(mut folder: NodeFolder) -> Result<(), RunError> {
     // Advertised: P2P_ADVERTISE, else the one IP of P2P_BIND, else ws://localhost:PORT.
     // Every other spelling this node answers to is an alias it never dials.
     let local = folder.env.local_address();
@@ -184,11 +185,13 @@ async fn run_async(folder: NodeFolder) -> Result<(), RunError> {
             }
         );
     }
-    let store = PoolStore::open(
-        &folder.dir.join(POOL_FILE),
-        node.pool(),
-        folder.pool_text.as_deref(),
-    )?;
+    // The file's text, checked against the pool one transaction at a time and dropped
+    // before the store starts: no second copy of the pool's size at start.
+    let current = folder
+        .pool_text
+        .take()
+        .is_some_and(|text| is_rendered_pool(&text, node.pool()));
+    let store = PoolStore::open(&folder.dir.join(POOL_FILE), node.pool(), current)?;
     if !node.pool().is_empty() {
         log::info!("loaded {} transactions from {POOL_FILE}", node.pool().len());
     }

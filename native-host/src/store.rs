@@ -252,12 +252,8 @@ fn read_journal_on<D: Disk>(
 }
 
 /// The journal's lines for `transactions`.
-fn journal_lines<'a>(transactions: impl IntoIterator<Item = &'a Transaction> + Clone) -> String {
-    let size = transactions
-        .clone()
-        .into_iter()
-        .map(|t| t.body().len() + 1)
-        .sum();
+fn journal_lines(transactions: &[Transaction]) -> String {
+    let size = transactions.iter().map(|t| t.body().len() + 1).sum();
     let mut lines = String::with_capacity(size);
     for tx in transactions {
         lines.push_str(tx.body());
@@ -266,17 +262,24 @@ fn journal_lines<'a>(transactions: impl IntoIterator<Item = &'a Transaction> + C
     lines
 }
 
+/// The journal's lines for `pool`, a few thousand transactions at a time (not one copy
+/// of the whole pool).
+fn journal_chunks(pool: &[Transaction]) -> impl Iterator<Item = String> + '_ {
+    pool.chunks(4096).map(journal_lines)
+}
+
 impl PoolStore {
     /// Opens the store of `dir`'s pool file, which now must hold `pool` (the file's
-    /// transactions plus any recovered from the journal). Once this returns, all of `pool`
-    /// is durable in the journal, and the pool file holds it, in canonical form (it is
-    /// rewritten if its text `text` is not exactly that).
+    /// transactions plus any recovered from the journal); `current`: its text is already
+    /// exactly what `render_pool` makes of `pool` (see `is_rendered_pool`). Once this
+    /// returns, all of `pool` is durable in the journal, and the pool file holds it, in
+    /// canonical form.
     pub(crate) fn open(
         path: &Path,
         pool: &[Transaction],
-        text: Option<&str>,
+        current: bool,
     ) -> Result<PoolStore, StoreError> {
-        PoolStore::open_on(RealDisk, path, pool, text)
+        PoolStore::open_on(RealDisk, path, pool, current)
     }
 }
 
@@ -286,30 +289,34 @@ impl<D: Disk> PoolStore<D> {
         disk: D,
         path: &Path,
         pool: &[Transaction],
-        text: Option<&str>,
+        current: bool,
     ) -> Result<PoolStore<D>, StoreError> {
         let journal_path = path.with_file_name(JOURNAL_FILE);
         // The journal anew, whole and durable, before the pool file is touched: a power
         // loss from here on finds every transaction of `pool` in it.
-        write_atomically_on(&disk, &journal_path, journal_lines(pool).as_bytes())?;
+        write_whole_on(&disk, &journal_path, journal_chunks(pool), true)?;
         let journal = disk.open_append(&journal_path).map_err(at(&journal_path))?;
-        let canonical = render_pool(pool);
-        if text != Some(canonical.as_str()) {
-            if text.is_some() {
+        let file_bytes = if current {
+            let file = disk.open(path).map_err(at(path))?;
+            disk.size(&file).map_err(at(path))?
+        } else {
+            if disk.open(path).is_ok() {
                 log::info!(
                     "writing {} in canonical form ({} transactions)",
                     path.display(),
                     pool.len()
                 );
             }
+            let canonical = render_pool(pool);
             replace_on(&disk, path, canonical.as_bytes())?;
-        }
+            canonical.len() as u64
+        };
         Ok(PoolStore {
             disk,
             path: path.to_owned(),
             journal_path,
             journal,
-            file_bytes: canonical.len() as u64,
+            file_bytes,
             file_count: pool.len(),
             last_cost: Duration::ZERO,
         })
@@ -455,12 +462,14 @@ fn sync_dir_of<D: Disk>(disk: &D, path: &Path) -> Result<(), StoreError> {
 fn write_whole_on<D: Disk>(
     disk: &D,
     path: &Path,
-    bytes: &[u8],
+    chunks: impl IntoIterator<Item = impl AsRef<[u8]>>,
     durable: bool,
 ) -> Result<(), StoreError> {
     let temporary = temporary_beside(path);
     let written = disk.create(&temporary).and_then(|mut file| {
-        disk.write(&mut file, bytes)?;
+        for chunk in chunks {
+            disk.write(&mut file, chunk.as_ref())?;
+        }
         if durable {
             disk.sync(&file)?;
         }
@@ -487,18 +496,18 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreErr
 }
 
 fn write_atomically_on<D: Disk>(disk: &D, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    write_whole_on(disk, path, bytes, true)
+    write_whole_on(disk, path, [bytes], true)
 }
 
 /// [`write_whole_on`], not synced.
 fn replace_on<D: Disk>(disk: &D, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    write_whole_on(disk, path, bytes, false)
+    write_whole_on(disk, path, [bytes], false)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use p2p_core::parse_pool;
+    use p2p_core::{is_rendered_pool, parse_pool};
 
     fn tx(n: u64) -> Transaction {
         Transaction::create(Some("key"), n % 100 + 1, 1_700_000_000_000 + n)
@@ -509,7 +518,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("transactions.json");
         let all: Vec<_> = (0..200).map(tx).collect();
-        let mut store = PoolStore::open(&path, &all[..3], None).unwrap();
+        let mut store = PoolStore::open(&path, &all[..3], false).unwrap();
         for end in 4..=all.len() {
             store.append(&all[end - 1..end]).unwrap();
             if end % 7 == 0 {
@@ -533,7 +542,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("transactions.json");
         let all: Vec<_> = (0..3).map(tx).collect();
-        let mut store = PoolStore::open(&path, &all[..1], None).unwrap();
+        let mut store = PoolStore::open(&path, &all[..1], false).unwrap();
         fs::write(&path, "[ ]  ").unwrap();
         store.append(&all[1..]).unwrap();
         store.rewrite(&all).unwrap();
@@ -561,7 +570,7 @@ mod tests {
         let spaced = format!("[ {} ]\n", first.body());
         fs::write(&path, &spaced).unwrap();
         let pool = parse_pool(&spaced).unwrap();
-        PoolStore::open(&path, &pool, Some(&spaced)).unwrap();
+        PoolStore::open(&path, &pool, is_rendered_pool(&spaced, &pool)).unwrap();
         assert_eq!(fs::read_to_string(&path).unwrap(), render_pool(&[first]));
     }
 
@@ -579,7 +588,7 @@ mod tests {
     fn a_missing_pool_file_is_created_empty() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("transactions.json");
-        PoolStore::open(&path, &[], None).unwrap();
+        PoolStore::open(&path, &[], false).unwrap();
         assert_eq!(fs::read_to_string(&path).unwrap(), "[]");
     }
 }
@@ -901,7 +910,7 @@ mod power_loss {
 
     use std::path::{Path, PathBuf};
 
-    use p2p_core::{parse_pool, render_pool, Transaction};
+    use p2p_core::{is_rendered_pool, parse_pool, render_pool, Transaction};
 
     use super::fake::FakeDisk;
     use super::{read_journal_on, Disk, PoolStore, JOURNAL_FILE};
@@ -1091,8 +1100,12 @@ mod power_loss {
         stored: usize,
     ) -> Result<usize, String> {
         let Found { mut pool, text } = recover(disk, scenario, stored)?;
-        let Ok(mut store) = PoolStore::open_on(disk.clone(), &pool_path(), &pool, text.as_deref())
-        else {
+        let Ok(mut store) = PoolStore::open_on(
+            disk.clone(),
+            &pool_path(),
+            &pool,
+            text.as_deref().is_some_and(|t| is_rendered_pool(t, &pool)),
+        ) else {
             return Ok(stored);
         };
         let mut stored = pool.len();
@@ -1240,7 +1253,7 @@ mod power_loss {
         let all: Vec<_> = (0..1200).map(tx).collect();
         let disk = FakeDisk::default();
         let mut pool = all[..1000].to_vec();
-        let mut store = PoolStore::open_on(disk.clone(), &pool_path(), &pool, None).unwrap();
+        let mut store = PoolStore::open_on(disk.clone(), &pool_path(), &pool, false).unwrap();
         let (journal, directory) = disk.syncs(&journal_path());
         let files = disk.file_syncs();
         for n in [1, 10, 100] {
@@ -1256,7 +1269,7 @@ mod power_loss {
     fn rewrites_while_the_node_runs_cost_no_sync_and_the_clean_stop_two() {
         let all: Vec<_> = (0..2000).map(tx).collect();
         let disk = FakeDisk::default();
-        let mut store = PoolStore::open_on(disk.clone(), &pool_path(), &[], None).unwrap();
+        let mut store = PoolStore::open_on(disk.clone(), &pool_path(), &[], false).unwrap();
         let (journal, directory) = disk.syncs(&journal_path());
         let files = disk.file_syncs();
         let mut batches = 0;

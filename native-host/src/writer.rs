@@ -284,7 +284,7 @@ mod tests {
     fn batches_handed_over_are_in_the_pool_file_after_stop_and_the_journal_is_gone() {
         let dir = tempfile::tempdir().expect("a temporary folder");
         let path = dir.path().join("transactions.json");
-        let store = PoolStore::open(&path, &[], None).expect("open");
+        let store = PoolStore::open(&path, &[], false).expect("open");
         let mut writer = PoolWriter::start(store, Vec::new(), || {}).expect("thread");
         let all: Vec<_> = (0..500).map(tx).collect();
         for chunk in all.chunks(7) {
@@ -308,7 +308,7 @@ mod tests {
         let path = dir.path().join("transactions.json");
         let journal = dir.path().join(JOURNAL_FILE);
         let first: Vec<_> = (0..1000).map(tx).collect();
-        let store = PoolStore::open(&path, &first, None).expect("open");
+        let store = PoolStore::open(&path, &first, false).expect("open");
         let mut writer = PoolWriter::start(store, first.clone(), || {}).expect("thread");
         writer.append(vec![tx(5000)]);
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -329,7 +329,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("a temporary folder");
         let path = dir.path().join("transactions.json");
         let first: Vec<_> = (0..5000).map(tx).collect();
-        let store = PoolStore::open(&path, &first, None).expect("open");
+        let store = PoolStore::open(&path, &first, false).expect("open");
         let mut writer = PoolWriter::start(store, first.clone(), || {}).expect("thread");
         let all: Vec<_> = (0..25_000).map(tx).collect();
         let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -370,7 +370,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("a temporary folder");
         let path = dir.path().join("transactions.json");
         let first: Vec<_> = (0..1000).map(tx).collect();
-        let store = PoolStore::open(&path, &first, None).expect("open");
+        let store = PoolStore::open(&path, &first, false).expect("open");
         let mut writer = PoolWriter::start(store, first.clone(), || {}).expect("thread");
         writer.append(vec![tx(5000)]);
         let deadline = Instant::now() + Duration::from_secs(10);

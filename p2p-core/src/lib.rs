@@ -74,6 +74,6 @@ pub use node::{Action, ConnId, DialId, Level, Node, Notice, Payload, Sent, Statu
 pub use rng::Rng;
 pub use time::Time;
 pub use transaction::{
-    parse_pool, render_appended, render_pool, PoolFileError, Transaction, TransactionError,
-    MAX_HASH_LEN,
+    is_rendered_pool, parse_pool, render_appended, render_pool, PoolFileError, Transaction,
+    TransactionError, MAX_HASH_LEN,
 };

@@ -186,6 +186,27 @@ pub fn render_pool<'a>(pool: impl IntoIterator<Item = &'a Transaction>) -> Strin
     out
 }
 
+/// Whether `text` is exactly what [`render_pool`] makes of `pool`, checked one
+/// transaction at a time, without rendering the whole pool (a copy of its size).
+pub fn is_rendered_pool(text: &str, pool: &[Transaction]) -> bool {
+    let Some(mut rest) = text.strip_prefix('[') else {
+        return false;
+    };
+    let mut one = String::new();
+    for (i, tx) in pool.iter().enumerate() {
+        let Some(after) = rest.strip_prefix(if i == 0 { "\n  " } else { ",\n  " }) else {
+            return false;
+        };
+        one.clear();
+        pretty_into(&mut one, tx.body(), 1);
+        let Some(after) = after.strip_prefix(one.as_str()) else {
+            return false;
+        };
+        rest = after;
+    }
+    rest == if pool.is_empty() { "]" } else { "\n]" }
+}
+
 /// The text that replaces the closing `\n]` of a non-empty pool file to append `new`
 /// (so appending costs the size of the new transactions, not of the pool).
 pub fn render_appended<'a>(new: impl IntoIterator<Item = &'a Transaction>) -> String {
@@ -386,6 +407,26 @@ mod tests {
         let appended = format!("{}{}", &first[..first.len() - 2], render_appended([&b, &c]));
         assert_eq!(appended, render_pool([&a, &b, &c]));
         assert_eq!(parse_pool(&appended).unwrap(), vec![a, b, c]);
+    }
+
+    #[test]
+    fn a_rendered_pool_is_recognised_and_any_other_text_is_not() {
+        let pool: Vec<_> = (0..3)
+            .map(|n| Transaction::create(Some("04ab"), n + 1, 1_700_000_000_000 + n))
+            .collect();
+        for n in 0..=pool.len() {
+            let text = render_pool(&pool[..n]);
+            assert!(is_rendered_pool(&text, &pool[..n]));
+            assert!(!is_rendered_pool(&format!("{text}\n"), &pool[..n]));
+            assert!(!is_rendered_pool(&text[..text.len() - 1], &pool[..n]));
+            if n > 0 {
+                assert!(!is_rendered_pool(&text, &pool[..n - 1]));
+                assert!(!is_rendered_pool(&text.replace("\n  ", "\n "), &pool[..n]));
+            }
+        }
+        let mut swapped = pool.clone();
+        swapped.swap(0, 1);
+        assert!(!is_rendered_pool(&render_pool(&pool), &swapped));
     }
 
     #[test]
