@@ -41,7 +41,7 @@ use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use p2p_core::{render_appended, render_pool, Transaction};
+use p2p_core::{render_appended, Transaction};
 
 /// The journal's file name, beside `transactions.json`.
 pub(crate) const JOURNAL_FILE: &str = ".transactions.journal";
@@ -194,6 +194,8 @@ pub(crate) struct PoolStore<D: Disk = RealDisk> {
     file_bytes: u64,
     /// Transactions in the pool file as last written (the first ones of the pool).
     file_count: usize,
+    /// Transactions in the journal (the first ones of the pool).
+    journal_count: usize,
     /// The processor time the last rewrite of the pool file took.
     last_cost: Duration,
 }
@@ -294,7 +296,7 @@ impl<D: Disk> PoolStore<D> {
         let journal_path = path.with_file_name(JOURNAL_FILE);
         // The journal anew, whole and durable, before the pool file is touched: a power
         // loss from here on finds every transaction of `pool` in it.
-        write_whole_on(&disk, &journal_path, journal_chunks(pool), true)?;
+        write_whole_on(&disk, &journal_path, journal_chunks(pool))?;
         let journal = disk.open_append(&journal_path).map_err(at(&journal_path))?;
         let file_bytes = if current {
             let file = disk.open(path).map_err(at(path))?;
@@ -307,9 +309,16 @@ impl<D: Disk> PoolStore<D> {
                     pool.len()
                 );
             }
-            let canonical = render_pool(pool);
-            replace_on(&disk, path, canonical.as_bytes())?;
-            canonical.len() as u64
+            let temporary = temporary_beside(path);
+            let written = disk
+                .create(&temporary)
+                .and_then(|mut out| write_rendered(&disk, &mut out, pool.chunks(4096)));
+            let written = written.map_err(|source| {
+                let _ = disk.remove(&temporary);
+                at(&temporary)(source)
+            })?;
+            disk.rename(&temporary, path).map_err(at(path))?;
+            written
         };
         Ok(PoolStore {
             disk,
@@ -318,6 +327,7 @@ impl<D: Disk> PoolStore<D> {
             journal,
             file_bytes,
             file_count: pool.len(),
+            journal_count: pool.len(),
             last_cost: Duration::ZERO,
         })
     }
@@ -336,12 +346,9 @@ impl<D: Disk> PoolStore<D> {
             .map_err(at(&self.journal_path))?;
         self.disk
             .sync(&self.journal)
-            .map_err(at(&self.journal_path))
-    }
-
-    /// Whether the pool file lags behind `pool`.
-    pub(crate) fn lagging(&self, pool: &[Transaction]) -> bool {
-        self.file_count < pool.len()
+            .map_err(at(&self.journal_path))?;
+        self.journal_count += new.len();
+        Ok(())
     }
 
     /// The processor time the last rewrite of the pool file took (to space rewrites
@@ -351,26 +358,28 @@ impl<D: Disk> PoolStore<D> {
         self.last_cost
     }
 
-    /// Replaces the pool file with one holding `pool` (whose first transactions it holds
-    /// already). Not synced: the journal holds all of `pool` that was reported stored.
-    pub(crate) fn rewrite(&mut self, pool: &[Transaction]) -> Result<(), StoreError> {
+    /// Replaces the pool file with one that also holds `new`, the transactions of the
+    /// pool after those it holds. Not synced: the journal holds all of the pool that was
+    /// reported stored.
+    pub(crate) fn rewrite(&mut self, new: &[Transaction]) -> Result<(), StoreError> {
         let started = Clock::start();
         let temporary = temporary_beside(&self.path);
-        let written = self.write_temporary(&temporary, pool, false)?;
+        let written = self.write_temporary(&temporary, new, false)?;
         self.disk
             .rename(&temporary, &self.path)
             .map_err(at(&self.path))?;
         self.file_bytes = written;
-        self.file_count = pool.len();
+        self.file_count += new.len();
         self.last_cost = started.elapsed();
         Ok(())
     }
 
-    /// The clean stop: makes the pool file hold `pool` durably, then removes the journal,
-    /// so that the pool file alone is the pool until the next start.
-    pub(crate) fn close(&mut self, pool: &[Transaction]) -> Result<(), StoreError> {
+    /// The clean stop: makes the pool file hold the whole pool (`new`: the transactions
+    /// after those it holds) durably, then removes the journal, so that the pool file
+    /// alone is the pool until the next start.
+    pub(crate) fn close(&mut self, new: &[Transaction]) -> Result<(), StoreError> {
         let temporary = temporary_beside(&self.path);
-        let written = self.write_temporary(&temporary, pool, true)?;
+        let written = self.write_temporary(&temporary, new, true)?;
         self.disk
             .rename(&temporary, &self.path)
             .map_err(at(&self.path))?;
@@ -383,27 +392,32 @@ impl<D: Disk> PoolStore<D> {
             .remove(&self.journal_path)
             .map_err(at(&self.journal_path))?;
         self.file_bytes = written;
-        self.file_count = pool.len();
+        self.file_count += new.len();
         Ok(())
     }
 
-    /// Writes `pool` to `temporary` (fdatasynced if `durable`), removing it on failure;
-    /// says how many bytes it wrote.
+    /// Writes the pool file's transactions and `new` to `temporary` (fdatasynced if
+    /// `durable`), removing it on failure; says how many bytes it wrote.
     fn write_temporary(
         &self,
         temporary: &Path,
-        pool: &[Transaction],
+        new: &[Transaction],
         durable: bool,
     ) -> Result<u64, StoreError> {
         let result = self.disk.create(temporary).and_then(|mut out| {
-            let new = pool.get(self.file_count..).unwrap_or_default();
             let written = match self.extend_into(&mut out, new)? {
                 Some(bytes) => bytes,
-                // Not what we last wrote (someone changed it): render it whole.
+                // Not what we last wrote (someone changed it): render it whole, from the
+                // journal (the pool up to `journal_count`) and what it lacks of `new`.
                 None => {
-                    let text = render_pool(pool);
-                    self.disk.write(&mut out, text.as_bytes())?;
-                    text.len() as u64
+                    debug_assert!(self.journal_count >= self.file_count);
+                    let (journaled, _) =
+                        read_journal_on(&self.disk, &self.journal_path).map_err(|e| e.source)?;
+                    let missing = new
+                        .get(self.journal_count.saturating_sub(self.file_count)..)
+                        .unwrap_or_default();
+                    let chunks = journaled.chunks(4096).chain(missing.chunks(4096));
+                    write_rendered(&self.disk, &mut out, chunks)?
                 }
             };
             if durable {
@@ -427,14 +441,51 @@ impl<D: Disk> PoolStore<D> {
             Err(e) => return Err(e),
         };
         let length = self.disk.size(&old)?;
-        if self.file_count == 0 || length != self.file_bytes || length < 2 {
+        if length != self.file_bytes || length < 2 {
             return Ok(None);
         }
+        if self.file_count == 0 {
+            // Our own `[]`: nothing to copy.
+            return write_rendered(&self.disk, out, new.chunks(4096)).map(Some);
+        }
         let copied = self.disk.copy(&mut old, length - 2, out)?;
-        let tail = render_appended(new);
-        self.disk.write(out, tail.as_bytes())?;
-        Ok(Some(copied + tail.len() as u64))
+        let mut written = copied;
+        for chunk in new.chunks(4096) {
+            let tail = render_appended(chunk);
+            let tail = &tail[..tail.len() - 2];
+            self.disk.write(out, tail.as_bytes())?;
+            written += tail.len() as u64;
+        }
+        self.disk.write(out, b"\n]")?;
+        Ok(Some(written + 2))
     }
+}
+
+/// Writes to `out` the pool file of the transactions in `chunks`, rendered a chunk at
+/// a time (never a copy of the pool's size); says how many bytes it wrote.
+fn write_rendered<'a, D: Disk>(
+    disk: &D,
+    out: &mut D::File,
+    chunks: impl Iterator<Item = &'a [Transaction]>,
+) -> io::Result<u64> {
+    let mut written = 0;
+    for chunk in chunks.filter(|c| !c.is_empty()) {
+        // `,\n  tx,\n  tx\n]`: the first chunk opens the array instead of the comma.
+        let text = render_appended(chunk);
+        let text = &text[..text.len() - 2];
+        let text = if written == 0 {
+            disk.write(out, b"[")?;
+            written += 1;
+            &text[1..]
+        } else {
+            text
+        };
+        disk.write(out, text.as_bytes())?;
+        written += text.len() as u64;
+    }
+    let closing: &[u8] = if written == 0 { b"[]" } else { b"\n]" };
+    disk.write(out, closing)?;
+    Ok(written + closing.len() as u64)
 }
 
 /// A temporary file's name beside `path`, for a write that ends in a rename.
@@ -455,38 +506,30 @@ fn sync_dir_of<D: Disk>(disk: &D, path: &Path) -> Result<(), StoreError> {
     disk.sync_dir(dir).map_err(at(dir))
 }
 
-/// Writes `bytes` to a temporary file beside `path` and renames it over `path`, so a
-/// reader sees the old file or the new one, never a mix; with `durable`, so does a restart
-/// after a power loss: the data is synced before the rename, and the rename before
-/// returning.
+/// Writes `chunks` to a temporary file beside `path` and renames it over `path`, so a
+/// reader sees the old file or the new one, never a mix, and so does a restart after a
+/// power loss: the data is synced before the rename, and the rename before returning.
 fn write_whole_on<D: Disk>(
     disk: &D,
     path: &Path,
     chunks: impl IntoIterator<Item = impl AsRef<[u8]>>,
-    durable: bool,
 ) -> Result<(), StoreError> {
     let temporary = temporary_beside(path);
     let written = disk.create(&temporary).and_then(|mut file| {
         for chunk in chunks {
             disk.write(&mut file, chunk.as_ref())?;
         }
-        if durable {
-            disk.sync(&file)?;
-        }
-        Ok(())
+        disk.sync(&file)
     });
     if let Err(source) = written {
         let _ = disk.remove(&temporary);
         return Err(at(&temporary)(source));
     }
     disk.rename(&temporary, path).map_err(at(path))?;
-    if durable {
-        sync_dir_of(disk, path)?;
-    }
-    Ok(())
+    sync_dir_of(disk, path)
 }
 
-/// [`write_whole_on`], durable: the host's way to write a whole file.
+/// [`write_whole_on`] on the real disk: the host's way to write a whole file.
 #[allow(
     dead_code,
     reason = "the host's way to write a whole file; the store uses its core"
@@ -496,18 +539,13 @@ pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreErr
 }
 
 fn write_atomically_on<D: Disk>(disk: &D, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    write_whole_on(disk, path, [bytes], true)
-}
-
-/// [`write_whole_on`], not synced.
-fn replace_on<D: Disk>(disk: &D, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    write_whole_on(disk, path, [bytes], false)
+    write_whole_on(disk, path, [bytes])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use p2p_core::{is_rendered_pool, parse_pool};
+    use p2p_core::{is_rendered_pool, parse_pool, render_pool};
 
     fn tx(n: u64) -> Transaction {
         Transaction::create(Some("key"), n % 100 + 1, 1_700_000_000_000 + n)
@@ -519,11 +557,12 @@ mod tests {
         let path = dir.path().join("transactions.json");
         let all: Vec<_> = (0..200).map(tx).collect();
         let mut store = PoolStore::open(&path, &all[..3], false).unwrap();
+        let mut filed = 3;
         for end in 4..=all.len() {
             store.append(&all[end - 1..end]).unwrap();
             if end % 7 == 0 {
-                store.rewrite(&all[..end]).unwrap();
-                assert!(!store.lagging(&all[..end]));
+                store.rewrite(&all[filed..end]).unwrap();
+                filed = end;
             }
             let (journal, torn) = read_journal(&dir.path().join(JOURNAL_FILE)).unwrap();
             assert_eq!((journal.as_slice(), torn), (&all[..end], 0));
@@ -532,7 +571,7 @@ mod tests {
             assert_eq!(text, render_pool(&filed), "the pool file in canonical form");
             assert_eq!(filed, all[..(end / 7 * 7).max(3)]);
         }
-        store.close(&all).unwrap();
+        store.close(&all[filed..]).unwrap();
         assert_eq!(fs::read_to_string(&path).unwrap(), render_pool(&all));
         assert!(!dir.path().join(JOURNAL_FILE).exists());
     }
@@ -541,14 +580,18 @@ mod tests {
     fn a_pool_file_changed_behind_the_nodes_back_is_rewritten_whole() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("transactions.json");
-        let all: Vec<_> = (0..3).map(tx).collect();
+        let all: Vec<_> = (0..5).map(tx).collect();
         let mut store = PoolStore::open(&path, &all[..1], false).unwrap();
         fs::write(&path, "[ ]  ").unwrap();
-        store.append(&all[1..]).unwrap();
-        store.rewrite(&all).unwrap();
-        assert_eq!(fs::read_to_string(&path).unwrap(), render_pool(&all));
+        // The new transactions, the first journaled already, the second not yet: the
+        // pool is rebuilt from the journal and them.
+        store.append(&all[1..2]).unwrap();
+        store.rewrite(&all[1..3]).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), render_pool(&all[..3]));
+        store.append(&all[2..3]).unwrap();
         fs::remove_file(&path).unwrap();
-        store.rewrite(&all).unwrap();
+        store.append(&all[3..5]).unwrap();
+        store.rewrite(&all[3..5]).unwrap();
         assert_eq!(fs::read_to_string(&path).unwrap(), render_pool(&all));
     }
 
@@ -935,6 +978,9 @@ mod power_loss {
         Append(usize),
         /// Brings the pool file up to date (not synced), as the writer does when due.
         Rewrite,
+        /// Makes the next `n` transactions, puts them in the pool file, then appends
+        /// them to the journal: what the writer does with a batch that finds the file due.
+        RewriteThenAppend(usize),
         /// The clean stop: the pool file up to date and durable, the journal removed.
         Close,
     }
@@ -944,6 +990,7 @@ mod power_loss {
     const LIFE: &[Step] = &[
         Step::Append(1),
         Step::Rewrite,
+        Step::RewriteThenAppend(2),
         Step::Append(3),
         Step::Append(10),
         Step::Append(1),
@@ -957,7 +1004,7 @@ mod power_loss {
     ];
 
     /// A shorter life, for a node restarted after another was killed.
-    const AFTER_RESTART: &[Step] = &[Step::Append(2), Step::Rewrite, Step::Append(1), Step::Close];
+    const AFTER_RESTART: &[Step] = &[Step::RewriteThenAppend(2), Step::Append(1), Step::Close];
 
     /// Where a scenario starts from, and what it may find.
     struct Scenario {
@@ -1109,6 +1156,7 @@ mod power_loss {
             return Ok(stored);
         };
         let mut stored = pool.len();
+        let mut filed = pool.len();
         for step in steps {
             let ok = match *step {
                 Step::Append(n) => {
@@ -1116,13 +1164,24 @@ mod power_loss {
                     pool.extend_from_slice(&scenario.all[start..start + n]);
                     store.append(&pool[start..]).is_ok()
                 }
-                Step::Rewrite => store.rewrite(&pool).is_ok(),
-                Step::Close => store.close(&pool).is_ok(),
+                Step::Rewrite => store.rewrite(&pool[filed..]).is_ok(),
+                Step::RewriteThenAppend(n) => {
+                    let start = pool.len();
+                    pool.extend_from_slice(&scenario.all[start..start + n]);
+                    store.rewrite(&pool[filed..]).is_ok() && {
+                        filed = pool.len();
+                        store.append(&pool[start..]).is_ok()
+                    }
+                }
+                Step::Close => store.close(&pool[filed..]).is_ok(),
             };
             if !ok {
                 break;
             }
-            if let Step::Append(_) = step {
+            if !matches!(step, Step::Append(_)) {
+                filed = pool.len();
+            }
+            if let Step::Append(_) | Step::RewriteThenAppend(_) = step {
                 stored = pool.len();
             }
         }
@@ -1272,19 +1331,20 @@ mod power_loss {
         let mut store = PoolStore::open_on(disk.clone(), &pool_path(), &[], false).unwrap();
         let (journal, directory) = disk.syncs(&journal_path());
         let files = disk.file_syncs();
-        let mut batches = 0;
+        let (mut batches, mut filed) = (0, 0);
         for (index, batch) in all.chunks(7).enumerate() {
             let end = index * 7 + batch.len();
             store.append(batch).unwrap();
             batches += 1;
             if index % 10 == 0 {
-                store.rewrite(&all[..end]).unwrap();
+                store.rewrite(&all[filed..end]).unwrap();
+                filed = end;
             }
         }
         assert_eq!(disk.syncs(&journal_path()).0, journal + batches);
         assert_eq!(disk.file_syncs(), files + batches);
         assert_eq!(disk.syncs(&journal_path()).1, directory);
-        store.close(&all).unwrap();
+        store.close(&all[filed..]).unwrap();
         // The pool file's data, then the directory after its rename.
         assert_eq!(disk.file_syncs(), files + batches + 1);
         assert_eq!(disk.syncs(&journal_path()).1, directory + 1);

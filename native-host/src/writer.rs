@@ -48,19 +48,20 @@ pub(crate) struct PoolWriter {
 }
 
 impl PoolWriter {
-    /// Starts the writer thread over `store`, which holds `pool`; `failed` is called
-    /// (once, on the writer thread) if the pool can no longer be written, so the node
-    /// stops.
+    /// Starts the writer thread over `store`, which holds a pool of `pooled`
+    /// transactions; `failed` is called (once, on the writer thread) if the pool can no
+    /// longer be written, so the node stops. The writer keeps only the transactions not
+    /// yet in the pool file, not a copy of the pool.
     pub(crate) fn start(
         store: PoolStore,
-        pool: Vec<Transaction>,
+        pooled: usize,
         failed: impl FnOnce() + Send + 'static,
     ) -> io::Result<PoolWriter> {
         let (commands, inbox) = mpsc::channel();
         let thread = thread::Builder::new()
             .name("pool-writer".into())
             .spawn(move || {
-                let result = write(store, pool, inbox);
+                let result = write(store, pooled, inbox);
                 if result.is_err() {
                     failed();
                 }
@@ -146,16 +147,17 @@ impl Pacing {
     }
 }
 
-/// Rewrites the pool file and notes it in `pacing` and `written`.
+/// Rewrites the pool file with `pending` (the transactions it lacks) and notes it in
+/// `pacing` and `written`.
 fn rewrite(
     store: &mut PoolStore,
-    pool: &[Transaction],
+    pending: &[Transaction],
     pacing: &mut Pacing,
     written: &mut Written,
 ) -> Result<(), StoreError> {
-    store.rewrite(pool)?;
+    store.rewrite(pending)?;
     let cost = store.last_cost();
-    pacing.rewrote(Instant::now(), cost, pool.len());
+    pacing.rewrote(Instant::now(), cost, pacing.filed + pending.len());
     written.rewrites += 1;
     written.rewriting += cost;
     written.longest = written.longest.max(cost);
@@ -167,23 +169,26 @@ fn rewrite(
 /// pool file when it falls due; at the stop, writes it durably and removes the journal.
 fn write(
     mut store: PoolStore,
-    mut pool: Vec<Transaction>,
+    pooled: usize,
     inbox: Receiver<Command>,
 ) -> Result<Written, StoreError> {
     let started = Instant::now();
     let mut pacing = Pacing {
-        filed: pool.len(),
+        filed: pooled,
         ..Pacing::default()
     };
     let mut written = Written::default();
+    // The transactions not yet in the pool file, in pool order.
+    let mut pending: Vec<Transaction> = Vec::new();
     loop {
-        let first = if store.lagging(&pool) {
+        let first = if !pending.is_empty() {
             // Nothing else queued by the time it falls due: idle.
             let due = pacing.next(false).unwrap_or_else(Instant::now);
             match inbox.recv_timeout(due.saturating_duration_since(Instant::now())) {
                 Ok(command) => Some(command),
                 Err(RecvTimeoutError::Timeout) => {
-                    rewrite(&mut store, &pool, &mut pacing, &mut written)?;
+                    rewrite(&mut store, &pending, &mut pacing, &mut written)?;
+                    pending.clear();
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => None,
@@ -192,9 +197,9 @@ fn write(
             inbox.recv().ok()
         };
         let mut stop = first.is_none();
-        let start = pool.len();
+        let start = pending.len();
         let mut take = |command: Command, stop: &mut bool| match command {
-            Command::Append(batch) => pool.extend(batch),
+            Command::Append(batch) => pending.extend(batch),
             Command::Stop => *stop = true,
         };
         if let Some(command) = first {
@@ -211,28 +216,30 @@ fn write(
             taken += 1;
         }
         if stop {
-            store.append(&pool[start..])?;
-            store.close(&pool)?;
+            store.append(&pending[start..])?;
+            store.close(&pending)?;
             written.running = started.elapsed();
             return Ok(written);
         }
-        if pool.len() > start {
-            let pending = pool.len() - pacing.filed;
-            let rewritten = pacing.due(Instant::now(), pending, taken > 1);
+        if pending.len() > start {
+            let rewritten = pacing.due(Instant::now(), pending.len(), taken > 1);
             if rewritten {
-                rewrite(&mut store, &pool, &mut pacing, &mut written)?;
+                rewrite(&mut store, &pending, &mut pacing, &mut written)?;
             }
-            store.append(&pool[start..])?;
+            store.append(&pending[start..])?;
             written.batches += 1;
             log::debug!(
                 "stored {} new transactions{}",
-                pool.len() - start,
+                pending.len() - start,
                 if rewritten {
                     " (pool file rewritten)"
                 } else {
                     ""
                 }
             );
+            if rewritten {
+                pending.clear();
+            }
         }
     }
 }
@@ -285,7 +292,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("a temporary folder");
         let path = dir.path().join("transactions.json");
         let store = PoolStore::open(&path, &[], false).expect("open");
-        let mut writer = PoolWriter::start(store, Vec::new(), || {}).expect("thread");
+        let mut writer = PoolWriter::start(store, 0, || {}).expect("thread");
         let all: Vec<_> = (0..500).map(tx).collect();
         for chunk in all.chunks(7) {
             writer.append(chunk.to_vec());
@@ -309,7 +316,7 @@ mod tests {
         let journal = dir.path().join(JOURNAL_FILE);
         let first: Vec<_> = (0..1000).map(tx).collect();
         let store = PoolStore::open(&path, &first, false).expect("open");
-        let mut writer = PoolWriter::start(store, first.clone(), || {}).expect("thread");
+        let mut writer = PoolWriter::start(store, first.len(), || {}).expect("thread");
         writer.append(vec![tx(5000)]);
         let deadline = Instant::now() + Duration::from_secs(30);
         while read_journal(&journal).expect("journal").0.len() < 1001 {
@@ -330,7 +337,7 @@ mod tests {
         let path = dir.path().join("transactions.json");
         let first: Vec<_> = (0..5000).map(tx).collect();
         let store = PoolStore::open(&path, &first, false).expect("open");
-        let mut writer = PoolWriter::start(store, first.clone(), || {}).expect("thread");
+        let mut writer = PoolWriter::start(store, first.len(), || {}).expect("thread");
         let all: Vec<_> = (0..25_000).map(tx).collect();
         let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let reader = {
@@ -371,7 +378,7 @@ mod tests {
         let path = dir.path().join("transactions.json");
         let first: Vec<_> = (0..1000).map(tx).collect();
         let store = PoolStore::open(&path, &first, false).expect("open");
-        let mut writer = PoolWriter::start(store, first.clone(), || {}).expect("thread");
+        let mut writer = PoolWriter::start(store, first.len(), || {}).expect("thread");
         writer.append(vec![tx(5000)]);
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut seen = 0;
