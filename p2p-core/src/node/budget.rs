@@ -199,7 +199,13 @@ impl Node {
             self.refuse(conn, FrameError::TooManyRequests(limit));
             return;
         }
+        let opening = sync::is_opening(&ranges);
         c.out.requests.push_back(ranges);
+        if opening {
+            if let Some(address) = self.peer_of(conn) {
+                self.conversation_started(&address);
+            }
+        }
         self.fill(conn, now);
     }
 
@@ -229,6 +235,9 @@ impl Node {
             if c.out.behind && c.out.queued == 0 {
                 c.out.behind = false;
                 let frame: Payload = frame::sync(&sync::open(&self.pool.hashes)).into();
+                if let Some(address) = self.peer_of(conn) {
+                    self.conversation_started(&address);
+                }
                 self.sent.sync += 1;
                 self.send(conn, frame, now);
                 continue;
@@ -237,8 +246,10 @@ impl Node {
                 return;
             };
             let reply = sync::answer(&self.pool.hashes, &ranges);
+            let peer = self.peer_of(conn);
+            let send = self.settled_bodies(peer.as_ref(), reply.send, now);
             let c = self.conns.get_mut(&conn).expect("looked up above");
-            for hash in reply.send {
+            for hash in send {
                 if c.out.pending.insert(Arc::clone(&hash)) {
                     c.out.bodies.push_back(hash);
                 }

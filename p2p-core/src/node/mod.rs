@@ -11,7 +11,7 @@ mod relay;
 use budget::Outbox;
 use dialer::Wanted;
 pub use notice::{Level, Notice, Sent, Status};
-use relay::{Pool, Via};
+use relay::{Pool, Reconciled, Via};
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -111,8 +111,8 @@ struct Peer {
     /// It marked its HANDSHAKE as one of ours: it speaks SYNC, and it pushes what it
     /// originates to all its peers, so what we get from it we need not pass to ours.
     ours: bool,
-    /// The dialled connection on which catch-up with it was opened.
-    synced_on: Option<ConnId>,
+    /// Catch-up with it, if it is one of ours.
+    sync: Reconciled,
     /// When its last dialled connection opened.
     opened_at: Time,
     /// Only heard of, in a HANDSHAKE from this source, and never reached.
@@ -200,9 +200,8 @@ pub struct Node {
     pool: Pool,
     /// Spellings found to reach this node itself.
     learned_aliases: BTreeSet<Address>,
-    /// When the next catch-up round with every peer of ours is due, and when the pool
-    /// first changed since the last one (rounds wait for a lull, but not forever).
-    sync_due: Option<(Time, Time)>,
+    /// When to look for catch-up rounds that are due (at or before the first one).
+    sync_check: Option<Time>,
     /// The address book filled up and that was logged; reset when a HANDSHAKE ends, so
     /// one HANDSHAKE of thousands of addresses logs it once.
     book_full_logged: bool,
@@ -216,10 +215,7 @@ impl Node {
     /// it are skipped). Nothing happens until [`Node::start`].
     pub fn new(config: Config, stored_pool: Vec<Transaction>) -> Node {
         let seed = config.seed;
-        let mut pool = Pool::default();
-        for tx in stored_pool {
-            pool.insert(tx);
-        }
+        let pool = Pool::from_stored(stored_pool);
         Node {
             rng: Rng::new(seed),
             config,
@@ -238,7 +234,7 @@ impl Node {
             dial_rate_tat: Time::ZERO,
             inbound: 0,
             pool,
-            sync_due: None,
+            sync_check: None,
             learned_aliases: BTreeSet::new(),
             book_full_logged: false,
             actions: VecDeque::new(),
@@ -278,6 +274,7 @@ impl Node {
             peer.state = PeerState::Open { conn };
             peer.keep = true;
             peer.opened_at = now;
+            peer.sync.since = now;
         }
         let nonce = self.rng.next_u64();
         if duplicate {
@@ -411,6 +408,7 @@ impl Node {
         match closed.kind {
             ConnKind::Dialled(address, _) => {
                 self.connected.retain(|a| *a != address);
+                self.catch_up_reset(&address, now);
                 // A connection that lived long clears the peer's record; one that closed
                 // soon after opening (a peer that accepts, then drops or misbehaves)
                 // counts as a failure, so redials back off instead of flapping.
@@ -434,6 +432,11 @@ impl Node {
             }
             ConnKind::Accepted(peer) => {
                 self.inbound -= 1;
+                if closed.ours {
+                    if let Some(address) = &peer {
+                        self.catch_up_reset(address, now);
+                    }
+                }
                 self.log(Notice::InboundClosed { conn, peer });
             }
         }
@@ -442,11 +445,8 @@ impl Node {
 
     /// Time passed: the host calls this at (or after) [`Node::poll_timeout`].
     pub fn handle_timeout(&mut self, now: Time) {
-        if let Some((due, _)) = self.sync_due {
-            if due <= now {
-                self.sync_due = None;
-                self.catch_up_round(now);
-            }
+        if self.sync_check.is_some_and(|at| at <= now) {
+            self.catch_up_rounds(now);
         }
         while let Some(&(deadline, dial)) = self.dial_deadlines.first() {
             if deadline > now {
@@ -486,7 +486,7 @@ impl Node {
     pub fn poll_timeout(&self) -> Option<Time> {
         let wakeup = self.next_dial_at();
         let deadline = self.dial_deadlines.first().map(|&(at, _)| at);
-        let sync = self.sync_due.map(|(due, _)| due);
+        let sync = self.sync_check;
         let conn = self.conn_timers.first().map(|&(at, _)| at);
         [wakeup, deadline, sync, conn].into_iter().flatten().min()
     }

@@ -1,6 +1,31 @@
 //! The pool, relay of new transactions, and catch-up with peers of ours.
+//!
+//! Catch-up (SYNC conversations, see [`crate::sync`]) only repairs what relay missed: a
+//! push made before a connection was open, lost with a connection, or dropped from a
+//! full backlog, or a node that was down. Its rules:
+//!
+//! - **One side leads.** Of each pair of ours, the smaller address opens a conversation
+//!   on each new dialled connection, and the periodic rounds (`Sync::lull` after its pool
+//!   last changed, at most `Sync::max_wait` after the first change not yet covered). An
+//!   equal pool costs that one opening frame, which the follower does not answer.
+//! - **A conversation covers the pool.** Opening one, or being sent one, covers every
+//!   transaction pooled then: the conversation settles it with that peer, both ways.
+//!   What arrives later is not covered until the next one. A closed connection (pushes
+//!   and a conversation on it may be lost) uncovers everything.
+//! - **The follower never waits forever.** A follower opens a round itself when a
+//!   transaction it holds has not been covered for `Sync::follower_wait` (from its
+//!   arrival or the pair's last connection): a working leader, whose pool changes with
+//!   the same traffic, always comes first.
+//! - **No body races a push.** A transaction that entered the pool less than
+//!   `Sync::settle` ago is not sent (it is most likely on its way by push) and is
+//!   uncovered again, so a later round brings it if the peer still lacks it.
+//!
+//! So any transaction a node holds is, for each open peer of ours, either covered by a
+//! conversation that started after it arrived and ran to its end, or uncovered with a
+//! round due at a bounded time: any two pools of connected nodes of ours converge.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::{Action, ConnId, Node, Notice, Payload, PeerState};
 use crate::address::Address;
@@ -9,10 +34,16 @@ use crate::sync::{self, HashIndex};
 use crate::time::Time;
 use crate::transaction::Transaction;
 
-/// The transactions a node holds, in arrival order, and by hash (sorted, for catch-up).
+/// The transactions a node holds, in arrival order, with when each arrived, and by
+/// hash (sorted, for catch-up).
 #[derive(Debug, Default, Clone)]
 pub(super) struct Pool {
     pub(super) order: Vec<Transaction>,
+    /// When each transaction of `order` entered the pool.
+    pub(super) arrived: Vec<Time>,
+    /// How many of the first of `order` come from the stored pool: held before the node
+    /// started, so none of them is on its way anywhere.
+    pub(super) stored: usize,
     /// Hash to position in `order`.
     pub(super) hashes: HashIndex,
 }
@@ -26,8 +57,29 @@ impl Pool {
         self.hashes.index(hash).and_then(|i| self.order.get(i))
     }
 
-    /// Adds `tx` unless its hash is already held; says whether it was new.
-    pub(super) fn insert(&mut self, tx: Transaction) -> bool {
+    pub(super) fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// A pool holding `stored` (duplicates skipped), as if they arrived at time zero.
+    pub(super) fn from_stored(stored: Vec<Transaction>) -> Pool {
+        let mut pool = Pool::default();
+        for tx in stored {
+            pool.insert(tx, Time::ZERO);
+        }
+        pool.stored = pool.len();
+        pool
+    }
+
+    /// Whether the transaction at `index` entered the pool, after the node started, less
+    /// than `settle` before `now`.
+    fn is_fresh(&self, index: usize, now: Time, settle: Duration) -> bool {
+        index >= self.stored && self.arrived.get(index).is_some_and(|&at| now < at + settle)
+    }
+
+    /// Adds `tx`, arrived at `now`, unless its hash is already held; says whether it
+    /// was new.
+    pub(super) fn insert(&mut self, tx: Transaction, now: Time) -> bool {
         if !self
             .hashes
             .insert(Arc::clone(tx.shared_hash()), self.order.len())
@@ -35,8 +87,22 @@ impl Pool {
             return false;
         }
         self.order.push(tx);
+        self.arrived.push(now);
         true
     }
+}
+
+/// What catch-up knows of one peer of ours.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Reconciled {
+    /// The dialled connection on which the first conversation with it was opened.
+    pub(super) synced_on: Option<ConnId>,
+    /// The first `covered` transactions of our pool are settled with the peer: a
+    /// conversation that started after they entered has run (or runs) with it, and
+    /// nothing of them was held back since.
+    pub(super) covered: usize,
+    /// When a connection with it last opened or closed: a follower waits from then.
+    pub(super) since: Time,
 }
 
 /// Where a transaction came from, which decides where it goes next.
@@ -70,7 +136,7 @@ impl Node {
             });
             return false;
         }
-        self.pool.insert(tx.clone());
+        self.pool.insert(tx.clone(), now);
         let from_ours = via == Via::CatchUp || from.as_ref().is_some_and(|a| self.is_ours(a));
         let mut frame: Option<Payload> = None;
         // By index, not by iterator: `push` needs the node, and a list of targets would
@@ -90,11 +156,12 @@ impl Node {
             };
             self.push(conn, &tx, &mut frame, now);
         }
-        self.schedule_catch_up(now);
+        // No round can be due sooner than a lull from now (see `round_due`).
+        self.check_catch_up_at(now + self.config.sync.lull);
         self.log(Notice::NewTransaction {
             hash: tx.short_hash().to_owned(),
             from,
-            pool: self.pool.order.len(),
+            pool: self.pool.len(),
         });
         self.actions.push_back(Action::Persist { transaction: tx });
         true
@@ -104,62 +171,161 @@ impl Node {
         self.peers.get(address).is_some_and(|p| p.ours)
     }
 
+    /// Whether we lead catch-up with `address`: of each pair of ours, the smaller
+    /// address does.
+    fn leads(&self, address: &Address) -> bool {
+        self.config.address < *address
+    }
+
     /// Opens catch-up with `address` once per dialled connection, as soon as the
-    /// connection is open and the peer has shown it is one of ours.
+    /// connection is open and the peer has shown it is one of ours, if we lead the pair
+    /// (one conversation reconciles both ways). A follower's rounds come from
+    /// `catch_up_rounds`.
     pub(super) fn open_catch_up(&mut self, address: &Address, now: Time) {
+        let leads = self.leads(address);
         let Some(peer) = self.peers.get_mut(address) else {
             return;
         };
         let PeerState::Open { conn } = peer.state else {
             return;
         };
-        // One conversation per pair is enough (it reconciles both ways): the side with
-        // the smaller address opens it.
-        if !peer.ours || peer.synced_on == Some(conn) || self.config.address > *address {
+        if !peer.ours {
             return;
         }
-        peer.synced_on = Some(conn);
+        let first = leads && peer.sync.synced_on != Some(conn);
+        if first {
+            peer.sync.synced_on = Some(conn);
+        }
+        if !first {
+            // The pair is ready: a follower's rounds are due from now on.
+            return self.arm_round(address);
+        }
+        let frame = frame::sync(&sync::open(&self.pool.hashes)).into();
+        self.open_round(address, conn, &frame, now);
+    }
+
+    /// Opens a conversation with `address` on `conn` with the opening `frame` (one
+    /// fingerprint of the whole pool): it settles everything the pool holds now.
+    fn open_round(&mut self, address: &Address, conn: ConnId, frame: &Payload, now: Time) {
+        self.conversation_started(address);
         if !self.has_room(conn) {
             return self.open_later(conn);
         }
-        let frame = frame::sync(&sync::open(&self.pool.hashes));
         self.sent.sync += 1;
-        self.send(conn, frame.into(), now);
+        self.send(conn, Arc::clone(frame), now);
     }
 
-    /// The pool changed: a catch-up round with every peer of ours follows once things
-    /// are quiet for `Sync::lull`, and at most `Sync::max_wait` after the first change.
-    pub(super) fn schedule_catch_up(&mut self, now: Time) {
-        let lull = self.config.sync.lull;
-        let max_wait = self.config.sync.max_wait;
-        self.sync_due = Some(match self.sync_due {
-            None => (now + lull, now),
-            Some((_, first)) => ((now + lull).min(first + max_wait), first),
+    /// A conversation with `address` starts now (we open it, or it opened it): it
+    /// settles everything the pool holds now.
+    pub(super) fn conversation_started(&mut self, address: &Address) {
+        let len = self.pool.len();
+        if let Some(peer) = self.peers.get_mut(address) {
+            peer.sync.covered = len;
+        }
+    }
+
+    /// A connection with `address` closed: frames pushed on it may be lost and a
+    /// conversation on it cut, so nothing is settled with it any more.
+    pub(super) fn catch_up_reset(&mut self, address: &Address, now: Time) {
+        if let Some(peer) = self.peers.get_mut(address) {
+            peer.sync.covered = 0;
+            peer.sync.since = now;
+            self.arm_round(address);
+        }
+    }
+
+    /// Catch-up would send `address` the bodies of `hashes`: those that entered the pool
+    /// less than `Sync::settle` ago are held back (most likely on their way to it by push
+    /// already) and left for a later round. Returns the rest.
+    pub(super) fn settled_bodies(
+        &mut self,
+        address: Option<&Address>,
+        mut hashes: Vec<Arc<str>>,
+        now: Time,
+    ) -> Vec<Arc<str>> {
+        let settle = self.config.sync.settle;
+        let mut held_from: Option<usize> = None;
+        hashes.retain(|hash| {
+            let Some(index) = self.pool.hashes.index(hash) else {
+                return false;
+            };
+            let fresh = self.pool.is_fresh(index, now, settle);
+            if fresh {
+                held_from = Some(held_from.map_or(index, |h| h.min(index)));
+            }
+            !fresh
         });
+        if let (Some(index), Some(address)) = (held_from, address) {
+            if let Some(peer) = self.peers.get_mut(address) {
+                peer.sync.covered = peer.sync.covered.min(index);
+                self.arm_round(address);
+            }
+        }
+        hashes
     }
 
-    /// Opens catch-up with every open peer of ours (one frame, shared).
-    pub(super) fn catch_up_round(&mut self, now: Time) {
-        let conns: Vec<ConnId> = self
-            .connected
-            .iter()
-            .filter_map(|address| self.peers.get(address))
-            .filter_map(|peer| match (peer.ours, peer.state) {
-                (true, PeerState::Open { conn }) => Some(conn),
-                _ => None,
-            })
-            .collect();
-        if conns.is_empty() {
+    /// Makes sure `catch_up_rounds` runs when a round with `address` is due.
+    fn arm_round(&mut self, address: &Address) {
+        if let Some((_, due)) = self.round_with(address) {
+            self.check_catch_up_at(due);
+        }
+    }
+
+    /// The connection on which a round with `address` would open, and when it is due:
+    /// only with an open peer of ours that is not caught up on everything.
+    fn round_with(&self, address: &Address) -> Option<(ConnId, Time)> {
+        let peer = self.peers.get(address)?;
+        let PeerState::Open { conn } = peer.state else {
+            return None;
+        };
+        if !peer.ours {
+            return None;
+        }
+        Some((conn, self.round_due(self.leads(address), peer.sync)?))
+    }
+
+    /// Makes sure `catch_up_rounds` runs at `at` or sooner.
+    pub(super) fn check_catch_up_at(&mut self, at: Time) {
+        self.sync_check = Some(self.sync_check.map_or(at, |due| due.min(at)));
+    }
+
+    /// When a round with a peer of ours whose first `covered` transactions are settled
+    /// is due, if one is. A leader's: a lull after the pool last changed, but at most
+    /// `max_wait` after the first transaction not settled with it entered, and not before
+    /// that one has settled (a round would hold it back). A follower's: `follower_wait`
+    /// after that transaction entered or the pair last connected, whichever is later, so
+    /// that its leader comes first.
+    fn round_due(&self, leads: bool, sync: Reconciled) -> Option<Time> {
+        let first = *self.pool.arrived.get(sync.covered)?;
+        let config = &self.config.sync;
+        if leads {
+            let last = *self.pool.arrived.last()?;
+            let quiet = (last + config.lull).min(first + config.max_wait);
+            Some(quiet.max(first + config.settle))
+        } else {
+            Some(first.max(sync.since) + config.follower_wait)
+        }
+    }
+
+    /// Opens the rounds that are due (one opening frame, shared) with the open peers of
+    /// ours, and sets when to look again.
+    pub(super) fn catch_up_rounds(&mut self, now: Time) {
+        let mut due_now = Vec::new();
+        let mut next: Option<Time> = None;
+        for address in &self.connected {
+            match self.round_with(address) {
+                Some((conn, due)) if due <= now => due_now.push((address.clone(), conn)),
+                Some((_, due)) => next = Some(next.map_or(due, |n| n.min(due))),
+                None => {}
+            }
+        }
+        self.sync_check = next;
+        if due_now.is_empty() {
             return;
         }
         let frame: Payload = frame::sync(&sync::open(&self.pool.hashes)).into();
-        for conn in conns {
-            if !self.has_room(conn) {
-                self.open_later(conn);
-                continue;
-            }
-            self.sent.sync += 1;
-            self.send(conn, Arc::clone(&frame), now);
+        for (address, conn) in due_now {
+            self.open_round(&address, conn, &frame, now);
         }
     }
 }
