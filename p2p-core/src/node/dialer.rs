@@ -63,6 +63,7 @@ impl Node {
                         keep: matches!(wanted, Wanted::Known),
                         failures: 0,
                         ours: false,
+                        foreign: false,
                         sync: Reconciled::default(),
                         opened_at: Time::ZERO,
                         learned_from: source,

@@ -111,6 +111,9 @@ struct Peer {
     /// It marked its HANDSHAKE as one of ours: it speaks SYNC, and it pushes what it
     /// originates to all its peers, so what we get from it we need not pass to ours.
     ours: bool,
+    /// It is not one of ours: it sent a HANDSHAKE without `ext`, or its dial was open for
+    /// `Sync::settle` without a word of it. What we get from ours we pass to it.
+    foreign: bool,
     /// Catch-up with it, if it is one of ours.
     sync: Reconciled,
     /// When its last dialled connection opened.
@@ -138,6 +141,9 @@ struct Conn {
     ours: bool,
     /// What waits to go out on it, and what it has cost.
     out: Outbox,
+    /// A dial whose peer has not said whether it is one of ours: at this time (in
+    /// `Node::conn_timers`) it is taken for one that is not.
+    identify_by: Option<Time>,
 }
 
 impl Conn {
@@ -148,6 +154,7 @@ impl Conn {
             closing: false,
             ours: false,
             out: Outbox::new(seed),
+            identify_by: None,
         }
     }
 }
@@ -294,6 +301,18 @@ impl Node {
         self.sent.handshake += 1;
         self.send(conn, handshake.into(), now);
         self.log(Notice::Connected(address.clone()));
+        let (ours, foreign) = self
+            .peers
+            .get(&address)
+            .map_or((false, false), |p| (p.ours, p.foreign));
+        self.replay(conn, true, foreign, now);
+        if !ours && !foreign {
+            let at = now + self.config.sync.settle;
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.identify_by = Some(at);
+                self.conn_timers.insert((at, conn));
+            }
+        }
         self.open_catch_up(&address, now);
         self.pump_dials(now);
     }
@@ -375,7 +394,9 @@ impl Node {
                     let address = address.clone();
                     if let Some(peer) = self.peers.get_mut(&address) {
                         peer.ours = true;
+                        peer.foreign = false;
                     }
+                    let _ = self.stop_identify_wait(conn);
                     self.open_catch_up(&address, now);
                 }
             }
@@ -405,6 +426,9 @@ impl Node {
         let Some(closed) = self.conns.remove(&conn) else {
             return;
         };
+        if let Some(at) = closed.identify_by {
+            self.conn_timers.remove(&(at, conn));
+        }
         match closed.kind {
             ConnKind::Dialled(address, _) => {
                 self.connected.retain(|a| *a != address);
@@ -639,8 +663,20 @@ impl Node {
             }
         }
         if let Some(sender) = &from {
+            let mut dialled = None;
             if let Some(peer) = self.peers.get_mut(sender) {
                 peer.ours = ours;
+                if ours {
+                    peer.foreign = false;
+                }
+                if let PeerState::Open { conn } = peer.state {
+                    dialled = Some(conn);
+                }
+            }
+            if !ours {
+                self.found_foreign(sender, now);
+            } else if let Some(conn) = dialled {
+                let _ = self.stop_identify_wait(conn);
             }
             self.open_catch_up(sender, now);
         }

@@ -41,6 +41,9 @@ pub(super) struct Pool {
     pub(super) order: Vec<Transaction>,
     /// When each transaction of `order` entered the pool.
     pub(super) arrived: Vec<Time>,
+    /// Whether each transaction of `order` came from one of ours (pushed or caught up):
+    /// its origin pushed it to our peers of ours, so we pass it only to other peers.
+    pub(super) from_ours: Vec<bool>,
     /// How many of the first of `order` come from the stored pool: held before the node
     /// started, so none of them is on its way anywhere.
     pub(super) stored: usize,
@@ -65,7 +68,7 @@ impl Pool {
     pub(super) fn from_stored(stored: Vec<Transaction>) -> Pool {
         let mut pool = Pool::default();
         for tx in stored {
-            pool.insert(tx, Time::ZERO);
+            pool.insert(tx, Time::ZERO, false);
         }
         pool.stored = pool.len();
         pool
@@ -79,7 +82,7 @@ impl Pool {
 
     /// Adds `tx`, arrived at `now`, unless its hash is already held; says whether it
     /// was new.
-    pub(super) fn insert(&mut self, tx: Transaction, now: Time) -> bool {
+    pub(super) fn insert(&mut self, tx: Transaction, now: Time, from_ours: bool) -> bool {
         if !self
             .hashes
             .insert(Arc::clone(tx.shared_hash()), self.order.len())
@@ -88,7 +91,15 @@ impl Pool {
         }
         self.order.push(tx);
         self.arrived.push(now);
+        self.from_ours.push(from_ours);
         true
+    }
+
+    /// Positions of the transactions that entered the pool, after the node started,
+    /// less than `settle` before `now`, oldest first.
+    fn fresh(&self, now: Time, settle: Duration) -> std::ops::Range<usize> {
+        let start = self.arrived[self.stored..].partition_point(|&at| at + settle <= now);
+        self.stored + start..self.len()
     }
 }
 
@@ -123,6 +134,10 @@ impl Node {
     /// already had it pushed by its origin, and catch-up rounds fill whatever a lost or
     /// missing connection kept from them. In a stable mesh of our nodes each transaction
     /// crosses one link per receiving node.
+    ///
+    /// A dial that opens is pushed what it missed while it was not open, if that is
+    /// fresh (younger than `Sync::settle`; catch-up brings what is older); a peer that
+    /// turns out not to be ours is passed what came from ours, likewise. See `replay`.
     pub(super) fn accept_transaction(
         &mut self,
         tx: Transaction,
@@ -136,8 +151,8 @@ impl Node {
             });
             return false;
         }
-        self.pool.insert(tx.clone(), now);
         let from_ours = via == Via::CatchUp || from.as_ref().is_some_and(|a| self.is_ours(a));
+        self.pool.insert(tx.clone(), now, from_ours);
         let mut frame: Option<Payload> = None;
         // By index, not by iterator: `push` needs the node, and a list of targets would
         // cost an allocation per transaction on the hottest path. Pushing never changes
@@ -147,8 +162,10 @@ impl Node {
             if from.as_ref() == Some(address) {
                 continue;
             }
+            // A peer not known yet to be one of ours or not is passed what comes from
+            // ours only once it says (or `Sync::settle` passes): see `replay`.
             let conn = match self.peers.get(address) {
-                Some(peer) if !(from_ours && peer.ours) => match peer.state {
+                Some(peer) if !from_ours || peer.foreign => match peer.state {
                     PeerState::Open { conn } => conn,
                     _ => continue,
                 },
@@ -156,8 +173,9 @@ impl Node {
             };
             self.push(conn, &tx, &mut frame, now);
         }
-        // No round can be due sooner than a lull from now (see `round_due`).
-        self.check_catch_up_at(now + self.config.sync.lull);
+        // What this makes due (see `round_due`) is due no sooner than this.
+        let sync = &self.config.sync;
+        self.check_catch_up_at(now + sync.lull.max(sync.settle));
         self.log(Notice::NewTransaction {
             hash: tx.short_hash().to_owned(),
             from,
@@ -169,6 +187,56 @@ impl Node {
 
     pub(super) fn is_ours(&self, address: &Address) -> bool {
         self.peers.get(address).is_some_and(|p| p.ours)
+    }
+
+    /// Pushes on `conn`, our dial to a peer, the fresh transactions it was not pushed:
+    /// those we were to push to every peer (`pushed`: the dial just opened) and those
+    /// from ours (`relayed`: the peer is not one of ours, or did not say in time).
+    /// Fresh ones only: catch-up sends no body younger than `Sync::settle`, and brings
+    /// the older ones if the peer lacks them.
+    pub(super) fn replay(&mut self, conn: ConnId, pushed: bool, relayed: bool, now: Time) {
+        let fresh = self.pool.fresh(now, self.config.sync.settle);
+        for index in fresh {
+            let from_ours = self.pool.from_ours[index];
+            if (from_ours && relayed) || (!from_ours && pushed) {
+                let tx = self.pool.order[index].clone();
+                self.push(conn, &tx, &mut None, now);
+            }
+        }
+    }
+
+    /// `address` said it is not one of ours (a HANDSHAKE without `ext`), or did not say
+    /// in time: what comes from ours is passed to it from now on, and, if our dial to it
+    /// was waiting for it to say, the fresh part of what it was not passed goes now
+    /// (once per dial: a peer that keeps changing its story gets no more).
+    pub(super) fn found_foreign(&mut self, address: &Address, now: Time) {
+        let Some(peer) = self.peers.get_mut(address) else {
+            return;
+        };
+        if peer.foreign || peer.ours {
+            return;
+        }
+        peer.foreign = true;
+        if let PeerState::Open { conn } = peer.state {
+            if self.stop_identify_wait(conn) {
+                self.replay(conn, false, true, now);
+            }
+        }
+    }
+
+    /// The peer of our dial `conn` said what it is, or the wait is over: true if it was
+    /// still waited for.
+    pub(super) fn stop_identify_wait(&mut self, conn: ConnId) -> bool {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return false;
+        };
+        let Some(at) = c.identify_by.take() else {
+            return false;
+        };
+        if c.out.stall_check != Some(at) && c.out.resume_at != Some(at) {
+            self.conn_timers.remove(&(at, conn));
+        }
+        true
     }
 
     /// Whether we lead catch-up with `address`: of each pair of ours, the smaller

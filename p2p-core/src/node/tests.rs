@@ -194,6 +194,17 @@ fn meshed() -> Node {
     node
 }
 
+/// [`meshed`] once its peers, which never said whether they are ours, are taken for
+/// ones that are not (`Sync::settle` after their dials opened, at 1 ms).
+fn meshed_and_told() -> Node {
+    let mut node = meshed();
+    let told = ms(1) + node.config().sync.settle;
+    assert_eq!(node.poll_timeout(), Some(told));
+    node.handle_timeout(told);
+    drain(&mut node);
+    node
+}
+
 /// Accepts connection `conn` and has it say it is `from` in a HANDSHAKE.
 fn accept_from(node: &mut Node, conn: ConnId, from: &str, now: Time) -> Vec<Action> {
     node.handle_accepted(conn, now);
@@ -1046,20 +1057,20 @@ fn poll_timeout_is_none_when_nothing_is_pending() {
     let (node, _) = started(config(&[]));
     assert_eq!(node.poll_timeout(), None);
 
-    let mut node = meshed();
-    node.handle_accepted(ConnId(10), ms(2));
+    let mut node = meshed_and_told();
+    node.handle_accepted(ConnId(10), ms(1002));
     assert_eq!(node.poll_timeout(), None);
 }
 
 #[test]
 fn frames_not_yet_written_set_a_stall_check_until_written() {
-    let mut node = meshed();
-    node.handle_accepted(ConnId(10), ms(2));
-    node.handle_text(ConnId(10), r#"{"type":"STATUS_REQUEST"}"#, ms(3));
+    let mut node = meshed_and_told();
+    node.handle_accepted(ConnId(10), ms(1002));
+    node.handle_text(ConnId(10), r#"{"type":"STATUS_REQUEST"}"#, ms(1003));
     let actions = drain(&mut node);
     let stall = node.config().limits.stall_timeout;
-    assert_eq!(node.poll_timeout(), Some(ms(3) + stall));
-    written(&mut node, &actions, ms(4));
+    assert_eq!(node.poll_timeout(), Some(ms(1003) + stall));
+    written(&mut node, &actions, ms(1004));
     assert_eq!(node.poll_timeout(), None);
 }
 
@@ -1082,12 +1093,130 @@ fn sync_frames(actions: &[Action]) -> Vec<(ConnId, String)> {
 #[test]
 fn transaction_from_one_of_ours_goes_only_to_peers_not_of_ours() {
     let mut node = meshed();
-    // 4002 and 4003 are ours; 4004 never said so (a JavaScript node).
+    // 4002 and 4003 are ours; 4004 said it is not (a JavaScript node).
     accept_ours(&mut node, ConnId(10), "ws://localhost:4002", ms(5));
     accept_ours(&mut node, ConnId(11), "ws://localhost:4003", ms(5));
+    accept_from(&mut node, ConnId(12), "ws://localhost:4004", ms(5));
     node.handle_text(ConnId(10), &tx(1).to_frame(), ms(6));
     let sent = sends(&drain(&mut node));
     assert_eq!(sent, [(ConnId(3), tx(1).to_frame())]);
+}
+
+#[test]
+fn a_peer_that_has_not_said_what_it_is_gets_what_came_from_ours_once_it_says_it_is_not_ours() {
+    let mut node = meshed();
+    accept_ours(&mut node, ConnId(10), "ws://localhost:4002", ms(5));
+    accept_ours(&mut node, ConnId(11), "ws://localhost:4003", ms(5));
+    // 4004 has not said yet: it might be ours, whose origin pushed it already.
+    node.handle_text(ConnId(10), &tx(1).to_frame(), ms(6));
+    assert_eq!(sends(&drain(&mut node)), []);
+    // It dials back with a HANDSHAKE without `ext`: a JavaScript node, which never
+    // catches up. It gets what it missed while fresh, then the rest as it comes.
+    let actions = accept_from(&mut node, ConnId(12), "ws://localhost:4004", ms(8));
+    assert_eq!(sends(&actions), [(ConnId(3), tx(1).to_frame())]);
+    node.handle_text(ConnId(10), &tx(2).to_frame(), ms(9));
+    assert_eq!(sends(&drain(&mut node)), [(ConnId(3), tx(2).to_frame())]);
+}
+
+#[test]
+fn a_peer_that_keeps_changing_its_story_is_replayed_to_once() {
+    let mut node = meshed();
+    accept_ours(&mut node, ConnId(10), "ws://localhost:4002", ms(5));
+    node.handle_text(ConnId(10), &tx(1).to_frame(), ms(6));
+    drain(&mut node);
+    let pushes_to_4004 = |actions: &[Action]| {
+        sends(actions)
+            .into_iter()
+            .filter(|(c, f)| *c == ConnId(3) && f.starts_with(r#"{"type":"TRANSACTION""#))
+            .count()
+    };
+    assert_eq!(
+        pushes_to_4004(&accept_from(
+            &mut node,
+            ConnId(12),
+            "ws://localhost:4004",
+            ms(7)
+        )),
+        1
+    );
+    for (i, conn) in (13..20).map(ConnId).enumerate() {
+        let now = ms(8 + i as u64);
+        let actions = if i % 2 == 0 {
+            accept_ours(&mut node, conn, "ws://localhost:4004", now)
+        } else {
+            accept_from(&mut node, conn, "ws://localhost:4004", now)
+        };
+        assert_eq!(pushes_to_4004(&actions), 0, "{actions:?}");
+    }
+}
+
+#[test]
+fn a_peer_that_never_says_what_it_is_is_taken_for_one_not_of_ours_after_settle() {
+    let mut node = meshed();
+    accept_ours(&mut node, ConnId(10), "ws://localhost:4002", ms(5));
+    accept_ours(&mut node, ConnId(11), "ws://localhost:4003", ms(5));
+    node.handle_text(ConnId(10), &tx(1).to_frame(), ms(6));
+    assert_eq!(sends(&drain(&mut node)), []);
+    let settle = node.config().sync.settle;
+    // 4004's dial opened at 1 ms and it never said a word.
+    assert_eq!(node.poll_timeout(), Some(ms(1) + settle));
+    node.handle_timeout(ms(1) + settle);
+    assert_eq!(sends(&drain(&mut node)), [(ConnId(3), tx(1).to_frame())]);
+}
+
+#[test]
+fn a_peer_that_says_it_is_ours_is_never_passed_what_came_from_ours() {
+    let mut node = meshed();
+    accept_ours(&mut node, ConnId(10), "ws://localhost:4002", ms(5));
+    accept_ours(&mut node, ConnId(11), "ws://localhost:4003", ms(5));
+    node.handle_text(ConnId(10), &tx(1).to_frame(), ms(6));
+    drain(&mut node);
+    node.handle_text(ConnId(3), r#"{"type":"HELLO","data":1}"#, ms(7));
+    drain(&mut node);
+    node.handle_text(ConnId(10), &tx(2).to_frame(), ms(8));
+    assert_eq!(sends(&drain(&mut node)), []);
+    // Nor later: its wait is over, and what the timeouts bring is catch-up only.
+    while let Some(at) = node.poll_timeout().filter(|&at| at <= ms(60_000)) {
+        node.handle_timeout(at);
+        let actions = drain(&mut node);
+        let pushed = sends(&actions)
+            .into_iter()
+            .any(|(_, f)| f.starts_with(r#"{"type":"TRANSACTION""#));
+        assert!(!pushed, "{actions:?}");
+        written(&mut node, &actions, at);
+    }
+}
+
+#[test]
+fn a_dial_that_opens_is_pushed_what_it_missed_while_fresh() {
+    let (mut node, actions) = started(config(&["ws://localhost:4002", "ws://localhost:4003"]));
+    let d2 = dial_to(&actions, "ws://localhost:4002");
+    let d3 = dial_to(&actions, "ws://localhost:4003");
+    node.handle_dial_opened(d2, ConnId(1), ms(1));
+    drain(&mut node);
+    node.add_transaction(tx(1), ms(10));
+    assert_eq!(sends(&drain(&mut node)), [(ConnId(1), tx(1).to_frame())]);
+    // The second dial opens while the transaction is fresh: it is pushed it at once.
+    node.handle_dial_opened(d3, ConnId(2), ms(20));
+    let sent = sends(&drain(&mut node));
+    assert!(sent.contains(&(ConnId(2), tx(1).to_frame())), "{sent:?}");
+    // Once it has settled, a dial that opens is left to catch-up.
+    let settle = node.config().sync.settle;
+    node.handle_closed(ConnId(2), ms(30));
+    drain(&mut node);
+    let redial = loop {
+        let at = node.poll_timeout().expect("a redial");
+        node.handle_timeout(at);
+        if let Some((dial, _)) = dials(&drain(&mut node)).into_iter().next() {
+            break dial;
+        }
+    };
+    node.handle_dial_opened(redial, ConnId(3), ms(10) + settle);
+    let sent = sends(&drain(&mut node));
+    assert!(
+        !sent.iter().any(|(_, f)| *f == tx(1).to_frame()),
+        "{sent:?}"
+    );
 }
 
 #[test]
@@ -1429,12 +1558,15 @@ fn a_transaction_the_leader_never_had_pushed_reaches_it_through_its_follower() {
     // pools) before a transaction enters `b`, whose own dial to `a` is not open yet, so
     // `b` pushes it nowhere. Then `b`'s dial opens, and nothing else ever changes `a`'s
     // pool: no round of the leader's would ever come, so the follower must open one.
+    // By the time it opens, the transaction is no longer fresh, so it is not pushed
+    // then (see `a_dial_that_opens_is_pushed_what_it_missed_while_fresh`).
     let mut wire = Wire::new(Vec::new(), Vec::new(), [true, false]);
     assert_eq!(wire.openings(A).len(), 1, "the leader's first conversation");
     wire.run_until(ms(10));
     let t = tx(1);
     wire.add(B, &t);
-    wire.run_until(ms(20));
+    let settle = wire.nodes[B].config().sync.settle;
+    wire.run_until(ms(20) + settle);
     wire.open_dials(B);
     let opened = wire.now;
     wire.run_until(ms(60_000));
@@ -1488,8 +1620,8 @@ fn catch_up_holds_back_what_may_be_on_its_way_and_brings_it_once_settled() {
     let mut wire = Wire::new(Vec::new(), Vec::new(), [true, true]);
     wire.run_until(ms(100));
     // `a` makes a transaction; its push to `b` is lost with the connection it was on,
-    // and `a` redials at once: their conversation on the new connection runs while the
-    // transaction is fresh, so its body is held back.
+    // and so is the push on the next one (it breaks too): their conversation on that
+    // runs while the transaction is fresh, so its body is held back.
     wire.lose_pushes_of_a = true;
     let t = tx(7);
     wire.add(A, &t);
@@ -1500,9 +1632,9 @@ fn catch_up_holds_back_what_may_be_on_its_way_and_brings_it_once_settled() {
         .find(|(i, _)| *i == A)
         .map(|&(_, c)| c)
         .expect("a's dial");
-    wire.lose_pushes_of_a = false;
     wire.close(A, conn);
     wire.run_until(ms(500));
+    wire.lose_pushes_of_a = false;
     assert!(
         wire.openings(A).len() >= 2,
         "a conversation on the new connection"
