@@ -305,7 +305,8 @@ impl Node {
             .peers
             .get(&address)
             .map_or((false, false), |p| (p.ours, p.foreign));
-        self.replay(conn, true, foreign, now);
+        let fresh = self.fresh_since(now);
+        self.replay(conn, Some(fresh), foreign.then_some(fresh), now);
         if !ours && !foreign {
             let at = now + self.config.sync.settle;
             if let Some(c) = self.conns.get_mut(&conn) {

@@ -95,11 +95,11 @@ impl Pool {
         true
     }
 
-    /// Positions of the transactions that entered the pool, after the node started,
-    /// less than `settle` before `now`, oldest first.
-    fn fresh(&self, now: Time, settle: Duration) -> std::ops::Range<usize> {
-        let start = self.arrived[self.stored..].partition_point(|&at| at + settle <= now);
-        self.stored + start..self.len()
+    /// Positions of the transactions that entered the pool, after the node started, at
+    /// or after `start`, oldest first.
+    fn since(&self, start: Time) -> std::ops::Range<usize> {
+        let first = self.arrived[self.stored..].partition_point(|&at| at < start);
+        self.stored + first..self.len()
     }
 }
 
@@ -189,26 +189,49 @@ impl Node {
         self.peers.get(address).is_some_and(|p| p.ours)
     }
 
-    /// Pushes on `conn`, our dial to a peer, the fresh transactions it was not pushed:
-    /// those we were to push to every peer (`pushed`: the dial just opened) and those
-    /// from ours (`relayed`: the peer is not one of ours, or did not say in time).
-    /// Fresh ones only: catch-up sends no body younger than `Sync::settle`, and brings
-    /// the older ones if the peer lacks them.
-    pub(super) fn replay(&mut self, conn: ConnId, pushed: bool, relayed: bool, now: Time) {
-        let fresh = self.pool.fresh(now, self.config.sync.settle);
-        for index in fresh {
-            let from_ours = self.pool.from_ours[index];
-            if (from_ours && relayed) || (!from_ours && pushed) {
+    /// Pushes on `conn`, our dial to a peer, what it was not pushed: those we were to
+    /// push to every peer that entered the pool since `pushed` (the dial just opened;
+    /// fresh ones only: catch-up sends no body younger than `Sync::settle`, and brings
+    /// the older ones if the peer lacks them), and those from ours that entered since
+    /// `relayed` (the peer is not one of ours, or did not say in time; it never catches
+    /// up, so everything it was not passed while we waited).
+    pub(super) fn replay(
+        &mut self,
+        conn: ConnId,
+        pushed: Option<Time>,
+        relayed: Option<Time>,
+        now: Time,
+    ) {
+        let starts = [pushed, relayed].into_iter().flatten().min();
+        let Some(start) = starts else {
+            return;
+        };
+        for index in self.pool.since(start) {
+            let at = self.pool.arrived[index];
+            let wanted = if self.pool.from_ours[index] {
+                relayed.is_some_and(|from| at >= from)
+            } else {
+                pushed.is_some_and(|from| at >= from)
+            };
+            if wanted {
                 let tx = self.pool.order[index].clone();
                 self.push(conn, &tx, &mut None, now);
             }
         }
     }
 
+    /// The earliest arrival of a transaction that is fresh at `now` (younger than
+    /// `Sync::settle`, as `Pool::is_fresh` says).
+    pub(super) fn fresh_since(&self, now: Time) -> Time {
+        let settle = u64::try_from(self.config.sync.settle.as_micros()).unwrap_or(u64::MAX);
+        Time::from_micros(now.as_micros().saturating_sub(settle) + 1)
+    }
+
     /// `address` said it is not one of ours (a HANDSHAKE without `ext`), or did not say
     /// in time: what comes from ours is passed to it from now on, and, if our dial to it
-    /// was waiting for it to say, the fresh part of what it was not passed goes now
-    /// (once per dial: a peer that keeps changing its story gets no more).
+    /// was waiting for it to say, what it was not passed since the dial opened (or in the
+    /// last `Sync::settle`) goes now; once per dial: a peer that keeps changing its story
+    /// gets no more.
     pub(super) fn found_foreign(&mut self, address: &Address, now: Time) {
         let Some(peer) = self.peers.get_mut(address) else {
             return;
@@ -218,8 +241,9 @@ impl Node {
         }
         peer.foreign = true;
         if let PeerState::Open { conn } = peer.state {
+            let opened = peer.opened_at.min(self.fresh_since(now));
             if self.stop_identify_wait(conn) {
-                self.replay(conn, false, true, now);
+                self.replay(conn, None, Some(opened), now);
             }
         }
     }

@@ -1165,6 +1165,28 @@ fn a_peer_that_never_says_what_it_is_is_taken_for_one_not_of_ours_after_settle()
 }
 
 #[test]
+fn a_peer_taken_late_for_one_not_of_ours_gets_all_it_was_not_passed_since_the_dial_opened() {
+    let mut node = meshed();
+    accept_ours(&mut node, ConnId(10), "ws://localhost:4002", ms(5));
+    accept_ours(&mut node, ConnId(11), "ws://localhost:4003", ms(5));
+    let settle = node.config().sync.settle;
+    node.handle_text(ConnId(10), &tx(1).to_frame(), ms(6));
+    node.handle_text(ConnId(10), &tx(2).to_frame(), ms(900));
+    assert_eq!(sends(&drain(&mut node)), []);
+    // The host wakes the node long after the wait for 4004 ended (at 1 ms + settle).
+    node.handle_timeout(ms(6) + settle + Duration::from_millis(500));
+    let sent = sends(&drain(&mut node));
+    let pushed: Vec<(ConnId, String)> = sent
+        .into_iter()
+        .filter(|(_, f)| f.starts_with(r#"{"type":"TRANSACTION""#))
+        .collect();
+    assert_eq!(
+        pushed,
+        [(ConnId(3), tx(1).to_frame()), (ConnId(3), tx(2).to_frame())]
+    );
+}
+
+#[test]
 fn a_peer_that_says_it_is_ours_is_never_passed_what_came_from_ours() {
     let mut node = meshed();
     accept_ours(&mut node, ConnId(10), "ws://localhost:4002", ms(5));
