@@ -169,7 +169,9 @@ pub struct Sync {
     /// Longer than `max_wait`, so that a working leader always comes first.
     pub follower_wait: Duration,
     /// Catch-up sends no transaction that entered the pool less than this ago; it
-    /// brings it in a later round if the peer still lacks it then.
+    /// brings it in a later round if the peer still lacks it then. Relay covers that
+    /// span instead: a dial that opens is pushed what it missed in it, and a peer that
+    /// has not said within it whether it is one of ours is taken for one that is not.
     pub settle: Duration,
 }
 
