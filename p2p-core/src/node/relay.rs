@@ -1,8 +1,11 @@
 //! The pool, relay of new transactions, and catch-up with peers of ours.
 //!
-//! Catch-up (SYNC conversations, see [`crate::sync`]) only repairs what relay missed: a
-//! push made before a connection was open, lost with a connection, or dropped from a
-//! full backlog, or a node that was down. Its rules:
+//! Relay pushes each transaction once to each peer that needs it (see
+//! `accept_transaction`); for the `Sync::settle` after a transaction enters, relay also
+//! makes up for a dial that was not open yet (`replay`). Catch-up (SYNC conversations,
+//! see [`crate::sync`]) repairs what relay still missed: a push older than that when
+//! its connection opened, lost with a connection, or dropped from a full backlog, or a
+//! node that was down. Its rules:
 //!
 //! - **One side leads.** Of each pair of ours, the smaller address opens a conversation
 //!   on each new dialled connection, and the periodic rounds (`Sync::lull` after its pool
