@@ -150,12 +150,29 @@ impl Default for Backoff {
 
 /// When a node runs catch-up rounds with its peers of ours (besides once per new
 /// connection).
+///
+/// Of each pair of ours, the side with the smaller address leads: it opens the rounds,
+/// `lull` after its pool last changed and at most `max_wait` after the first change the
+/// peer has not been caught up on. The other side follows: it opens a round only when
+/// something has waited `follower_wait` for the leader (a leader whose pool never
+/// changes). No side sends a transaction that entered its pool less than `settle` ago
+/// (it is most likely still on its way to the peer, pushed by its origin), and a leader
+/// waits for the first change to settle before its round.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sync {
-    /// A round follows this long after the pool last changed.
+    /// A leader's round follows this long after the pool last changed.
     pub lull: Duration,
     /// ... but no later than this after the first change since the last round.
     pub max_wait: Duration,
+    /// A follower opens a round itself when a transaction it holds has waited this long
+    /// (from when it entered, or the pair last connected) without a round covering it.
+    /// Longer than `max_wait`, so that a working leader always comes first.
+    pub follower_wait: Duration,
+    /// Catch-up sends no transaction that entered the pool less than this ago; it
+    /// brings it in a later round if the peer still lacks it then. Relay covers that
+    /// span instead: a dial that opens is pushed what it missed in it, and a peer that
+    /// has not said within it whether it is one of ours is taken for one that is not.
+    pub settle: Duration,
 }
 
 impl Default for Sync {
@@ -163,6 +180,8 @@ impl Default for Sync {
         Sync {
             lull: Duration::from_millis(500),
             max_wait: Duration::from_secs(3),
+            follower_wait: Duration::from_secs(6),
+            settle: Duration::from_secs(1),
         }
     }
 }

@@ -252,6 +252,13 @@ pub(crate) fn open(set: &HashIndex) -> Vec<Range> {
     vec![fp_range(String::new(), None, n, sum)]
 }
 
+/// Whether `ranges` open a conversation: one fingerprint of the whole order, as
+/// [`open`] writes it (no reply has this shape: a split has several ranges, and a
+/// remainder starts after what its reply settled).
+pub(crate) fn is_opening(ranges: &[Range]) -> bool {
+    matches!(ranges, [range] if range.lo.is_empty() && range.ub.is_none() && range.fp.is_some())
+}
+
 /// Checks a received SYNC frame's ranges before any work is done on them.
 ///
 /// Ranges must be non-empty, sorted and disjoint (`lo < ub`, each `lo` at or after the

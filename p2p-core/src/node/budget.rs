@@ -44,9 +44,9 @@ pub(super) struct Outbox {
     /// When the host last reported progress (or the queue last became non-empty).
     progress_at: Time,
     /// The stall check of this connection in `Node::conn_timers`, while bytes are queued.
-    stall_check: Option<Time>,
+    pub(super) stall_check: Option<Time>,
     /// When the catch-up body rate lets bodies go again, in `Node::conn_timers`.
-    resume_at: Option<Time>,
+    pub(super) resume_at: Option<Time>,
     /// Relay pushes that did not fit in the send buffer, oldest first.
     backlog: VecDeque<Transaction>,
     /// The peer (one of ours) missed pushes dropped from a full backlog: a catch-up
@@ -199,7 +199,13 @@ impl Node {
             self.refuse(conn, FrameError::TooManyRequests(limit));
             return;
         }
+        let opening = sync::is_opening(&ranges);
         c.out.requests.push_back(ranges);
+        if opening {
+            if let Some(address) = self.peer_of(conn) {
+                self.conversation_started(&address);
+            }
+        }
         self.fill(conn, now);
     }
 
@@ -229,6 +235,9 @@ impl Node {
             if c.out.behind && c.out.queued == 0 {
                 c.out.behind = false;
                 let frame: Payload = frame::sync(&sync::open(&self.pool.hashes)).into();
+                if let Some(address) = self.peer_of(conn) {
+                    self.conversation_started(&address);
+                }
                 self.sent.sync += 1;
                 self.send(conn, frame, now);
                 continue;
@@ -237,8 +246,10 @@ impl Node {
                 return;
             };
             let reply = sync::answer(&self.pool.hashes, &ranges);
+            let peer = self.peer_of(conn);
+            let send = self.settled_bodies(peer.as_ref(), reply.send, now);
             let c = self.conns.get_mut(&conn).expect("looked up above");
-            for hash in reply.send {
+            for hash in send {
                 if c.out.pending.insert(Arc::clone(&hash)) {
                     c.out.bodies.push_back(hash);
                 }
@@ -299,7 +310,8 @@ impl Node {
         true
     }
 
-    /// Timers of connections: stall checks and catch-up held back by its rate.
+    /// Timers of connections: stall checks, catch-up held back by its rate, and dials
+    /// whose peer has not said what it is.
     pub(super) fn connection_timers(&mut self, now: Time) {
         let stall = self.config.limits.stall_timeout;
         while let Some(&(at, conn)) = self.conn_timers.first() {
@@ -307,6 +319,19 @@ impl Node {
                 break;
             }
             self.conn_timers.pop_first();
+            let Some(c) = self.conns.get_mut(&conn) else {
+                continue;
+            };
+            if c.identify_by == Some(at) {
+                if let ConnKind::Dialled(address, _) = &c.kind {
+                    let address = address.clone();
+                    self.found_foreign(&address, now);
+                }
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    // Not in the book any more (forgotten): stop waiting all the same.
+                    c.identify_by = None;
+                }
+            }
             let Some(c) = self.conns.get_mut(&conn) else {
                 continue;
             };

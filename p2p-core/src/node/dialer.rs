@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::rate::Rate;
-use super::{Action, DialId, Node, Notice, Peer, PeerState};
+use super::{Action, DialId, Node, Notice, Peer, PeerState, Reconciled};
 use crate::address::Address;
 use crate::time::Time;
 
@@ -63,7 +63,8 @@ impl Node {
                         keep: matches!(wanted, Wanted::Known),
                         failures: 0,
                         ours: false,
-                        synced_on: None,
+                        foreign: false,
+                        sync: Reconciled::default(),
                         opened_at: Time::ZERO,
                         learned_from: source,
                     },

@@ -11,7 +11,7 @@ mod relay;
 use budget::Outbox;
 use dialer::Wanted;
 pub use notice::{Level, Notice, Sent, Status};
-use relay::{Pool, Via};
+use relay::{Pool, Reconciled, Via};
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -111,8 +111,11 @@ struct Peer {
     /// It marked its HANDSHAKE as one of ours: it speaks SYNC, and it pushes what it
     /// originates to all its peers, so what we get from it we need not pass to ours.
     ours: bool,
-    /// The dialled connection on which catch-up with it was opened.
-    synced_on: Option<ConnId>,
+    /// It is not one of ours: it sent a HANDSHAKE without `ext`, or its dial was open for
+    /// `Sync::settle` without a word of it. What we get from ours we pass to it.
+    foreign: bool,
+    /// Catch-up with it, if it is one of ours.
+    sync: Reconciled,
     /// When its last dialled connection opened.
     opened_at: Time,
     /// Only heard of, in a HANDSHAKE from this source, and never reached.
@@ -138,6 +141,9 @@ struct Conn {
     ours: bool,
     /// What waits to go out on it, and what it has cost.
     out: Outbox,
+    /// A dial whose peer has not said whether it is one of ours: at this time (in
+    /// `Node::conn_timers`) it is taken for one that is not.
+    identify_by: Option<Time>,
 }
 
 impl Conn {
@@ -148,6 +154,7 @@ impl Conn {
             closing: false,
             ours: false,
             out: Outbox::new(seed),
+            identify_by: None,
         }
     }
 }
@@ -200,9 +207,8 @@ pub struct Node {
     pool: Pool,
     /// Spellings found to reach this node itself.
     learned_aliases: BTreeSet<Address>,
-    /// When the next catch-up round with every peer of ours is due, and when the pool
-    /// first changed since the last one (rounds wait for a lull, but not forever).
-    sync_due: Option<(Time, Time)>,
+    /// When to look for catch-up rounds that are due (at or before the first one).
+    sync_check: Option<Time>,
     /// The address book filled up and that was logged; reset when a HANDSHAKE ends, so
     /// one HANDSHAKE of thousands of addresses logs it once.
     book_full_logged: bool,
@@ -216,10 +222,7 @@ impl Node {
     /// it are skipped). Nothing happens until [`Node::start`].
     pub fn new(config: Config, stored_pool: Vec<Transaction>) -> Node {
         let seed = config.seed;
-        let mut pool = Pool::default();
-        for tx in stored_pool {
-            pool.insert(tx);
-        }
+        let pool = Pool::from_stored(stored_pool);
         Node {
             rng: Rng::new(seed),
             config,
@@ -238,7 +241,7 @@ impl Node {
             dial_rate_tat: Time::ZERO,
             inbound: 0,
             pool,
-            sync_due: None,
+            sync_check: None,
             learned_aliases: BTreeSet::new(),
             book_full_logged: false,
             actions: VecDeque::new(),
@@ -278,6 +281,7 @@ impl Node {
             peer.state = PeerState::Open { conn };
             peer.keep = true;
             peer.opened_at = now;
+            peer.sync.since = now;
         }
         let nonce = self.rng.next_u64();
         if duplicate {
@@ -297,6 +301,19 @@ impl Node {
         self.sent.handshake += 1;
         self.send(conn, handshake.into(), now);
         self.log(Notice::Connected(address.clone()));
+        let (ours, foreign) = self
+            .peers
+            .get(&address)
+            .map_or((false, false), |p| (p.ours, p.foreign));
+        let fresh = self.fresh_since(now);
+        self.replay(conn, Some(fresh), foreign.then_some(fresh), now);
+        if !ours && !foreign {
+            let at = now + self.config.sync.settle;
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.identify_by = Some(at);
+                self.conn_timers.insert((at, conn));
+            }
+        }
         self.open_catch_up(&address, now);
         self.pump_dials(now);
     }
@@ -378,7 +395,9 @@ impl Node {
                     let address = address.clone();
                     if let Some(peer) = self.peers.get_mut(&address) {
                         peer.ours = true;
+                        peer.foreign = false;
                     }
+                    let _ = self.stop_identify_wait(conn);
                     self.open_catch_up(&address, now);
                 }
             }
@@ -408,9 +427,13 @@ impl Node {
         let Some(closed) = self.conns.remove(&conn) else {
             return;
         };
+        if let Some(at) = closed.identify_by {
+            self.conn_timers.remove(&(at, conn));
+        }
         match closed.kind {
             ConnKind::Dialled(address, _) => {
                 self.connected.retain(|a| *a != address);
+                self.catch_up_reset(&address, now);
                 // A connection that lived long clears the peer's record; one that closed
                 // soon after opening (a peer that accepts, then drops or misbehaves)
                 // counts as a failure, so redials back off instead of flapping.
@@ -434,6 +457,11 @@ impl Node {
             }
             ConnKind::Accepted(peer) => {
                 self.inbound -= 1;
+                if closed.ours {
+                    if let Some(address) = &peer {
+                        self.catch_up_reset(address, now);
+                    }
+                }
                 self.log(Notice::InboundClosed { conn, peer });
             }
         }
@@ -442,11 +470,8 @@ impl Node {
 
     /// Time passed: the host calls this at (or after) [`Node::poll_timeout`].
     pub fn handle_timeout(&mut self, now: Time) {
-        if let Some((due, _)) = self.sync_due {
-            if due <= now {
-                self.sync_due = None;
-                self.catch_up_round(now);
-            }
+        if self.sync_check.is_some_and(|at| at <= now) {
+            self.catch_up_rounds(now);
         }
         while let Some(&(deadline, dial)) = self.dial_deadlines.first() {
             if deadline > now {
@@ -486,7 +511,7 @@ impl Node {
     pub fn poll_timeout(&self) -> Option<Time> {
         let wakeup = self.next_dial_at();
         let deadline = self.dial_deadlines.first().map(|&(at, _)| at);
-        let sync = self.sync_due.map(|(due, _)| due);
+        let sync = self.sync_check;
         let conn = self.conn_timers.first().map(|&(at, _)| at);
         [wakeup, deadline, sync, conn].into_iter().flatten().min()
     }
@@ -639,8 +664,20 @@ impl Node {
             }
         }
         if let Some(sender) = &from {
+            let mut dialled = None;
             if let Some(peer) = self.peers.get_mut(sender) {
                 peer.ours = ours;
+                if ours {
+                    peer.foreign = false;
+                }
+                if let PeerState::Open { conn } = peer.state {
+                    dialled = Some(conn);
+                }
+            }
+            if !ours {
+                self.found_foreign(sender, now);
+            } else if let Some(conn) = dialled {
+                let _ = self.stop_identify_wait(conn);
             }
             self.open_catch_up(sender, now);
         }

@@ -1,6 +1,34 @@
 //! The pool, relay of new transactions, and catch-up with peers of ours.
+//!
+//! Relay pushes each transaction once to each peer that needs it (see
+//! `accept_transaction`); for the `Sync::settle` after a transaction enters, relay also
+//! makes up for a dial that was not open yet (`replay`). Catch-up (SYNC conversations,
+//! see [`crate::sync`]) repairs what relay still missed: a push older than that when
+//! its connection opened, lost with a connection, or dropped from a full backlog, or a
+//! node that was down. Its rules:
+//!
+//! - **One side leads.** Of each pair of ours, the smaller address opens a conversation
+//!   on each new dialled connection, and the periodic rounds (`Sync::lull` after its pool
+//!   last changed, at most `Sync::max_wait` after the first change not yet covered). An
+//!   equal pool costs that one opening frame, which the follower does not answer.
+//! - **A conversation covers the pool.** Opening one, or being sent one, covers every
+//!   transaction pooled then: the conversation settles it with that peer, both ways.
+//!   What arrives later is not covered until the next one. A closed connection (pushes
+//!   and a conversation on it may be lost) uncovers everything.
+//! - **The follower never waits forever.** A follower opens a round itself when a
+//!   transaction it holds has not been covered for `Sync::follower_wait` (from its
+//!   arrival or the pair's last connection): a working leader, whose pool changes with
+//!   the same traffic, always comes first.
+//! - **No body races a push.** A transaction that entered the pool less than
+//!   `Sync::settle` ago is not sent (it is most likely on its way by push) and is
+//!   uncovered again, so a later round brings it if the peer still lacks it.
+//!
+//! So any transaction a node holds is, for each open peer of ours, either covered by a
+//! conversation that started after it arrived and ran to its end, or uncovered with a
+//! round due at a bounded time: any two pools of connected nodes of ours converge.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::{Action, ConnId, Node, Notice, Payload, PeerState};
 use crate::address::Address;
@@ -9,10 +37,19 @@ use crate::sync::{self, HashIndex};
 use crate::time::Time;
 use crate::transaction::Transaction;
 
-/// The transactions a node holds, in arrival order, and by hash (sorted, for catch-up).
+/// The transactions a node holds, in arrival order, with when each arrived, and by
+/// hash (sorted, for catch-up).
 #[derive(Debug, Default, Clone)]
 pub(super) struct Pool {
     pub(super) order: Vec<Transaction>,
+    /// When each transaction of `order` entered the pool.
+    pub(super) arrived: Vec<Time>,
+    /// Whether each transaction of `order` came from one of ours (pushed or caught up):
+    /// its origin pushed it to our peers of ours, so we pass it only to other peers.
+    pub(super) from_ours: Vec<bool>,
+    /// How many of the first of `order` come from the stored pool: held before the node
+    /// started, so none of them is on its way anywhere.
+    pub(super) stored: usize,
     /// Hash to position in `order`.
     pub(super) hashes: HashIndex,
 }
@@ -26,8 +63,29 @@ impl Pool {
         self.hashes.index(hash).and_then(|i| self.order.get(i))
     }
 
-    /// Adds `tx` unless its hash is already held; says whether it was new.
-    pub(super) fn insert(&mut self, tx: Transaction) -> bool {
+    pub(super) fn len(&self) -> usize {
+        self.order.len()
+    }
+
+    /// A pool holding `stored` (duplicates skipped), as if they arrived at time zero.
+    pub(super) fn from_stored(stored: Vec<Transaction>) -> Pool {
+        let mut pool = Pool::default();
+        for tx in stored {
+            pool.insert(tx, Time::ZERO, false);
+        }
+        pool.stored = pool.len();
+        pool
+    }
+
+    /// Whether the transaction at `index` entered the pool, after the node started, less
+    /// than `settle` before `now`.
+    fn is_fresh(&self, index: usize, now: Time, settle: Duration) -> bool {
+        index >= self.stored && self.arrived.get(index).is_some_and(|&at| now < at + settle)
+    }
+
+    /// Adds `tx`, arrived at `now`, unless its hash is already held; says whether it
+    /// was new.
+    pub(super) fn insert(&mut self, tx: Transaction, now: Time, from_ours: bool) -> bool {
         if !self
             .hashes
             .insert(Arc::clone(tx.shared_hash()), self.order.len())
@@ -35,8 +93,30 @@ impl Pool {
             return false;
         }
         self.order.push(tx);
+        self.arrived.push(now);
+        self.from_ours.push(from_ours);
         true
     }
+
+    /// Positions of the transactions that entered the pool, after the node started, at
+    /// or after `start`, oldest first.
+    fn since(&self, start: Time) -> std::ops::Range<usize> {
+        let first = self.arrived[self.stored..].partition_point(|&at| at < start);
+        self.stored + first..self.len()
+    }
+}
+
+/// What catch-up knows of one peer of ours.
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Reconciled {
+    /// The dialled connection on which the first conversation with it was opened.
+    pub(super) synced_on: Option<ConnId>,
+    /// The first `covered` transactions of our pool are settled with the peer: a
+    /// conversation that started after they entered has run (or runs) with it, and
+    /// nothing of them was held back since.
+    pub(super) covered: usize,
+    /// When a connection with it last opened or closed: a follower waits from then.
+    pub(super) since: Time,
 }
 
 /// Where a transaction came from, which decides where it goes next.
@@ -57,6 +137,10 @@ impl Node {
     /// already had it pushed by its origin, and catch-up rounds fill whatever a lost or
     /// missing connection kept from them. In a stable mesh of our nodes each transaction
     /// crosses one link per receiving node.
+    ///
+    /// A dial that opens is pushed what it missed while it was not open, if that is
+    /// fresh (younger than `Sync::settle`; catch-up brings what is older); a peer that
+    /// turns out not to be ours is passed what came from ours, likewise. See `replay`.
     pub(super) fn accept_transaction(
         &mut self,
         tx: Transaction,
@@ -70,8 +154,8 @@ impl Node {
             });
             return false;
         }
-        self.pool.insert(tx.clone());
         let from_ours = via == Via::CatchUp || from.as_ref().is_some_and(|a| self.is_ours(a));
+        self.pool.insert(tx.clone(), now, from_ours);
         let mut frame: Option<Payload> = None;
         // By index, not by iterator: `push` needs the node, and a list of targets would
         // cost an allocation per transaction on the hottest path. Pushing never changes
@@ -81,8 +165,10 @@ impl Node {
             if from.as_ref() == Some(address) {
                 continue;
             }
+            // A peer not known yet to be one of ours or not is passed what comes from
+            // ours only once it says (or `Sync::settle` passes): see `replay`.
             let conn = match self.peers.get(address) {
-                Some(peer) if !(from_ours && peer.ours) => match peer.state {
+                Some(peer) if !from_ours || peer.foreign => match peer.state {
                     PeerState::Open { conn } => conn,
                     _ => continue,
                 },
@@ -90,11 +176,13 @@ impl Node {
             };
             self.push(conn, &tx, &mut frame, now);
         }
-        self.schedule_catch_up(now);
+        // What this makes due (see `round_due`) is due no sooner than this.
+        let sync = &self.config.sync;
+        self.check_catch_up_at(now + sync.lull.max(sync.settle));
         self.log(Notice::NewTransaction {
             hash: tx.short_hash().to_owned(),
             from,
-            pool: self.pool.order.len(),
+            pool: self.pool.len(),
         });
         self.actions.push_back(Action::Persist { transaction: tx });
         true
@@ -104,62 +192,235 @@ impl Node {
         self.peers.get(address).is_some_and(|p| p.ours)
     }
 
+    /// Pushes on `conn`, our dial to a peer, what it was not pushed: those we were to
+    /// push to every peer that entered the pool since `pushed` (the dial just opened;
+    /// fresh ones only: catch-up sends no body younger than `Sync::settle`, and brings
+    /// the older ones if the peer lacks them), and those from ours that entered since
+    /// `relayed` (the peer is not one of ours, or did not say in time; it never catches
+    /// up, so everything it was not passed while we waited).
+    pub(super) fn replay(
+        &mut self,
+        conn: ConnId,
+        pushed: Option<Time>,
+        relayed: Option<Time>,
+        now: Time,
+    ) {
+        let starts = [pushed, relayed].into_iter().flatten().min();
+        let Some(start) = starts else {
+            return;
+        };
+        for index in self.pool.since(start) {
+            let at = self.pool.arrived[index];
+            let wanted = if self.pool.from_ours[index] {
+                relayed.is_some_and(|from| at >= from)
+            } else {
+                pushed.is_some_and(|from| at >= from)
+            };
+            if wanted {
+                let tx = self.pool.order[index].clone();
+                self.push(conn, &tx, &mut None, now);
+            }
+        }
+    }
+
+    /// The earliest arrival of a transaction that is fresh at `now` (younger than
+    /// `Sync::settle`, as `Pool::is_fresh` says).
+    pub(super) fn fresh_since(&self, now: Time) -> Time {
+        let settle = u64::try_from(self.config.sync.settle.as_micros()).unwrap_or(u64::MAX);
+        Time::from_micros(now.as_micros().saturating_sub(settle) + 1)
+    }
+
+    /// `address` said it is not one of ours (a HANDSHAKE without `ext`), or did not say
+    /// in time: what comes from ours is passed to it from now on, and, if our dial to it
+    /// was waiting for it to say, what it was not passed since the dial opened (or in the
+    /// last `Sync::settle`) goes now; once per dial: a peer that keeps changing its story
+    /// gets no more.
+    pub(super) fn found_foreign(&mut self, address: &Address, now: Time) {
+        let Some(peer) = self.peers.get_mut(address) else {
+            return;
+        };
+        if peer.foreign || peer.ours {
+            return;
+        }
+        peer.foreign = true;
+        if let PeerState::Open { conn } = peer.state {
+            let opened = peer.opened_at.min(self.fresh_since(now));
+            if self.stop_identify_wait(conn) {
+                self.replay(conn, None, Some(opened), now);
+            }
+        }
+    }
+
+    /// The peer of our dial `conn` said what it is, or the wait is over: true if it was
+    /// still waited for.
+    pub(super) fn stop_identify_wait(&mut self, conn: ConnId) -> bool {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return false;
+        };
+        let Some(at) = c.identify_by.take() else {
+            return false;
+        };
+        if c.out.stall_check != Some(at) && c.out.resume_at != Some(at) {
+            self.conn_timers.remove(&(at, conn));
+        }
+        true
+    }
+
+    /// Whether we lead catch-up with `address`: of each pair of ours, the smaller
+    /// address does.
+    fn leads(&self, address: &Address) -> bool {
+        self.config.address < *address
+    }
+
     /// Opens catch-up with `address` once per dialled connection, as soon as the
-    /// connection is open and the peer has shown it is one of ours.
+    /// connection is open and the peer has shown it is one of ours, if we lead the pair
+    /// (one conversation reconciles both ways). A follower's rounds come from
+    /// `catch_up_rounds`.
     pub(super) fn open_catch_up(&mut self, address: &Address, now: Time) {
+        let leads = self.leads(address);
         let Some(peer) = self.peers.get_mut(address) else {
             return;
         };
         let PeerState::Open { conn } = peer.state else {
             return;
         };
-        // One conversation per pair is enough (it reconciles both ways): the side with
-        // the smaller address opens it.
-        if !peer.ours || peer.synced_on == Some(conn) || self.config.address > *address {
+        if !peer.ours {
             return;
         }
-        peer.synced_on = Some(conn);
+        let first = leads && peer.sync.synced_on != Some(conn);
+        if first {
+            peer.sync.synced_on = Some(conn);
+        }
+        if !first {
+            // The pair is ready: a follower's rounds are due from now on.
+            return self.arm_round(address);
+        }
+        let frame = frame::sync(&sync::open(&self.pool.hashes)).into();
+        self.open_round(address, conn, &frame, now);
+    }
+
+    /// Opens a conversation with `address` on `conn` with the opening `frame` (one
+    /// fingerprint of the whole pool): it settles everything the pool holds now.
+    fn open_round(&mut self, address: &Address, conn: ConnId, frame: &Payload, now: Time) {
+        self.conversation_started(address);
         if !self.has_room(conn) {
             return self.open_later(conn);
         }
-        let frame = frame::sync(&sync::open(&self.pool.hashes));
         self.sent.sync += 1;
-        self.send(conn, frame.into(), now);
+        self.send(conn, Arc::clone(frame), now);
     }
 
-    /// The pool changed: a catch-up round with every peer of ours follows once things
-    /// are quiet for `Sync::lull`, and at most `Sync::max_wait` after the first change.
-    pub(super) fn schedule_catch_up(&mut self, now: Time) {
-        let lull = self.config.sync.lull;
-        let max_wait = self.config.sync.max_wait;
-        self.sync_due = Some(match self.sync_due {
-            None => (now + lull, now),
-            Some((_, first)) => ((now + lull).min(first + max_wait), first),
+    /// A conversation with `address` starts now (we open it, or it opened it): it
+    /// settles everything the pool holds now.
+    pub(super) fn conversation_started(&mut self, address: &Address) {
+        let len = self.pool.len();
+        if let Some(peer) = self.peers.get_mut(address) {
+            peer.sync.covered = len;
+        }
+    }
+
+    /// A connection with `address` closed: frames pushed on it may be lost and a
+    /// conversation on it cut, so nothing is settled with it any more.
+    pub(super) fn catch_up_reset(&mut self, address: &Address, now: Time) {
+        if let Some(peer) = self.peers.get_mut(address) {
+            peer.sync.covered = 0;
+            peer.sync.since = now;
+            self.arm_round(address);
+        }
+    }
+
+    /// Catch-up would send `address` the bodies of `hashes`: those that entered the pool
+    /// less than `Sync::settle` ago are held back (most likely on their way to it by push
+    /// already) and left for a later round. Returns the rest.
+    pub(super) fn settled_bodies(
+        &mut self,
+        address: Option<&Address>,
+        mut hashes: Vec<Arc<str>>,
+        now: Time,
+    ) -> Vec<Arc<str>> {
+        let settle = self.config.sync.settle;
+        let mut held_from: Option<usize> = None;
+        hashes.retain(|hash| {
+            let Some(index) = self.pool.hashes.index(hash) else {
+                return false;
+            };
+            let fresh = self.pool.is_fresh(index, now, settle);
+            if fresh {
+                held_from = Some(held_from.map_or(index, |h| h.min(index)));
+            }
+            !fresh
         });
+        if let (Some(index), Some(address)) = (held_from, address) {
+            if let Some(peer) = self.peers.get_mut(address) {
+                peer.sync.covered = peer.sync.covered.min(index);
+                self.arm_round(address);
+            }
+        }
+        hashes
     }
 
-    /// Opens catch-up with every open peer of ours (one frame, shared).
-    pub(super) fn catch_up_round(&mut self, now: Time) {
-        let conns: Vec<ConnId> = self
-            .connected
-            .iter()
-            .filter_map(|address| self.peers.get(address))
-            .filter_map(|peer| match (peer.ours, peer.state) {
-                (true, PeerState::Open { conn }) => Some(conn),
-                _ => None,
-            })
-            .collect();
-        if conns.is_empty() {
+    /// Makes sure `catch_up_rounds` runs when a round with `address` is due.
+    fn arm_round(&mut self, address: &Address) {
+        if let Some((_, due)) = self.round_with(address) {
+            self.check_catch_up_at(due);
+        }
+    }
+
+    /// The connection on which a round with `address` would open, and when it is due:
+    /// only with an open peer of ours that is not caught up on everything.
+    fn round_with(&self, address: &Address) -> Option<(ConnId, Time)> {
+        let peer = self.peers.get(address)?;
+        let PeerState::Open { conn } = peer.state else {
+            return None;
+        };
+        if !peer.ours {
+            return None;
+        }
+        Some((conn, self.round_due(self.leads(address), peer.sync)?))
+    }
+
+    /// Makes sure `catch_up_rounds` runs at `at` or sooner.
+    pub(super) fn check_catch_up_at(&mut self, at: Time) {
+        self.sync_check = Some(self.sync_check.map_or(at, |due| due.min(at)));
+    }
+
+    /// When a round with a peer of ours whose first `covered` transactions are settled
+    /// is due, if one is. A leader's: a lull after the pool last changed, but at most
+    /// `max_wait` after the first transaction not settled with it entered, and not before
+    /// that one has settled (a round would hold it back). A follower's: `follower_wait`
+    /// after that transaction entered or the pair last connected, whichever is later, so
+    /// that its leader comes first.
+    fn round_due(&self, leads: bool, sync: Reconciled) -> Option<Time> {
+        let first = *self.pool.arrived.get(sync.covered)?;
+        let config = &self.config.sync;
+        if leads {
+            let last = *self.pool.arrived.last()?;
+            let quiet = (last + config.lull).min(first + config.max_wait);
+            Some(quiet.max(first + config.settle))
+        } else {
+            Some(first.max(sync.since) + config.follower_wait)
+        }
+    }
+
+    /// Opens the rounds that are due (one opening frame, shared) with the open peers of
+    /// ours, and sets when to look again.
+    pub(super) fn catch_up_rounds(&mut self, now: Time) {
+        let mut due_now = Vec::new();
+        let mut next: Option<Time> = None;
+        for address in &self.connected {
+            match self.round_with(address) {
+                Some((conn, due)) if due <= now => due_now.push((address.clone(), conn)),
+                Some((_, due)) => next = Some(next.map_or(due, |n| n.min(due))),
+                None => {}
+            }
+        }
+        self.sync_check = next;
+        if due_now.is_empty() {
             return;
         }
         let frame: Payload = frame::sync(&sync::open(&self.pool.hashes)).into();
-        for conn in conns {
-            if !self.has_room(conn) {
-                self.open_later(conn);
-                continue;
-            }
-            self.sent.sync += 1;
-            self.send(conn, Arc::clone(&frame), now);
+        for (address, conn) in due_now {
+            self.open_round(&address, conn, &frame, now);
         }
     }
 }

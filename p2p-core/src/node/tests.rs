@@ -194,6 +194,17 @@ fn meshed() -> Node {
     node
 }
 
+/// [`meshed`] once its peers, which never said whether they are ours, are taken for
+/// ones that are not (`Sync::settle` after their dials opened, at 1 ms).
+fn meshed_and_told() -> Node {
+    let mut node = meshed();
+    let told = ms(1) + node.config().sync.settle;
+    assert_eq!(node.poll_timeout(), Some(told));
+    node.handle_timeout(told);
+    drain(&mut node);
+    node
+}
+
 /// Accepts connection `conn` and has it say it is `from` in a HANDSHAKE.
 fn accept_from(node: &mut Node, conn: ConnId, from: &str, now: Time) -> Vec<Action> {
     node.handle_accepted(conn, now);
@@ -1046,20 +1057,20 @@ fn poll_timeout_is_none_when_nothing_is_pending() {
     let (node, _) = started(config(&[]));
     assert_eq!(node.poll_timeout(), None);
 
-    let mut node = meshed();
-    node.handle_accepted(ConnId(10), ms(2));
+    let mut node = meshed_and_told();
+    node.handle_accepted(ConnId(10), ms(1002));
     assert_eq!(node.poll_timeout(), None);
 }
 
 #[test]
 fn frames_not_yet_written_set_a_stall_check_until_written() {
-    let mut node = meshed();
-    node.handle_accepted(ConnId(10), ms(2));
-    node.handle_text(ConnId(10), r#"{"type":"STATUS_REQUEST"}"#, ms(3));
+    let mut node = meshed_and_told();
+    node.handle_accepted(ConnId(10), ms(1002));
+    node.handle_text(ConnId(10), r#"{"type":"STATUS_REQUEST"}"#, ms(1003));
     let actions = drain(&mut node);
     let stall = node.config().limits.stall_timeout;
-    assert_eq!(node.poll_timeout(), Some(ms(3) + stall));
-    written(&mut node, &actions, ms(4));
+    assert_eq!(node.poll_timeout(), Some(ms(1003) + stall));
+    written(&mut node, &actions, ms(1004));
     assert_eq!(node.poll_timeout(), None);
 }
 
@@ -1082,12 +1093,152 @@ fn sync_frames(actions: &[Action]) -> Vec<(ConnId, String)> {
 #[test]
 fn transaction_from_one_of_ours_goes_only_to_peers_not_of_ours() {
     let mut node = meshed();
-    // 4002 and 4003 are ours; 4004 never said so (a JavaScript node).
+    // 4002 and 4003 are ours; 4004 said it is not (a JavaScript node).
     accept_ours(&mut node, ConnId(10), "ws://localhost:4002", ms(5));
     accept_ours(&mut node, ConnId(11), "ws://localhost:4003", ms(5));
+    accept_from(&mut node, ConnId(12), "ws://localhost:4004", ms(5));
     node.handle_text(ConnId(10), &tx(1).to_frame(), ms(6));
     let sent = sends(&drain(&mut node));
     assert_eq!(sent, [(ConnId(3), tx(1).to_frame())]);
+}
+
+#[test]
+fn a_peer_that_has_not_said_what_it_is_gets_what_came_from_ours_once_it_says_it_is_not_ours() {
+    let mut node = meshed();
+    accept_ours(&mut node, ConnId(10), "ws://localhost:4002", ms(5));
+    accept_ours(&mut node, ConnId(11), "ws://localhost:4003", ms(5));
+    // 4004 has not said yet: it might be ours, whose origin pushed it already.
+    node.handle_text(ConnId(10), &tx(1).to_frame(), ms(6));
+    assert_eq!(sends(&drain(&mut node)), []);
+    // It dials back with a HANDSHAKE without `ext`: a JavaScript node, which never
+    // catches up. It gets what it missed while fresh, then the rest as it comes.
+    let actions = accept_from(&mut node, ConnId(12), "ws://localhost:4004", ms(8));
+    assert_eq!(sends(&actions), [(ConnId(3), tx(1).to_frame())]);
+    node.handle_text(ConnId(10), &tx(2).to_frame(), ms(9));
+    assert_eq!(sends(&drain(&mut node)), [(ConnId(3), tx(2).to_frame())]);
+}
+
+#[test]
+fn a_peer_that_keeps_changing_its_story_is_replayed_to_once() {
+    let mut node = meshed();
+    accept_ours(&mut node, ConnId(10), "ws://localhost:4002", ms(5));
+    node.handle_text(ConnId(10), &tx(1).to_frame(), ms(6));
+    drain(&mut node);
+    let pushes_to_4004 = |actions: &[Action]| {
+        sends(actions)
+            .into_iter()
+            .filter(|(c, f)| *c == ConnId(3) && f.starts_with(r#"{"type":"TRANSACTION""#))
+            .count()
+    };
+    assert_eq!(
+        pushes_to_4004(&accept_from(
+            &mut node,
+            ConnId(12),
+            "ws://localhost:4004",
+            ms(7)
+        )),
+        1
+    );
+    for (i, conn) in (13..20).map(ConnId).enumerate() {
+        let now = ms(8 + i as u64);
+        let actions = if i % 2 == 0 {
+            accept_ours(&mut node, conn, "ws://localhost:4004", now)
+        } else {
+            accept_from(&mut node, conn, "ws://localhost:4004", now)
+        };
+        assert_eq!(pushes_to_4004(&actions), 0, "{actions:?}");
+    }
+}
+
+#[test]
+fn a_peer_that_never_says_what_it_is_is_taken_for_one_not_of_ours_after_settle() {
+    let mut node = meshed();
+    accept_ours(&mut node, ConnId(10), "ws://localhost:4002", ms(5));
+    accept_ours(&mut node, ConnId(11), "ws://localhost:4003", ms(5));
+    node.handle_text(ConnId(10), &tx(1).to_frame(), ms(6));
+    assert_eq!(sends(&drain(&mut node)), []);
+    let settle = node.config().sync.settle;
+    // 4004's dial opened at 1 ms and it never said a word.
+    assert_eq!(node.poll_timeout(), Some(ms(1) + settle));
+    node.handle_timeout(ms(1) + settle);
+    assert_eq!(sends(&drain(&mut node)), [(ConnId(3), tx(1).to_frame())]);
+}
+
+#[test]
+fn a_peer_taken_late_for_one_not_of_ours_gets_all_it_was_not_passed_since_the_dial_opened() {
+    let mut node = meshed();
+    accept_ours(&mut node, ConnId(10), "ws://localhost:4002", ms(5));
+    accept_ours(&mut node, ConnId(11), "ws://localhost:4003", ms(5));
+    let settle = node.config().sync.settle;
+    node.handle_text(ConnId(10), &tx(1).to_frame(), ms(6));
+    node.handle_text(ConnId(10), &tx(2).to_frame(), ms(900));
+    assert_eq!(sends(&drain(&mut node)), []);
+    // The host wakes the node long after the wait for 4004 ended (at 1 ms + settle).
+    node.handle_timeout(ms(6) + settle + Duration::from_millis(500));
+    let sent = sends(&drain(&mut node));
+    let pushed: Vec<(ConnId, String)> = sent
+        .into_iter()
+        .filter(|(_, f)| f.starts_with(r#"{"type":"TRANSACTION""#))
+        .collect();
+    assert_eq!(
+        pushed,
+        [(ConnId(3), tx(1).to_frame()), (ConnId(3), tx(2).to_frame())]
+    );
+}
+
+#[test]
+fn a_peer_that_says_it_is_ours_is_never_passed_what_came_from_ours() {
+    let mut node = meshed();
+    accept_ours(&mut node, ConnId(10), "ws://localhost:4002", ms(5));
+    accept_ours(&mut node, ConnId(11), "ws://localhost:4003", ms(5));
+    node.handle_text(ConnId(10), &tx(1).to_frame(), ms(6));
+    drain(&mut node);
+    node.handle_text(ConnId(3), r#"{"type":"HELLO","data":1}"#, ms(7));
+    drain(&mut node);
+    node.handle_text(ConnId(10), &tx(2).to_frame(), ms(8));
+    assert_eq!(sends(&drain(&mut node)), []);
+    // Nor later: its wait is over, and what the timeouts bring is catch-up only.
+    while let Some(at) = node.poll_timeout().filter(|&at| at <= ms(60_000)) {
+        node.handle_timeout(at);
+        let actions = drain(&mut node);
+        let pushed = sends(&actions)
+            .into_iter()
+            .any(|(_, f)| f.starts_with(r#"{"type":"TRANSACTION""#));
+        assert!(!pushed, "{actions:?}");
+        written(&mut node, &actions, at);
+    }
+}
+
+#[test]
+fn a_dial_that_opens_is_pushed_what_it_missed_while_fresh() {
+    let (mut node, actions) = started(config(&["ws://localhost:4002", "ws://localhost:4003"]));
+    let d2 = dial_to(&actions, "ws://localhost:4002");
+    let d3 = dial_to(&actions, "ws://localhost:4003");
+    node.handle_dial_opened(d2, ConnId(1), ms(1));
+    drain(&mut node);
+    node.add_transaction(tx(1), ms(10));
+    assert_eq!(sends(&drain(&mut node)), [(ConnId(1), tx(1).to_frame())]);
+    // The second dial opens while the transaction is fresh: it is pushed it at once.
+    node.handle_dial_opened(d3, ConnId(2), ms(20));
+    let sent = sends(&drain(&mut node));
+    assert!(sent.contains(&(ConnId(2), tx(1).to_frame())), "{sent:?}");
+    // Once it has settled, a dial that opens is left to catch-up.
+    let settle = node.config().sync.settle;
+    node.handle_closed(ConnId(2), ms(30));
+    drain(&mut node);
+    let redial = loop {
+        let at = node.poll_timeout().expect("a redial");
+        node.handle_timeout(at);
+        if let Some((dial, _)) = dials(&drain(&mut node)).into_iter().next() {
+            break dial;
+        }
+    };
+    node.handle_dial_opened(redial, ConnId(3), ms(10) + settle);
+    let sent = sends(&drain(&mut node));
+    assert!(
+        !sent.iter().any(|(_, f)| *f == tx(1).to_frame()),
+        "{sent:?}"
+    );
 }
 
 #[test]
@@ -1115,38 +1266,71 @@ fn catch_up_opens_once_a_dialled_peer_has_shown_it_is_ours() {
     assert!(sync_frames(&again).is_empty());
 }
 
+/// Wakes `node` at every timeout up to `until`, the host writing every frame at once;
+/// returns the SYNC frames it sent, with when.
+fn syncs_until(node: &mut Node, until: Time) -> Vec<(Time, ConnId, String)> {
+    let mut syncs = Vec::new();
+    while let Some(at) = node.poll_timeout().filter(|&at| at <= until) {
+        node.handle_timeout(at);
+        let actions = drain(node);
+        written(node, &actions, at);
+        syncs.extend(sync_frames(&actions).into_iter().map(|(c, f)| (at, c, f)));
+    }
+    syncs
+}
+
 #[test]
-fn catch_up_round_follows_a_lull_after_the_pool_changes() {
+fn a_leader_opens_a_round_a_lull_after_its_pool_changes_once_the_change_has_settled() {
+    // 4001 leads 4002 (the smaller address).
     let mut node = meshed();
     let actions = accept_ours(&mut node, ConnId(10), "ws://localhost:4002", ms(5));
     written(&mut node, &actions, ms(5));
     node.add_transaction(tx(3), ms(10));
     let actions = drain(&mut node);
     written(&mut node, &actions, ms(10));
-    let lull = node.config().sync.lull;
-    assert_eq!(node.poll_timeout(), Some(ms(10) + lull));
-    node.handle_timeout(ms(10) + lull);
-    let actions = drain(&mut node);
-    let syncs = sync_frames(&actions);
+    let sync = node.config().sync.clone();
+    let due = ms(10) + sync.lull.max(sync.settle);
+    let syncs = syncs_until(&mut node, ms(60_000));
     assert_eq!(
-        syncs.iter().map(|(c, _)| *c).collect::<Vec<_>>(),
-        [ConnId(1)]
+        syncs.iter().map(|(at, c, _)| (*at, *c)).collect::<Vec<_>>(),
+        [(due, ConnId(1))],
+        "one round, on the dialled connection"
     );
-    written(&mut node, &actions, ms(10) + lull);
+    assert!(crate::sync::is_opening(
+        &match frame::decode(&syncs[0].2, usize::MAX) {
+            Ok(Frame::Sync(ranges)) => ranges,
+            other => panic!("not a SYNC: {other:?}"),
+        }
+    ));
     assert_eq!(node.poll_timeout(), None);
 }
 
 #[test]
 fn a_busy_pool_still_gets_a_round_by_max_wait() {
     let mut node = meshed();
+    let actions = accept_ours(&mut node, ConnId(10), "ws://localhost:4002", ms(5));
+    written(&mut node, &actions, ms(5));
     let max_wait = node.config().sync.max_wait;
+    let mut syncs = Vec::new();
     let mut now = ms(10);
+    // A transaction every 100 ms for ten seconds: never a lull.
     for amount in 1..=100 {
+        syncs.extend(syncs_until(&mut node, now));
         node.add_transaction(tx(amount), now);
+        let actions = drain(&mut node);
+        written(&mut node, &actions, now);
         now = now + Duration::from_millis(100);
     }
-    drain(&mut node);
-    assert_eq!(node.poll_timeout(), Some(ms(10) + max_wait));
+    let times: Vec<Time> = syncs.iter().map(|(at, _, _)| *at).collect();
+    assert_eq!(times.first(), Some(&(ms(10) + max_wait)));
+    // And again at most `max_wait` after the first change the last round did not cover.
+    for pair in times.windows(2) {
+        assert!(
+            pair[1] - pair[0] <= max_wait + Duration::from_millis(100),
+            "{times:?}"
+        );
+    }
+    assert!(times.len() >= 3, "{times:?}");
 }
 
 /// Two nodes of ours, `a` on 4001 and `b` on 4002, connected both ways, with frames
@@ -1224,6 +1408,268 @@ fn equal_pools_exchange_no_transaction_bodies() {
     let pool: Vec<Transaction> = (1..=40).map(tx).collect();
     let (mut a, mut b) = pair(pool.clone(), pool);
     assert_eq!(converse(&mut a, &mut b), 0);
+}
+
+/// Two nodes of ours, `a` on 4001 (which leads the pair: the smaller address) and `b`
+/// on 4002, each knowing the other, on a wire driven by hand: frames arrive at once and
+/// in order, the host writes every frame at once, and time moves only in `run_until`.
+struct Wire {
+    nodes: [Node; 2],
+    now: Time,
+    /// Each end of each open connection: (node, its conn) to (other node, its conn).
+    ends: BTreeMap<(usize, ConnId), (usize, ConnId)>,
+    /// Dials asked for and not opened yet, by node.
+    dials: [Vec<DialId>; 2],
+    /// Whether a node's dials open as soon as it asks.
+    dials_open: [bool; 2],
+    /// Frames on the wire: (to node, its conn, text).
+    queue: VecDeque<(usize, ConnId, String)>,
+    /// Every frame sent: (from node, when, text).
+    sent: Vec<(usize, Time, String)>,
+    /// TRANSACTION frames from `a` are lost on the way (a connection that will break).
+    lose_pushes_of_a: bool,
+    next_conn: u64,
+}
+
+const A: usize = 0;
+const B: usize = 1;
+
+impl Wire {
+    fn new(pool_a: Vec<Transaction>, pool_b: Vec<Transaction>, dials_open: [bool; 2]) -> Wire {
+        let node = |port: u16, other: u16, pool| {
+            let mut config = Config::new(Address::localhost(port));
+            config.known_peers = vec![Address::localhost(other)];
+            Node::new(config, pool)
+        };
+        let mut wire = Wire {
+            nodes: [node(4001, 4002, pool_a), node(4002, 4001, pool_b)],
+            now: Time::ZERO,
+            ends: BTreeMap::new(),
+            dials: [Vec::new(), Vec::new()],
+            dials_open,
+            queue: VecDeque::new(),
+            sent: Vec::new(),
+            lose_pushes_of_a: false,
+            next_conn: 1,
+        };
+        for node in &mut wire.nodes {
+            node.start(Time::ZERO);
+        }
+        wire.settle();
+        wire
+    }
+
+    /// Carries out what the nodes asked for and delivers every frame, until both are
+    /// quiet.
+    fn settle(&mut self) {
+        loop {
+            for i in [A, B] {
+                for action in drain(&mut self.nodes[i]) {
+                    self.carry_out(i, action);
+                }
+            }
+            let Some((to, conn, text)) = self.queue.pop_front() else {
+                if self.nodes.iter().all(|n| n.actions.is_empty()) {
+                    return;
+                }
+                continue;
+            };
+            self.nodes[to].handle_text(conn, &text, self.now);
+        }
+    }
+
+    fn carry_out(&mut self, i: usize, action: Action) {
+        match action {
+            Action::Send { conn, frame } => {
+                self.nodes[i].handle_written(conn, frame.len(), self.now);
+                self.sent.push((i, self.now, frame.to_string()));
+                let lost = i == A
+                    && self.lose_pushes_of_a
+                    && frame.starts_with(r#"{"type":"TRANSACTION""#);
+                if let Some(&(to, their)) = self.ends.get(&(i, conn)) {
+                    if !lost {
+                        self.queue.push_back((to, their, frame.to_string()));
+                    }
+                }
+            }
+            Action::Dial { dial, .. } => {
+                self.dials[i].push(dial);
+                if self.dials_open[i] {
+                    self.open_dials(i);
+                }
+            }
+            Action::Close { conn } => self.close(i, conn),
+            _ => {}
+        }
+    }
+
+    /// Opens every dial node `i` asked for.
+    fn open_dials(&mut self, i: usize) {
+        for dial in std::mem::take(&mut self.dials[i]) {
+            let (mine, theirs) = (ConnId(self.next_conn), ConnId(self.next_conn + 100));
+            self.next_conn += 1;
+            self.ends.insert((i, mine), (1 - i, theirs));
+            self.ends.insert((1 - i, theirs), (i, mine));
+            self.nodes[1 - i].handle_accepted(theirs, self.now);
+            self.nodes[i].handle_dial_opened(dial, mine, self.now);
+        }
+    }
+
+    /// Closes node `i`'s connection `conn` at both ends; frames on it are lost.
+    fn close(&mut self, i: usize, conn: ConnId) {
+        let Some((to, theirs)) = self.ends.remove(&(i, conn)) else {
+            return;
+        };
+        self.ends.remove(&(to, theirs));
+        self.queue.retain(|(n, c, _)| !(*n == to && *c == theirs));
+        self.nodes[i].handle_closed(conn, self.now);
+        self.nodes[to].handle_closed(theirs, self.now);
+    }
+
+    /// Runs every timeout up to `until`, then sets the clock to it.
+    fn run_until(&mut self, until: Time) {
+        loop {
+            self.settle();
+            let next = self.nodes.iter().filter_map(Node::poll_timeout).min();
+            match next {
+                Some(at) if at <= until => {
+                    self.now = self.now.max(at);
+                    for node in &mut self.nodes {
+                        node.handle_timeout(self.now);
+                    }
+                }
+                _ => break,
+            }
+        }
+        self.now = self.now.max(until);
+        self.settle();
+    }
+
+    fn add(&mut self, i: usize, tx: &Transaction) {
+        self.nodes[i].add_transaction(tx.clone(), self.now);
+        self.settle();
+    }
+
+    /// Frames node `i` sent whose text starts with `prefix`, with when.
+    fn frames(&self, i: usize, prefix: &str) -> Vec<(Time, &str)> {
+        self.sent
+            .iter()
+            .filter(|(from, _, text)| *from == i && text.starts_with(prefix))
+            .map(|(_, at, text)| (*at, text.as_str()))
+            .collect()
+    }
+
+    /// The opening frames of catch-up rounds node `i` sent, with when.
+    fn openings(&self, i: usize) -> Vec<Time> {
+        self.frames(i, r#"{"type":"SYNC""#)
+            .into_iter()
+            .filter(|(_, text)| {
+                matches!(frame::decode(text, usize::MAX), Ok(Frame::Sync(r)) if crate::sync::is_opening(&r))
+            })
+            .map(|(at, _)| at)
+            .collect()
+    }
+}
+
+const SYNC: &str = r#"{"type":"SYNC""#;
+const TXS: &str = r#"{"type":"TXS""#;
+
+#[test]
+fn a_transaction_the_leader_never_had_pushed_reaches_it_through_its_follower() {
+    // `a` leads. Its dial to `b` opens and their first conversation runs (two empty
+    // pools) before a transaction enters `b`, whose own dial to `a` is not open yet, so
+    // `b` pushes it nowhere. Then `b`'s dial opens, and nothing else ever changes `a`'s
+    // pool: no round of the leader's would ever come, so the follower must open one.
+    // By the time it opens, the transaction is no longer fresh, so it is not pushed
+    // then (see `a_dial_that_opens_is_pushed_what_it_missed_while_fresh`).
+    let mut wire = Wire::new(Vec::new(), Vec::new(), [true, false]);
+    assert_eq!(wire.openings(A).len(), 1, "the leader's first conversation");
+    wire.run_until(ms(10));
+    let t = tx(1);
+    wire.add(B, &t);
+    let settle = wire.nodes[B].config().sync.settle;
+    wire.run_until(ms(20) + settle);
+    wire.open_dials(B);
+    let opened = wire.now;
+    wire.run_until(ms(60_000));
+    assert!(
+        wire.nodes[A].has_transaction(t.hash()),
+        "the leader never got it"
+    );
+    let follower_wait = wire.nodes[B].config().sync.follower_wait;
+    assert_eq!(wire.openings(B), [opened + follower_wait]);
+    assert_eq!(wire.frames(B, r#"{"type":"TRANSACTION""#).len(), 0);
+}
+
+#[test]
+fn a_follower_opens_no_round_while_its_leader_keeps_them_coming() {
+    let mut wire = Wire::new(Vec::new(), Vec::new(), [true, true]);
+    // Live traffic at both for twenty seconds, every push delivered.
+    for i in 0..200u64 {
+        wire.run_until(ms(100 + 100 * i));
+        wire.add(usize::from(i % 3 == 0), &tx(i + 1));
+    }
+    wire.run_until(ms(80_000));
+    assert_eq!(wire.nodes[A].pool().len(), 200);
+    assert_eq!(wire.nodes[B].pool().len(), 200);
+    assert!(wire.openings(A).len() >= 6, "{:?}", wire.openings(A));
+    assert_eq!(wire.openings(B), []);
+    // No body raced a push.
+    assert_eq!(wire.frames(A, TXS).len() + wire.frames(B, TXS).len(), 0);
+}
+
+#[test]
+fn a_round_between_equal_pools_costs_one_small_frame() {
+    let shared: Vec<Transaction> = (1..=500).map(tx).collect();
+    let mut wire = Wire::new(shared.clone(), shared, [true, true]);
+    wire.run_until(ms(100));
+    let before = wire.sent.len();
+    wire.add(A, &tx(501));
+    wire.run_until(ms(60_000));
+    let after: Vec<&(usize, Time, String)> = wire.sent[before..].iter().collect();
+    let syncs: Vec<_> = after
+        .iter()
+        .filter(|(_, _, f)| f.starts_with(SYNC))
+        .collect();
+    assert_eq!(syncs.len(), 1, "{syncs:?}");
+    assert_eq!(syncs[0].0, A);
+    assert!(syncs[0].2.len() < 100, "{}", syncs[0].2);
+    assert!(after.iter().all(|(_, _, f)| !f.starts_with(TXS)));
+}
+
+#[test]
+fn catch_up_holds_back_what_may_be_on_its_way_and_brings_it_once_settled() {
+    let mut wire = Wire::new(Vec::new(), Vec::new(), [true, true]);
+    wire.run_until(ms(100));
+    // `a` makes a transaction; its push to `b` is lost with the connection it was on,
+    // and so is the push on the next one (it breaks too): their conversation on that
+    // runs while the transaction is fresh, so its body is held back.
+    wire.lose_pushes_of_a = true;
+    let t = tx(7);
+    wire.add(A, &t);
+    let made = wire.now;
+    let conn = wire
+        .ends
+        .keys()
+        .find(|(i, _)| *i == A)
+        .map(|&(_, c)| c)
+        .expect("a's dial");
+    wire.close(A, conn);
+    wire.run_until(ms(500));
+    wire.lose_pushes_of_a = false;
+    assert!(
+        wire.openings(A).len() >= 2,
+        "a conversation on the new connection"
+    );
+    assert!(!wire.nodes[B].has_transaction(t.hash()));
+    assert!(wire.frames(A, TXS).is_empty());
+    // Once it has settled, the next round brings it.
+    wire.run_until(ms(60_000));
+    assert!(wire.nodes[B].has_transaction(t.hash()));
+    let settle = wire.nodes[A].config().sync.settle;
+    let bodies = wire.frames(A, TXS);
+    assert_eq!(bodies.len(), 1);
+    assert!(bodies[0].0 >= made + settle, "{:?}", bodies[0].0);
 }
 
 #[test]
