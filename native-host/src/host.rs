@@ -351,9 +351,10 @@ impl Host {
                     let mut budget = 1024;
                     while budget > 0 {
                         match events.try_recv() {
-                            Ok(Event::Shutdown) => return self.stop().await,
                             Ok(event) => {
-                                self.handle(event);
+                                if self.handle(event) {
+                                    return self.stop().await;
+                                }
                             }
                             _ => break,
                         }
@@ -439,7 +440,8 @@ impl Host {
             }
             Event::Shutdown | Event::StoreFailed => return true,
         }
-        self.carry_out();
+        // The node's actions are carried out once the batch of waiting events is handled:
+        // its pushes to peers of ours in between go out packed together.
         false
     }
 

@@ -39,6 +39,10 @@ pub enum Frame<'a> {
     Sync(Vec<Range>),
     /// `TXS` (ours): transactions a peer found we lack during catch-up.
     Txs(Vec<Transaction>),
+    /// `TRANSACTIONS` (ours): transactions pushed together, each as a `TRANSACTION` would
+    /// be. A node of ours pushes to a peer of ours the new transactions it handles in one
+    /// go (a burst) in one frame; JavaScript nodes are never sent it.
+    Transactions(Vec<Transaction>),
     /// A `type` we do not know: ignored, as the JavaScript nodes do.
     Unknown(String),
 }
@@ -156,16 +160,11 @@ pub fn decode(text: &str, max_len: usize) -> Result<Frame<'_>, FrameError> {
             sync::validate(&ranges)?;
             Ok(Frame::Sync(ranges))
         }
-        "TXS" => {
-            let data = envelope.data.ok_or(FrameError::NoData("TXS"))?;
-            let list: Vec<&RawValue> = serde_json::from_str(data.get())
-                .map_err(|_| FrameError::BadTransaction(TransactionError::NotAnObject))?;
-            let txs = list
-                .into_iter()
-                .map(Transaction::from_raw)
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(Frame::Txs(txs))
-        }
+        "TXS" => Ok(Frame::Txs(transactions(envelope.data, "TXS")?)),
+        "TRANSACTIONS" => Ok(Frame::Transactions(transactions(
+            envelope.data,
+            "TRANSACTIONS",
+        )?)),
         "TRANSACTION" => {
             let data = envelope.data.ok_or(FrameError::NoData("TRANSACTION"))?;
             Ok(Frame::Transaction(Transaction::from_raw(data)?))
@@ -180,6 +179,20 @@ pub fn decode(text: &str, max_len: usize) -> Result<Frame<'_>, FrameError> {
             Ok(Frame::Unknown(other[..end].to_owned()))
         }
     }
+}
+
+/// The transactions of a frame's `data`, a JSON array of them.
+fn transactions(
+    data: Option<&RawValue>,
+    kind: &'static str,
+) -> Result<Vec<Transaction>, FrameError> {
+    let data = data.ok_or(FrameError::NoData(kind))?;
+    let list: Vec<&RawValue> = serde_json::from_str(data.get())
+        .map_err(|_| FrameError::BadTransaction(TransactionError::NotAnObject))?;
+    Ok(list
+        .into_iter()
+        .map(Transaction::from_raw)
+        .collect::<Result<Vec<_>, _>>()?)
 }
 
 /// The HANDSHAKE frame: `own` first, then `connected`; marked with an `ext` key holding
@@ -216,6 +229,10 @@ pub(crate) fn sync(ranges: &[Range]) -> String {
 pub(crate) const TXS_HEAD: &str = r#"{"type":"TXS","data":["#;
 /// How a TXS frame ends.
 pub(crate) const TXS_TAIL: &str = "]}";
+
+/// How a TRANSACTIONS frame starts: its bodies follow, separated by commas, then
+/// [`TXS_TAIL`].
+pub(crate) const TRANSACTIONS_HEAD: &str = r#"{"type":"TRANSACTIONS","data":["#;
 
 #[cfg(test)]
 mod tests {

@@ -34,11 +34,10 @@
 use std::collections::BTreeMap;
 use std::io;
 use std::ops::{Bound, ControlFlow};
-use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::transaction::MAX_HASH_LEN;
+use crate::transaction::{TxHash, MAX_HASH_LEN};
 
 /// A range listed by hashes when it holds at most this many (else it is split).
 const LIST_AT_MOST: usize = 32;
@@ -113,7 +112,7 @@ pub(crate) struct Reply {
     /// Ranges for the SYNC answer (none: nothing to say).
     pub(crate) ranges: Vec<Range>,
     /// Hashes whose transactions the peer lacks: send their bodies. Each at most once.
-    pub(crate) send: Vec<Arc<str>>,
+    pub(crate) send: Vec<TxHash>,
 }
 
 /// Why a SYNC frame was refused.
@@ -156,7 +155,7 @@ fn mix(hash: &str) -> u64 {
 /// nothing, and that of a range one addition per hash in it.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct HashIndex {
-    map: BTreeMap<Arc<str>, Slot>,
+    map: BTreeMap<TxHash, Slot>,
     sum: u64,
 }
 
@@ -168,14 +167,16 @@ struct Slot {
 
 impl HashIndex {
     /// Adds `hash` at arrival position `index`; false if it was there already.
-    pub(crate) fn insert(&mut self, hash: Arc<str>, index: usize) -> bool {
-        if self.map.contains_key(&hash) {
-            return false;
+    pub(crate) fn insert(&mut self, hash: TxHash, index: usize) -> bool {
+        match self.map.entry(hash) {
+            std::collections::btree_map::Entry::Occupied(_) => false,
+            std::collections::btree_map::Entry::Vacant(entry) => {
+                let mix = mix(entry.key());
+                self.sum = self.sum.wrapping_add(mix);
+                entry.insert(Slot { index, mix });
+                true
+            }
         }
-        let mix = mix(&hash);
-        self.sum = self.sum.wrapping_add(mix);
-        self.map.insert(hash, Slot { index, mix });
-        true
     }
 
     pub(crate) fn contains(&self, hash: &str) -> bool {
@@ -187,7 +188,7 @@ impl HashIndex {
         self.map.get(hash).map(|slot| slot.index)
     }
 
-    fn key(&self, hash: &str) -> Option<&Arc<str>> {
+    fn key(&self, hash: &str) -> Option<&TxHash> {
         self.map.get_key_value(hash).map(|(k, _)| k)
     }
 
@@ -195,7 +196,7 @@ impl HashIndex {
         &'a self,
         lo: &str,
         ub: Option<&str>,
-    ) -> impl Iterator<Item = (&'a Arc<str>, &'a Slot)> + 'a {
+    ) -> impl Iterator<Item = (&'a TxHash, &'a Slot)> + 'a {
         let upper = match ub {
             Some(ub) => Bound::Excluded(ub),
             None => Bound::Unbounded,
@@ -508,7 +509,7 @@ impl Answer<'_> {
         let theirs = within(range, theirs);
         let room = self.bodies_left();
         let mut send = Vec::new();
-        let mut cut: Option<&Arc<str>> = None;
+        let mut cut: Option<&TxHash> = None;
         for (mine, _) in self.set.range(&range.lo, ub) {
             if theirs.binary_search(&mine.as_ref()).is_ok() {
                 continue;
@@ -517,7 +518,7 @@ impl Answer<'_> {
                 cut = Some(mine);
                 break;
             }
-            send.push(Arc::clone(mine));
+            send.push(mine.clone());
         }
         let need_ub = cut.map(AsRef::as_ref).or(ub);
         let need: Vec<String> = theirs
@@ -547,7 +548,7 @@ impl Answer<'_> {
                 if self.bodies_left() == 0 {
                     return ControlFlow::Break(id.to_owned());
                 }
-                self.reply.send.push(Arc::clone(mine));
+                self.reply.send.push(mine.clone());
             }
         }
         ControlFlow::Continue(())
@@ -603,7 +604,7 @@ mod tests {
     fn set(items: impl IntoIterator<Item = String>) -> HashIndex {
         let mut index = HashIndex::default();
         for (i, item) in items.into_iter().enumerate() {
-            index.insert(Arc::from(item), i);
+            index.insert(TxHash::of(&item), i);
         }
         index
     }
@@ -641,7 +642,7 @@ mod tests {
     fn reconcile_within(a: &mut HashIndex, b: &mut HashIndex, budget: Budget) -> Talk {
         let mut talk = Talk::default();
         let mut message = open(a);
-        let mut in_flight: Vec<Arc<str>> = Vec::new();
+        let mut in_flight: Vec<TxHash> = Vec::new();
         let mut a_answers = false;
         loop {
             let started = Instant::now();
@@ -674,7 +675,7 @@ mod tests {
             for hash in in_flight.drain(..) {
                 talk.resent += usize::from(!me.insert(hash, 0));
             }
-            let unique: HashSet<&Arc<str>> = reply.send.iter().collect();
+            let unique: HashSet<&TxHash> = reply.send.iter().collect();
             assert_eq!(unique.len(), reply.send.len(), "a body twice in one reply");
             assert!(reply.send.len() <= budget.bodies);
             talk.bodies += reply.send.len();

@@ -15,11 +15,15 @@ pub const MAX_HASH_LEN: usize = 128;
 /// The body is kept as text, never re-serialised, so it is passed on with the same
 /// fields in the same order, as the protocol asks; only whitespace between tokens is
 /// dropped, so a transaction read back from a pretty-printed pool file is the same
-/// transaction. Cloning is cheap (shared text).
+/// transaction. Cloning is cheap (shared text). The hash is read from the body's text,
+/// not kept in an allocation of its own: a pool holds one allocation per transaction.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Transaction {
-    body: Arc<str>,
-    hash: Arc<str>,
+    /// The body; then, only if the hash is not found verbatim in it (escapes), the hash.
+    text: Arc<str>,
+    body_len: u32,
+    hash_start: u32,
+    hash_len: u32,
 }
 
 /// Why a JSON value is not a transaction.
@@ -58,10 +62,27 @@ impl Transaction {
         if hash.is_empty() || hash.len() > MAX_HASH_LEN {
             return Err(TransactionError::BadHash);
         }
-        Ok(Transaction {
-            body: Arc::from(minify(text).as_ref()),
-            hash: Arc::from(hash.as_ref()),
-        })
+        Ok(Transaction::new(&minify(text), &hash))
+    }
+
+    /// The transaction of `body`, whose hash is `hash`.
+    fn new(body: &str, hash: &str) -> Transaction {
+        // A body is at most a frame; hashes at most `MAX_HASH_LEN`.
+        let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        match body.find(hash) {
+            Some(start) => Transaction {
+                text: Arc::from(body),
+                body_len: len(body.len()),
+                hash_start: len(start),
+                hash_len: len(hash.len()),
+            },
+            None => Transaction {
+                text: Arc::from(format!("{body}{hash}")),
+                body_len: len(body.len()),
+                hash_start: len(body.len()),
+                hash_len: len(hash.len()),
+            },
+        }
     }
 
     /// A transaction from the JSON text of its object.
@@ -88,30 +109,34 @@ impl Transaction {
         let body = format!(
             r#"{{"fromAddress":null,"toAddress":{to_json},"amount":{amount},"timeStamp":{time_stamp_ms},"hash":"{hash}"}}"#
         );
-        Transaction {
-            body: Arc::from(body),
-            hash: Arc::from(hash),
-        }
+        Transaction::new(&body, &hash)
     }
 
     /// The transaction's `hash`, its identity.
     pub fn hash(&self) -> &str {
-        &self.hash
+        let start = self.hash_start as usize;
+        &self.text[start..start + self.hash_len as usize]
     }
 
     /// The hash, shared (indexes keep it without a copy).
-    pub(crate) fn shared_hash(&self) -> &Arc<str> {
-        &self.hash
+    pub(crate) fn shared_hash(&self) -> TxHash {
+        TxHash(self.clone())
     }
 
     /// The JSON object as it arrived.
     pub fn body(&self) -> &str {
-        &self.body
+        &self.text[..self.body_len as usize]
+    }
+
+    /// Whether `other` is this very transaction (the same shared text), not only an
+    /// equal one.
+    pub(crate) fn is_same(&self, other: &Transaction) -> bool {
+        Arc::ptr_eq(&self.text, &other.text)
     }
 
     /// The whole TRANSACTION frame that carries it.
     pub fn to_frame(&self) -> String {
-        format!(r#"{{"type":"TRANSACTION","data":{}}}"#, self.body)
+        format!(r#"{{"type":"TRANSACTION","data":{}}}"#, self.body())
     }
 }
 
@@ -124,12 +149,80 @@ impl fmt::Debug for Transaction {
 impl Transaction {
     /// The first eight characters of the hash, for logs.
     pub fn short_hash(&self) -> &str {
-        let end = self
-            .hash
-            .char_indices()
-            .nth(8)
-            .map_or(self.hash.len(), |(i, _)| i);
-        &self.hash[..end]
+        let hash = self.hash();
+        let end = hash.char_indices().nth(8).map_or(hash.len(), |(i, _)| i);
+        &hash[..end]
+    }
+}
+
+/// A transaction's hash, for indexes: ordered, compared and hashed as the hash's text,
+/// and sharing the transaction's allocation.
+#[derive(Clone)]
+pub(crate) struct TxHash(Transaction);
+
+impl TxHash {
+    /// A hash of its own, for tests of indexes: the transaction `{"hash":...}`.
+    #[cfg(test)]
+    pub(crate) fn of(hash: &str) -> TxHash {
+        let body = format!(r#"{{"hash":{}}}"#, serde_json::Value::from(hash));
+        TxHash(Transaction::new(&body, hash))
+    }
+}
+
+impl std::ops::Deref for TxHash {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.0.hash()
+    }
+}
+
+impl std::borrow::Borrow<str> for TxHash {
+    fn borrow(&self) -> &str {
+        self
+    }
+}
+
+impl PartialEq for TxHash {
+    fn eq(&self, other: &TxHash) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for TxHash {}
+
+impl PartialOrd for TxHash {
+    fn partial_cmp(&self, other: &TxHash) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for TxHash {
+    fn cmp(&self, other: &TxHash) -> std::cmp::Ordering {
+        (**self).cmp(&**other)
+    }
+}
+
+impl std::hash::Hash for TxHash {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (**self).hash(state);
+    }
+}
+
+impl AsRef<str> for TxHash {
+    fn as_ref(&self) -> &str {
+        self
+    }
+}
+
+impl fmt::Display for TxHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self)
+    }
+}
+
+impl fmt::Debug for TxHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
     }
 }
 
@@ -407,6 +500,27 @@ mod tests {
         let appended = format!("{}{}", &first[..first.len() - 2], render_appended([&b, &c]));
         assert_eq!(appended, render_pool([&a, &b, &c]));
         assert_eq!(parse_pool(&appended).unwrap(), vec![a, b, c]);
+    }
+
+    #[test]
+    fn the_hash_is_read_from_the_body_or_kept_beside_it_when_escaped() {
+        let plain = Transaction::from_json(r#"{ "amount": 1, "hash": "abc" }"#).unwrap();
+        assert_eq!(
+            (plain.body(), plain.hash()),
+            (r#"{"amount":1,"hash":"abc"}"#, "abc")
+        );
+        let escaped = Transaction::from_json(r#"{"amount":1,"hash":"ab\u0063"}"#).unwrap();
+        assert_eq!(escaped.body(), r#"{"amount":1,"hash":"ab\u0063"}"#);
+        assert_eq!(escaped.hash(), "abc");
+        assert_eq!(
+            escaped.to_frame(),
+            format!(r#"{{"type":"TRANSACTION","data":{}}}"#, escaped.body())
+        );
+        assert_ne!(plain, escaped);
+        assert_eq!(
+            plain,
+            Transaction::from_json(r#"{"amount":1,"hash":"abc"}"#).unwrap()
+        );
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub struct Sent {
     pub handshake: u64,
     /// TRANSACTION frames (each carries one transaction).
     pub transaction: u64,
+    /// TRANSACTIONS frames (pushes to a peer of ours packed together).
+    pub transactions: u64,
     /// STATUS replies.
     pub status: u64,
     /// HELLO frames.
@@ -51,9 +53,9 @@ pub struct Sent {
 }
 
 impl Sent {
-    /// Frames that carry transaction bodies: TRANSACTION and TXS.
+    /// Frames that carry transaction bodies: TRANSACTION, TRANSACTIONS and TXS.
     pub fn carrying_transactions(&self) -> u64 {
-        self.transaction + self.txs
+        self.transaction + self.transactions + self.txs
     }
 
     fn parse(sent: &Value) -> Option<Sent> {
@@ -61,6 +63,7 @@ impl Sent {
         sent.is_object().then(|| Sent {
             handshake: count("handshake"),
             transaction: count("transaction"),
+            transactions: count("transactions"),
             status: count("status"),
             hello: count("hello"),
             sync: count("sync"),

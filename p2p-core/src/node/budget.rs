@@ -30,10 +30,10 @@ use super::{Action, ConnId, ConnKind, Node, Notice, Payload, SeededHasher};
 use crate::frame::{self, FrameError};
 use crate::sync::{self, Range};
 use crate::time::Time;
-use crate::transaction::Transaction;
+use crate::transaction::{Transaction, TxHash};
 
-/// Largest TXS frame catch-up builds: small enough that the send buffer is filled in
-/// fine steps, large enough that a frame carries a few hundred transactions.
+/// Largest TXS or TRANSACTIONS frame the node builds: small enough that the send buffer
+/// is filled in fine steps, large enough that a frame carries a few hundred transactions.
 const TXS_FRAME_BYTES: usize = 64 << 10;
 
 /// What is waiting to go out on one connection.
@@ -47,8 +47,11 @@ pub(super) struct Outbox {
     pub(super) stall_check: Option<Time>,
     /// When the catch-up body rate lets bodies go again, in `Node::conn_timers`.
     pub(super) resume_at: Option<Time>,
-    /// Relay pushes that did not fit in the send buffer, oldest first.
+    /// Relay pushes not yet handed over, oldest first: those that did not fit in the
+    /// send buffer, and, for a peer of ours, those waiting to be packed together.
     backlog: VecDeque<Transaction>,
+    /// The connection is in `Node::packing`.
+    packing: bool,
     /// The peer (one of ours) missed pushes dropped from a full backlog: a catch-up
     /// round with it follows as soon as its queue has room.
     behind: bool,
@@ -56,8 +59,8 @@ pub(super) struct Outbox {
     requests: VecDeque<Vec<Range>>,
     /// Catch-up bodies to send, oldest first; `pending` holds the same hashes, so a hash
     /// asked for again while it waits is not queued twice.
-    bodies: VecDeque<Arc<str>>,
-    pending: HashSet<Arc<str>, SeededHasher>,
+    bodies: VecDeque<TxHash>,
+    pending: HashSet<TxHash, SeededHasher>,
     /// Theoretical arrival time of the catch-up body rate limit (GCRA).
     bodies_tat: Time,
 }
@@ -70,6 +73,7 @@ impl Outbox {
             stall_check: None,
             resume_at: None,
             backlog: VecDeque::new(),
+            packing: false,
             behind: false,
             requests: VecDeque::new(),
             bodies: VecDeque::new(),
@@ -112,8 +116,11 @@ impl Node {
         }
     }
 
-    /// Pushes a new transaction to `conn`: at once if its send buffer has room, else it
-    /// waits its turn in the connection's backlog. `frame` is built once for all peers.
+    /// Pushes a new transaction to `conn`. To a peer of ours it joins the connection's
+    /// backlog, and what gathers there until the host next takes actions goes out
+    /// together (see `pack`): in a burst, a frame carries hundreds of transactions, not
+    /// one. To any other peer it goes at once as a TRANSACTION frame if the send buffer
+    /// has room (`frame`, built once for all peers), else it waits in the backlog.
     pub(super) fn push(
         &mut self,
         conn: ConnId,
@@ -123,24 +130,34 @@ impl Node {
     ) {
         let limits = &self.config.limits;
         let (budget, max_backlog) = (limits.max_send_buffer, limits.max_backlog);
+        let ours = self.identified(conn);
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
         if c.closing {
             return;
         }
-        let payload = frame.get_or_insert_with(|| tx.to_frame().into());
-        if c.out.backlog.is_empty() && c.out.queued + payload.len() <= budget {
-            let payload = Arc::clone(payload);
-            self.sent.transaction += 1;
-            self.send(conn, payload, now);
-            return;
+        if !ours {
+            let payload = frame.get_or_insert_with(|| tx.to_frame().into());
+            if c.out.backlog.is_empty() && c.out.queued + payload.len() <= budget {
+                let payload = Arc::clone(payload);
+                self.sent.transaction += 1;
+                self.send(conn, payload, now);
+                return;
+            }
         }
         if c.out.behind {
             // Catch-up will bring it, with everything else it missed.
             return;
         }
         c.out.backlog.push_back(tx.clone());
+        if ours && !c.out.packing {
+            c.out.packing = true;
+            if self.packing.is_empty() {
+                self.packing_at = now;
+            }
+            self.packing.push(conn);
+        }
         if c.out.backlog.len() <= max_backlog {
             return;
         }
@@ -221,9 +238,8 @@ impl Node {
             if c.closing || c.out.queued >= budget {
                 return;
             }
-            if let Some(tx) = c.out.backlog.pop_front() {
-                self.sent.transaction += 1;
-                self.send(conn, tx.to_frame().into(), now);
+            if !c.out.backlog.is_empty() {
+                self.send_pushes(conn, now);
                 continue;
             }
             if !c.out.bodies.is_empty() {
@@ -250,7 +266,7 @@ impl Node {
             let send = self.settled_bodies(peer.as_ref(), reply.send, now);
             let c = self.conns.get_mut(&conn).expect("looked up above");
             for hash in send {
-                if c.out.pending.insert(Arc::clone(&hash)) {
+                if c.out.pending.insert(hash.clone()) {
                     c.out.bodies.push_back(hash);
                 }
             }
@@ -259,6 +275,66 @@ impl Node {
                 self.send(conn, frame::sync(&reply.ranges).into(), now);
             }
         }
+    }
+
+    /// Hands over the connections' pushes gathered since the host last took actions
+    /// (see `push`), as far as their send buffers allow.
+    pub(super) fn pack(&mut self) {
+        let now = self.packing_at;
+        for conn in std::mem::take(&mut self.packing) {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.out.packing = false;
+                self.fill(conn, now);
+            }
+        }
+    }
+
+    /// Sends the oldest pushes of `conn`'s backlog: to a peer of ours, as many as fit
+    /// in one frame (a TRANSACTIONS frame, or a TRANSACTION frame for one alone); to any
+    /// other, one TRANSACTION frame. A TRANSACTIONS frame just built for the same
+    /// transactions (every peer of a burst gets the same) is sent again, not rebuilt.
+    fn send_pushes(&mut self, conn: ConnId, now: Time) {
+        let ours = self.identified(conn);
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let mut count = 0;
+        let mut bytes = frame::TRANSACTIONS_HEAD.len() + frame::TXS_TAIL.len();
+        for tx in &c.out.backlog {
+            if count > 0 && (!ours || bytes + tx.body().len() + 1 > TXS_FRAME_BYTES) {
+                break;
+            }
+            bytes += tx.body().len() + 1;
+            count += 1;
+        }
+        let txs: Vec<Transaction> = c.out.backlog.drain(..count).collect();
+        if let [tx] = txs.as_slice() {
+            self.sent.transaction += 1;
+            self.send(conn, tx.to_frame().into(), now);
+            return;
+        }
+        let cached = self.push_cache.as_ref().filter(|(cached, _)| {
+            cached.len() == txs.len() && cached.iter().zip(&txs).all(|(a, b)| a.is_same(b))
+        });
+        let payload = match cached {
+            Some((_, payload)) => Arc::clone(payload),
+            None => {
+                let mut text = String::with_capacity(bytes);
+                text.push_str(frame::TRANSACTIONS_HEAD);
+                for (i, tx) in txs.iter().enumerate() {
+                    if i > 0 {
+                        text.push(',');
+                    }
+                    text.push_str(tx.body());
+                }
+                text.push_str(frame::TXS_TAIL);
+                let payload: Payload = text.into();
+                self.push_cache = Some((txs, Arc::clone(&payload)));
+                payload
+            }
+        };
+        self.sent.transactions += 1;
+        self.send(conn, payload, now);
     }
 
     /// Sends one TXS frame of waiting bodies, as far as the body rate allows; false if

@@ -213,6 +213,13 @@ pub struct Node {
     /// one HANDSHAKE of thousands of addresses logs it once.
     book_full_logged: bool,
     actions: VecDeque<Action>,
+    /// Connections with pushes gathered for packing (see `pack`), and when the first
+    /// of them was pushed.
+    packing: Vec<ConnId>,
+    packing_at: Time,
+    /// The last TRANSACTIONS frame built, and its transactions: the next peer of a
+    /// burst is sent the same frame.
+    push_cache: Option<(Vec<Transaction>, Payload)>,
     rng: Rng,
     sent: Sent,
 }
@@ -245,6 +252,9 @@ impl Node {
             learned_aliases: BTreeSet::new(),
             book_full_logged: false,
             actions: VecDeque::new(),
+            packing: Vec::new(),
+            packing_at: Time::ZERO,
+            push_cache: None,
             sent: Sent::default(),
         }
     }
@@ -369,6 +379,15 @@ impl Node {
                 }
                 let from = self.peer_of(conn);
                 self.accept_transaction(tx, from, Via::Push, now);
+            }
+            Ok(Frame::Transactions(txs)) => {
+                if let Some(error) = txs.iter().find_map(|tx| self.check_size(tx).err()) {
+                    return self.refuse(conn, error);
+                }
+                let from = self.peer_of(conn);
+                for tx in txs {
+                    self.accept_transaction(tx, from.clone(), Via::Push, now);
+                }
             }
             Ok(Frame::Sync(ranges)) => self.on_sync(conn, ranges, now),
             Ok(Frame::Txs(txs)) => {
@@ -500,9 +519,15 @@ impl Node {
         self.accept_transaction(tx, None, Via::Push, now)
     }
 
-    /// The next thing the host must do, if any. Drain it after every input.
+    /// The next thing the host must do, if any. Drain it after every input, or after a
+    /// batch of inputs taken together: new transactions pushed to a peer of ours in
+    /// between go out in one frame (a TRANSACTIONS frame for several), packed when this
+    /// is first called.
     #[must_use]
     pub fn poll_action(&mut self) -> Option<Action> {
+        if !self.packing.is_empty() {
+            self.pack();
+        }
         self.actions.pop_front()
     }
 

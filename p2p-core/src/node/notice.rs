@@ -328,6 +328,8 @@ pub struct Sent {
     pub handshake: u64,
     /// TRANSACTION frames.
     pub transaction: u64,
+    /// TRANSACTIONS frames (pushes packed together, to peers of ours).
+    pub transactions: u64,
     /// STATUS replies.
     pub status: u64,
     /// HELLO answers to our HANDSHAKEs.

@@ -35,7 +35,7 @@ use crate::address::Address;
 use crate::frame;
 use crate::sync::{self, HashIndex};
 use crate::time::Time;
-use crate::transaction::Transaction;
+use crate::transaction::{Transaction, TxHash};
 
 /// The transactions a node holds, in arrival order, with when each arrived, and by
 /// hash (sorted, for catch-up).
@@ -86,10 +86,7 @@ impl Pool {
     /// Adds `tx`, arrived at `now`, unless its hash is already held; says whether it
     /// was new.
     pub(super) fn insert(&mut self, tx: Transaction, now: Time, from_ours: bool) -> bool {
-        if !self
-            .hashes
-            .insert(Arc::clone(tx.shared_hash()), self.order.len())
-        {
+        if !self.hashes.insert(tx.shared_hash(), self.order.len()) {
             return false;
         }
         self.order.push(tx);
@@ -148,14 +145,14 @@ impl Node {
         via: Via,
         now: Time,
     ) -> bool {
-        if self.pool.contains(tx.hash()) {
+        let from_ours = via == Via::CatchUp || from.as_ref().is_some_and(|a| self.is_ours(a));
+        // One look-up in the index: the insert says whether the hash was held.
+        if !self.pool.insert(tx.clone(), now, from_ours) {
             self.log(Notice::Duplicate {
                 hash: tx.short_hash().to_owned(),
             });
             return false;
         }
-        let from_ours = via == Via::CatchUp || from.as_ref().is_some_and(|a| self.is_ours(a));
-        self.pool.insert(tx.clone(), now, from_ours);
         let mut frame: Option<Payload> = None;
         // By index, not by iterator: `push` needs the node, and a list of targets would
         // cost an allocation per transaction on the hottest path. Pushing never changes
@@ -335,9 +332,9 @@ impl Node {
     pub(super) fn settled_bodies(
         &mut self,
         address: Option<&Address>,
-        mut hashes: Vec<Arc<str>>,
+        mut hashes: Vec<TxHash>,
         now: Time,
-    ) -> Vec<Arc<str>> {
+    ) -> Vec<TxHash> {
         let settle = self.config.sync.settle;
         let mut held_from: Option<usize> = None;
         hashes.retain(|hash| {

@@ -763,7 +763,7 @@ fn status_request_is_answered_with_status_on_the_same_connection() {
         effects(&drain(&mut node)),
         [Action::Send {
             conn: ConnId(10),
-            frame: r#"{"type":"STATUS","data":{"address":"ws://localhost:4001","connected":["ws://localhost:4002"],"dialling":["ws://localhost:4003"],"inbound":1,"pool":1,"sent":{"handshake":1,"transaction":1,"status":0,"hello":0,"sync":0,"txs":0}}}"#.into(),
+            frame: r#"{"type":"STATUS","data":{"address":"ws://localhost:4001","connected":["ws://localhost:4002"],"dialling":["ws://localhost:4003"],"inbound":1,"pool":1,"sent":{"handshake":1,"transaction":1,"transactions":0,"status":0,"hello":0,"sync":0,"txs":0}}}"#.into(),
         }]
     );
 }
@@ -1186,6 +1186,72 @@ fn a_peer_taken_late_for_one_not_of_ours_gets_all_it_was_not_passed_since_the_di
     );
 }
 
+/// [`meshed`] with 4002 and 4003 (connections 1 and 2) ours, by HELLO, and 4004
+/// (connection 3) a JavaScript node (it dialled us with a plain HANDSHAKE).
+fn meshed_two_ours_one_not() -> Node {
+    let mut node = meshed();
+    for conn in [ConnId(1), ConnId(2)] {
+        node.handle_text(conn, r#"{"type":"HELLO","data":1}"#, ms(2));
+    }
+    accept_from(&mut node, ConnId(12), "ws://localhost:4004", ms(2));
+    drain(&mut node);
+    node
+}
+
+#[test]
+fn pushes_handled_before_the_host_takes_actions_go_to_each_peer_of_ours_in_one_frame() {
+    let mut node = meshed_two_ours_one_not();
+    let burst: Vec<Transaction> = (1..=5).map(tx).collect();
+    for one in &burst {
+        assert!(node.add_transaction(one.clone(), ms(3)));
+    }
+    let actions = drain(&mut node);
+    let frames = |conn: ConnId| -> Vec<Payload> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Send { conn: c, frame } if *c == conn => Some(Arc::clone(frame)),
+                _ => None,
+            })
+            .collect()
+    };
+    let (one, two, js) = (frames(ConnId(1)), frames(ConnId(2)), frames(ConnId(3)));
+    assert_eq!((one.len(), two.len()), (1, 1), "{actions:?}");
+    assert!(Arc::ptr_eq(&one[0], &two[0]), "one frame, shared");
+    assert_eq!(
+        frame::decode(&one[0], usize::MAX),
+        Ok(frame::Frame::Transactions(burst.clone()))
+    );
+    // The JavaScript node gets the curriculum's frames, one transaction each.
+    let js: Vec<String> = js.iter().map(|f| f.to_string()).collect();
+    let expected: Vec<String> = burst.iter().map(Transaction::to_frame).collect();
+    assert_eq!(js, expected);
+    assert_eq!(node.sent.transactions, 2);
+    // One new transaction alone goes as a TRANSACTION frame to ours too.
+    node.add_transaction(tx(6), ms(4));
+    let sent = sends(&drain(&mut node));
+    assert!(sent.iter().all(|(_, f)| *f == tx(6).to_frame()), "{sent:?}");
+    assert_eq!(sent.len(), 3);
+}
+
+#[test]
+fn a_transactions_frame_from_one_of_ours_is_pooled_and_passed_only_to_others() {
+    let mut node = meshed_two_ours_one_not();
+    accept_ours(&mut node, ConnId(10), "ws://localhost:4002", ms(3));
+    let packed = format!(
+        r#"{{"type":"TRANSACTIONS","data":[{},{}]}}"#,
+        tx(1).body(),
+        tx(2).body()
+    );
+    node.handle_text(ConnId(10), &packed, ms(4));
+    let actions = drain(&mut node);
+    assert_eq!(persists(&actions), [tx(1), tx(2)]);
+    assert_eq!(
+        sends(&actions),
+        [(ConnId(3), tx(1).to_frame()), (ConnId(3), tx(2).to_frame())]
+    );
+}
+
 #[test]
 fn a_peer_that_says_it_is_ours_is_never_passed_what_came_from_ours() {
     let mut node = meshed();
@@ -1247,10 +1313,12 @@ fn transaction_from_a_javascript_peer_goes_to_every_other_peer() {
     accept_ours(&mut node, ConnId(10), "ws://localhost:4002", ms(5));
     accept_from(&mut node, ConnId(12), "ws://localhost:4004", ms(5));
     node.handle_text(ConnId(12), &tx(2).to_frame(), ms(6));
-    let targets: Vec<ConnId> = sends(&drain(&mut node))
+    // Pushes to peers of ours are packed after the others: only the set matters.
+    let mut targets: Vec<ConnId> = sends(&drain(&mut node))
         .into_iter()
         .map(|(c, _)| c)
         .collect();
+    targets.sort();
     assert_eq!(targets, [ConnId(1), ConnId(2)]);
 }
 
