@@ -36,6 +36,47 @@ use crate::transaction::{Transaction, TxHash};
 /// is filled in fine steps, large enough that a frame carries a few hundred transactions.
 const TXS_FRAME_BYTES: usize = 64 << 10;
 
+/// `txs` cut into runs that each fit in one frame of at most `TXS_FRAME_BYTES` (a run
+/// of one if a transaction alone is larger).
+fn frame_chunks(txs: &[Transaction]) -> impl Iterator<Item = &[Transaction]> {
+    let mut rest = txs;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut bytes = frame::TRANSACTIONS_HEAD.len() + frame::TXS_TAIL.len();
+        let mut count = 0;
+        for tx in rest {
+            if count > 0 && bytes + tx.body().len() + 1 > TXS_FRAME_BYTES {
+                break;
+            }
+            bytes += tx.body().len() + 1;
+            count += 1;
+        }
+        let (chunk, tail) = rest.split_at(count);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
+/// The frame that pushes `txs`: a TRANSACTION frame for one, else a TRANSACTIONS frame.
+fn pushes_frame(txs: &[Transaction]) -> Payload {
+    if let [tx] = txs {
+        return tx.to_frame().into();
+    }
+    let size = txs.iter().map(|tx| tx.body().len() + 1).sum::<usize>();
+    let mut text = String::with_capacity(size + frame::TRANSACTIONS_HEAD.len() + 2);
+    text.push_str(frame::TRANSACTIONS_HEAD);
+    for (i, tx) in txs.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        text.push_str(tx.body());
+    }
+    text.push_str(frame::TXS_TAIL);
+    text.into()
+}
+
 /// What is waiting to go out on one connection.
 #[derive(Debug)]
 pub(super) struct Outbox {
@@ -47,11 +88,17 @@ pub(super) struct Outbox {
     pub(super) stall_check: Option<Time>,
     /// When the catch-up body rate lets bodies go again, in `Node::conn_timers`.
     pub(super) resume_at: Option<Time>,
-    /// Relay pushes not yet handed over, oldest first: those that did not fit in the
-    /// send buffer, and, for a peer of ours, those waiting to be packed together.
+    /// Relay pushes not yet handed over, oldest first: to a peer of ours, those waiting
+    /// to be packed together; to any other, those that did not fit in the send buffer.
     backlog: VecDeque<Transaction>,
     /// The connection is in `Node::packing`.
     packing: bool,
+    /// Pushes to a peer of ours packed into frames (shared with every peer that gets the
+    /// same), that did not fit in the send buffer yet, oldest first, with how many
+    /// transactions each carries.
+    packed: VecDeque<(Payload, usize)>,
+    /// Transactions in `packed`.
+    packed_count: usize,
     /// The peer (one of ours) missed pushes dropped from a full backlog: a catch-up
     /// round with it follows as soon as its queue has room.
     behind: bool,
@@ -74,6 +121,8 @@ impl Outbox {
             resume_at: None,
             backlog: VecDeque::new(),
             packing: false,
+            packed: VecDeque::new(),
+            packed_count: 0,
             behind: false,
             requests: VecDeque::new(),
             bodies: VecDeque::new(),
@@ -158,15 +207,17 @@ impl Node {
             }
             self.packing.push(conn);
         }
-        if c.out.backlog.len() <= max_backlog {
+        let waiting = c.out.backlog.len() + c.out.packed_count;
+        if waiting <= max_backlog {
             return;
         }
-        let waiting = c.out.backlog.len();
         let peer = self.peer_of(conn);
         if self.identified(conn) {
             // One of ours catches up: drop the backlog, reconcile once it has room.
             let c = self.conns.get_mut(&conn).expect("looked up above");
             c.out.backlog = VecDeque::new();
+            c.out.packed = VecDeque::new();
+            c.out.packed_count = 0;
             c.out.behind = true;
             self.log(Notice::Behind {
                 conn,
@@ -238,8 +289,22 @@ impl Node {
             if c.closing || c.out.queued >= budget {
                 return;
             }
-            if !c.out.backlog.is_empty() {
-                self.send_pushes(conn, now);
+            if let Some((payload, count)) = c.out.packed.pop_front() {
+                c.out.packed_count -= count;
+                if count == 1 {
+                    self.sent.transaction += 1;
+                } else {
+                    self.sent.transactions += 1;
+                }
+                self.send(conn, payload, now);
+                continue;
+            }
+            if !c.out.backlog.is_empty() && !c.out.packing {
+                // A peer not of ours (pushes to ours are packed first): one at a time.
+                if let Some(tx) = c.out.backlog.pop_front() {
+                    self.sent.transaction += 1;
+                    self.send(conn, tx.to_frame().into(), now);
+                }
                 continue;
             }
             if !c.out.bodies.is_empty() {
@@ -277,64 +342,37 @@ impl Node {
         }
     }
 
-    /// Hands over the connections' pushes gathered since the host last took actions
-    /// (see `push`), as far as their send buffers allow.
+    /// Packs the pushes gathered for each peer of ours since the host last took actions
+    /// (see `push`) into frames, and hands them over as far as the send buffers allow.
+    /// Every peer that gets the same transactions (all of them, in a burst from one
+    /// sender) gets the same frames: one copy in memory, however many peers.
     pub(super) fn pack(&mut self) {
         let now = self.packing_at;
+        // Frames built in this packing, for the next peers: (transactions, frame).
+        let mut built: Vec<(Vec<Transaction>, Payload)> = Vec::new();
         for conn in std::mem::take(&mut self.packing) {
-            if let Some(c) = self.conns.get_mut(&conn) {
-                c.out.packing = false;
-                self.fill(conn, now);
-            }
-        }
-    }
-
-    /// Sends the oldest pushes of `conn`'s backlog: to a peer of ours, as many as fit
-    /// in one frame (a TRANSACTIONS frame, or a TRANSACTION frame for one alone); to any
-    /// other, one TRANSACTION frame. A TRANSACTIONS frame just built for the same
-    /// transactions (every peer of a burst gets the same) is sent again, not rebuilt.
-    fn send_pushes(&mut self, conn: ConnId, now: Time) {
-        let ours = self.identified(conn);
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        let mut count = 0;
-        let mut bytes = frame::TRANSACTIONS_HEAD.len() + frame::TXS_TAIL.len();
-        for tx in &c.out.backlog {
-            if count > 0 && (!ours || bytes + tx.body().len() + 1 > TXS_FRAME_BYTES) {
-                break;
-            }
-            bytes += tx.body().len() + 1;
-            count += 1;
-        }
-        let txs: Vec<Transaction> = c.out.backlog.drain(..count).collect();
-        if let [tx] = txs.as_slice() {
-            self.sent.transaction += 1;
-            self.send(conn, tx.to_frame().into(), now);
-            return;
-        }
-        let cached = self.push_cache.as_ref().filter(|(cached, _)| {
-            cached.len() == txs.len() && cached.iter().zip(&txs).all(|(a, b)| a.is_same(b))
-        });
-        let payload = match cached {
-            Some((_, payload)) => Arc::clone(payload),
-            None => {
-                let mut text = String::with_capacity(bytes);
-                text.push_str(frame::TRANSACTIONS_HEAD);
-                for (i, tx) in txs.iter().enumerate() {
-                    if i > 0 {
-                        text.push(',');
+            let Some(c) = self.conns.get_mut(&conn) else {
+                continue;
+            };
+            c.out.packing = false;
+            let gathered: Vec<Transaction> = c.out.backlog.drain(..).collect();
+            for chunk in frame_chunks(&gathered) {
+                let known = built.iter().find(|(txs, _)| {
+                    txs.len() == chunk.len() && txs.iter().zip(chunk).all(|(a, b)| a.is_same(b))
+                });
+                let payload = match known {
+                    Some((_, payload)) => Arc::clone(payload),
+                    None => {
+                        let payload = pushes_frame(chunk);
+                        built.push((chunk.to_vec(), Arc::clone(&payload)));
+                        payload
                     }
-                    text.push_str(tx.body());
-                }
-                text.push_str(frame::TXS_TAIL);
-                let payload: Payload = text.into();
-                self.push_cache = Some((txs, Arc::clone(&payload)));
-                payload
+                };
+                c.out.packed.push_back((payload, chunk.len()));
+                c.out.packed_count += chunk.len();
             }
-        };
-        self.sent.transactions += 1;
-        self.send(conn, payload, now);
+            self.fill(conn, now);
+        }
     }
 
     /// Sends one TXS frame of waiting bodies, as far as the body rate allows; false if

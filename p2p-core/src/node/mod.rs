@@ -217,9 +217,6 @@ pub struct Node {
     /// of them was pushed.
     packing: Vec<ConnId>,
     packing_at: Time,
-    /// The last TRANSACTIONS frame built, and its transactions: the next peer of a
-    /// burst is sent the same frame.
-    push_cache: Option<(Vec<Transaction>, Payload)>,
     rng: Rng,
     sent: Sent,
 }
@@ -254,7 +251,6 @@ impl Node {
             actions: VecDeque::new(),
             packing: Vec::new(),
             packing_at: Time::ZERO,
-            push_cache: None,
             sent: Sent::default(),
         }
     }

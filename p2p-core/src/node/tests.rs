@@ -1235,6 +1235,73 @@ fn pushes_handled_before_the_host_takes_actions_go_to_each_peer_of_ours_in_one_f
 }
 
 #[test]
+fn a_peer_of_ours_that_reads_later_is_sent_the_very_frames_the_others_got() {
+    let mut config = config(&["ws://localhost:4002", "ws://localhost:4003"]);
+    config.limits.max_send_buffer = 2_000;
+    let (mut node, actions) = started(config);
+    open_all(&mut node, &actions);
+    for conn in [ConnId(1), ConnId(2)] {
+        node.handle_text(conn, r#"{"type":"HELLO","data":1}"#, ms(2));
+    }
+    drain(&mut node);
+    let frames_to = |actions: &[Action], conn: ConnId| -> Vec<Payload> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Send { conn: c, frame } if *c == conn => Some(Arc::clone(frame)),
+                _ => None,
+            })
+            .collect()
+    };
+    // Connection 2 has its buffer full of a first burst it has not read.
+    for n in 1..=30 {
+        node.add_transaction(tx(n), ms(3));
+    }
+    let first = drain(&mut node);
+    for frame in frames_to(&first, ConnId(1)) {
+        node.handle_written(ConnId(1), frame.len(), ms(3));
+    }
+    drain(&mut node);
+    // A second burst: 1 reads everything at once, 2 only once it has read the first.
+    let burst: Vec<Transaction> = (31..=1000).map(tx).collect();
+    for one in &burst {
+        node.add_transaction(one.clone(), ms(4));
+    }
+    let after = drain(&mut node);
+    let mut to_one = frames_to(&after, ConnId(1));
+    let mut to_two = frames_to(&after, ConnId(2));
+    assert!(to_two.is_empty(), "2 has no room for the second burst yet");
+    let mut read = 0;
+    while let Some(frame) = to_one.get(read).cloned() {
+        node.handle_written(ConnId(1), frame.len(), ms(5));
+        to_one.extend(frames_to(&drain(&mut node), ConnId(1)));
+        read += 1;
+    }
+    let mut unread: Vec<Payload> = frames_to(&first, ConnId(2));
+    unread.extend(to_two.iter().cloned());
+    while let Some(frame) = unread.pop() {
+        node.handle_written(ConnId(2), frame.len(), ms(5));
+        let more = frames_to(&drain(&mut node), ConnId(2));
+        unread.extend(more.iter().cloned());
+        to_two.extend(more);
+    }
+    assert!(to_two.len() > 1, "{} frames", to_two.len());
+    assert_eq!(to_one.len(), to_two.len());
+    for (a, b) in to_one.iter().zip(&to_two) {
+        assert!(Arc::ptr_eq(a, b), "each frame built once for both peers");
+    }
+    let pushed: Vec<Transaction> = to_two
+        .iter()
+        .flat_map(|f| match frame::decode(f, usize::MAX) {
+            Ok(frame::Frame::Transactions(txs)) => txs,
+            Ok(frame::Frame::Transaction(tx)) => vec![tx],
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(pushed, burst);
+}
+
+#[test]
 fn a_transactions_frame_from_one_of_ours_is_pooled_and_passed_only_to_others() {
     let mut node = meshed_two_ours_one_not();
     accept_ours(&mut node, ConnId(10), "ws://localhost:4002", ms(3));
