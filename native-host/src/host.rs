@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use async_tungstenite::tungstenite::{Message, Utf8Bytes};
 use async_tungstenite::WebSocketStream;
+use bytes::Bytes;
 use futures::channel::mpsc;
 use futures::future::{AbortHandle, Abortable, Either};
 use futures::io::{AsyncRead, AsyncWrite};
@@ -230,6 +231,15 @@ async fn run_async(mut folder: NodeFolder) -> Result<(), RunError> {
         progress,
     };
     host.run(events, written).await
+}
+
+/// A frame's shared text, as the bytes the WebSocket layer sends without copying them.
+struct SharedText(Payload);
+
+impl AsRef<[u8]> for SharedText {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
 }
 
 fn seed() -> u64 {
@@ -489,13 +499,18 @@ impl Host {
         }
     }
 
-    /// The frame as the WebSocket layer takes it, made once for all the connections the
-    /// node sends it to (it hands out one shared frame for a transaction's every peer).
+    /// The frame as the WebSocket layer takes it: the node's shared text itself, not a
+    /// copy (the node hands out one frame for every peer that gets it; a copy per
+    /// connection held the burst once per slow peer). Checked as UTF-8 once for a run of
+    /// connections it goes to in a row.
     fn wire_frame(&mut self, frame: Payload) -> Utf8Bytes {
         match &self.last_frame {
             Some((last, bytes)) if Arc::ptr_eq(last, &frame) => bytes.clone(),
             _ => {
-                let bytes = Utf8Bytes::from(frame.as_ref());
+                let shared = Bytes::from_owner(SharedText(Arc::clone(&frame)));
+                // A `str` is UTF-8: the check cannot fail, but costs a pass over it.
+                let bytes =
+                    Utf8Bytes::try_from(shared).unwrap_or_else(|_| Utf8Bytes::from(frame.as_ref()));
                 self.last_frame = Some((frame, bytes.clone()));
                 bytes
             }

@@ -62,14 +62,32 @@ impl Transaction {
         if hash.is_empty() || hash.len() > MAX_HASH_LEN {
             return Err(TransactionError::BadHash);
         }
-        Ok(Transaction::new(&minify(text), &hash))
+        let body = minify(text);
+        // Where the hash stands in the text it was read from, if it was read as it is
+        // (no escapes) and the text needed no minifying: no search for it.
+        let at = match (&body, &hash) {
+            (std::borrow::Cow::Borrowed(body), std::borrow::Cow::Borrowed(hash)) => {
+                let start = (hash.as_ptr() as usize).wrapping_sub(body.as_ptr() as usize);
+                body.get(start..start + hash.len())
+                    .is_some_and(|found| found.as_ptr() == hash.as_ptr())
+                    .then_some(start)
+            }
+            _ => None,
+        };
+        Ok(Transaction::new_at(&body, &hash, at))
     }
 
     /// The transaction of `body`, whose hash is `hash`.
     fn new(body: &str, hash: &str) -> Transaction {
+        Transaction::new_at(body, hash, None)
+    }
+
+    /// The transaction of `body`, whose hash is `hash`, found at byte `at` of the body if
+    /// known.
+    fn new_at(body: &str, hash: &str, at: Option<usize>) -> Transaction {
         // A body is at most a frame; hashes at most `MAX_HASH_LEN`.
         let len = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
-        match body.find(hash) {
+        match at.or_else(|| body.find(hash)) {
             Some(start) => Transaction {
                 text: Arc::from(body),
                 body_len: len(body.len()),
@@ -116,6 +134,12 @@ impl Transaction {
     pub fn hash(&self) -> &str {
         let start = self.hash_start as usize;
         &self.text[start..start + self.hash_len as usize]
+    }
+
+    /// The hash's bytes (no check of character boundaries: for comparisons).
+    fn hash_bytes(&self) -> &[u8] {
+        let start = self.hash_start as usize;
+        &self.text.as_bytes()[start..start + self.hash_len as usize]
     }
 
     /// The hash, shared (indexes keep it without a copy).
@@ -184,7 +208,7 @@ impl std::borrow::Borrow<str> for TxHash {
 
 impl PartialEq for TxHash {
     fn eq(&self, other: &TxHash) -> bool {
-        **self == **other
+        self.0.hash_bytes() == other.0.hash_bytes()
     }
 }
 
@@ -197,8 +221,10 @@ impl PartialOrd for TxHash {
 }
 
 impl Ord for TxHash {
+    /// As the hashes' text: byte by byte, as `str` orders (a `BTreeMap<TxHash, _>` is
+    /// searched with `&str` keys too).
     fn cmp(&self, other: &TxHash) -> std::cmp::Ordering {
-        (**self).cmp(&**other)
+        self.0.hash_bytes().cmp(other.0.hash_bytes())
     }
 }
 
