@@ -14,7 +14,10 @@
 //! timeout. After every input, call [`Node::poll_action`] until it returns `None` and
 //! carry out each action in order; then sleep until [`Node::poll_timeout`] or the next
 //! input, whichever comes first, and on waking call [`Node::handle_timeout`]. Calling it
-//! early or more often is harmless.
+//! early or more often is harmless. A host may also feed a batch of inputs that are
+//! already waiting before it drains the actions: the new transactions it pushes to a
+//! peer of ours in between then go out packed, one TRANSACTIONS frame for many (the
+//! native host does so, up to 1,024 inputs a batch).
 //!
 //! Connections are named by [`ConnId`]s the host chooses; dials by [`DialId`]s the node
 //! chooses, which the host hands back when it reports how the dial ended. A host that

@@ -819,7 +819,7 @@ impl OursCluster {
         }
     }
 
-    /// TRANSACTION and TXS frames sent since `before`, per transaction of the burst, once
+    /// TRANSACTION, TRANSACTIONS and TXS frames sent since `before`, per transaction of the burst, once
     /// the counters stop moving (catch-up rounds follow a lull of 500 ms).
     /// Also says how many SYNC and TXS frames were sent.
     async fn settled_frames(
@@ -2042,7 +2042,8 @@ const HOW: &str = "How it is measured: a transaction is in a node's pool when it
     (a pretty-printed transaction has the same length wherever it stands, so that length is \
     known before the burst), then each file is read whole once to check that it holds the \
     burst and no transaction twice; transactions/s = burst size / that time. In memory (ours): \
-    STATUS pool counts, polled every 2 ms. Frames per transaction: TRANSACTION + TXS frames \
+    STATUS pool counts, polled every 2 ms. Frames per transaction: TRANSACTION, TRANSACTIONS \
+    (pushes to a peer of ours packed together, hundreds a frame in a burst) and TXS frames \
     sent by all nodes (STATUS `sent` counters) over the burst size; JavaScript: frames its logs \
     show arriving from other nodes. Memory: the largest VmHWM (peak resident set) of any \
     node's process after the bursts.";
