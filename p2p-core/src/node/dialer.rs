@@ -125,7 +125,9 @@ impl Node {
     /// Removes `address` from the book.
     pub(super) fn forget(&mut self, address: &Address) {
         self.unlearn(address);
-        self.peers.remove(address);
+        if self.peers.remove(address).is_some_and(|peer| peer.foreign) {
+            self.foreign_peers -= 1;
+        }
     }
 
     /// `address` is no longer merely learned (reached, vouched for, or forgotten): its

@@ -217,6 +217,9 @@ pub struct Node {
     /// of them was pushed.
     packing: Vec<ConnId>,
     packing_at: Time,
+    /// Peers in the book found not to be ours (`Peer::foreign`): while there are none,
+    /// what comes from ours is passed to no one, and relay looks at no peer for it.
+    foreign_peers: usize,
     rng: Rng,
     sent: Sent,
 }
@@ -251,6 +254,7 @@ impl Node {
             actions: VecDeque::new(),
             packing: Vec::new(),
             packing_at: Time::ZERO,
+            foreign_peers: 0,
             sent: Sent::default(),
         }
     }
@@ -410,7 +414,9 @@ impl Node {
                     let address = address.clone();
                     if let Some(peer) = self.peers.get_mut(&address) {
                         peer.ours = true;
-                        peer.foreign = false;
+                        if std::mem::take(&mut peer.foreign) {
+                            self.foreign_peers -= 1;
+                        }
                     }
                     let _ = self.stop_identify_wait(conn);
                     self.open_catch_up(&address, now);
@@ -688,8 +694,8 @@ impl Node {
             let mut dialled = None;
             if let Some(peer) = self.peers.get_mut(sender) {
                 peer.ours = ours;
-                if ours {
-                    peer.foreign = false;
+                if ours && std::mem::take(&mut peer.foreign) {
+                    self.foreign_peers -= 1;
                 }
                 if let PeerState::Open { conn } = peer.state {
                     dialled = Some(conn);
