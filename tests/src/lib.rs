@@ -183,4 +183,7 @@ pub mod ports {
     pub const TIMERS_UNDER_LOAD: u16 = 22240;
     /// `a_pool_file_damaged_by_a_power_loss_is_rebuilt_from_the_journal.rs`.
     pub const POOL_FILE_REBUILT: u16 = 22260;
+    /// `tests/perf/burst_cpu.py` (a measurement script, not a test): 29921 on, one port
+    /// per node.
+    pub const PERF_BURST_CPU: u16 = 29920;
 }
