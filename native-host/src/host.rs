@@ -204,7 +204,7 @@ async fn run_async(mut folder: NodeFolder) -> Result<(), RunError> {
         log::warn!("cannot catch Ctrl-C ({e}); stop the node with kill -9");
     }
     let failed = events_tx.clone();
-    let writer = PoolWriter::start(store, node.pool().len(), move || {
+    let writer = PoolWriter::start(store, move || {
         let _ = futures::executor::block_on(failed.clone().send(Event::StoreFailed));
     })
     .map_err(RunError::Writer)?;

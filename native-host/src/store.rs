@@ -296,7 +296,14 @@ impl<D: Disk> PoolStore<D> {
         let journal_path = path.with_file_name(JOURNAL_FILE);
         // The journal anew, whole and durable, before the pool file is touched: a power
         // loss from here on finds every transaction of `pool` in it.
-        write_whole_on(&disk, &journal_path, journal_chunks(pool))?;
+        replace_with(&disk, &journal_path, true, |out| {
+            let mut written = 0;
+            for chunk in journal_chunks(pool) {
+                disk.write(out, chunk.as_bytes())?;
+                written += chunk.len() as u64;
+            }
+            Ok(written)
+        })?;
         let journal = disk.open_append(&journal_path).map_err(at(&journal_path))?;
         let file_bytes = if current {
             let file = disk.open(path).map_err(at(path))?;
@@ -309,16 +316,9 @@ impl<D: Disk> PoolStore<D> {
                     pool.len()
                 );
             }
-            let temporary = temporary_beside(path);
-            let written = disk
-                .create(&temporary)
-                .and_then(|mut out| write_rendered(&disk, &mut out, pool.chunks(4096)));
-            let written = written.map_err(|source| {
-                let _ = disk.remove(&temporary);
-                at(&temporary)(source)
-            })?;
-            disk.rename(&temporary, path).map_err(at(path))?;
-            written
+            replace_with(&disk, path, false, |out| {
+                write_rendered(&disk, out, pool.chunks(4096))
+            })?
         };
         Ok(PoolStore {
             disk,
@@ -351,6 +351,11 @@ impl<D: Disk> PoolStore<D> {
         Ok(())
     }
 
+    /// Transactions in the pool file as last written (the first ones of the pool).
+    pub(crate) fn filed(&self) -> usize {
+        self.file_count
+    }
+
     /// The processor time the last rewrite of the pool file took (to space rewrites
     /// out): the writer thread's own time, in the kernel's copy too, not the time it
     /// waited for a processor, which on a machine shared by many nodes is most of it.
@@ -363,11 +368,9 @@ impl<D: Disk> PoolStore<D> {
     /// reported stored.
     pub(crate) fn rewrite(&mut self, new: &[Transaction]) -> Result<(), StoreError> {
         let started = Clock::start();
-        let temporary = temporary_beside(&self.path);
-        let written = self.write_temporary(&temporary, new, false)?;
-        self.disk
-            .rename(&temporary, &self.path)
-            .map_err(at(&self.path))?;
+        let written = replace_with(&self.disk, &self.path, false, |out| {
+            self.write_pool(out, new)
+        })?;
         self.file_bytes = written;
         self.file_count += new.len();
         self.last_cost = started.elapsed();
@@ -378,12 +381,9 @@ impl<D: Disk> PoolStore<D> {
     /// after those it holds) durably, then removes the journal, so that the pool file
     /// alone is the pool until the next start.
     pub(crate) fn close(&mut self, new: &[Transaction]) -> Result<(), StoreError> {
-        let temporary = temporary_beside(&self.path);
-        let written = self.write_temporary(&temporary, new, true)?;
-        self.disk
-            .rename(&temporary, &self.path)
-            .map_err(at(&self.path))?;
-        sync_dir_of(&self.disk, &self.path)?;
+        let written = replace_with(&self.disk, &self.path, true, |out| {
+            self.write_pool(out, new)
+        })?;
         // Only now, with the pool file durable, is the journal redundant. Were it removed
         // before, a power loss could keep the old pool file without the journal. Its
         // removal need not be durable: a journal that comes back holds only transactions
@@ -396,39 +396,24 @@ impl<D: Disk> PoolStore<D> {
         Ok(())
     }
 
-    /// Writes the pool file's transactions and `new` to `temporary` (fdatasynced if
-    /// `durable`), removing it on failure; says how many bytes it wrote.
-    fn write_temporary(
-        &self,
-        temporary: &Path,
-        new: &[Transaction],
-        durable: bool,
-    ) -> Result<u64, StoreError> {
-        let result = self.disk.create(temporary).and_then(|mut out| {
-            let written = match self.extend_into(&mut out, new)? {
-                Some(bytes) => bytes,
-                // Not what we last wrote (someone changed it): render it whole, from the
-                // journal (the pool up to `journal_count`) and what it lacks of `new`.
-                None => {
-                    debug_assert!(self.journal_count >= self.file_count);
-                    let (journaled, _) =
-                        read_journal_on(&self.disk, &self.journal_path).map_err(|e| e.source)?;
-                    let missing = new
-                        .get(self.journal_count.saturating_sub(self.file_count)..)
-                        .unwrap_or_default();
-                    let chunks = journaled.chunks(4096).chain(missing.chunks(4096));
-                    write_rendered(&self.disk, &mut out, chunks)?
-                }
-            };
-            if durable {
-                self.disk.sync(&out)?;
-            }
-            Ok(written)
-        });
-        result.map_err(|source| {
-            let _ = self.disk.remove(temporary);
-            at(temporary)(source)
-        })
+    /// Writes to `out` the pool file's transactions and `new`; says how many bytes.
+    fn write_pool(&self, out: &mut D::File, new: &[Transaction]) -> io::Result<u64> {
+        if let Some(bytes) = self.extend_into(out, new)? {
+            return Ok(bytes);
+        }
+        // Not what we last wrote (someone changed it): render it whole, from the journal
+        // (the pool up to `journal_count`) and what it lacks of `new`.
+        debug_assert!(self.journal_count >= self.file_count);
+        let (journaled, _) =
+            read_journal_on(&self.disk, &self.journal_path).map_err(|e| e.source)?;
+        let missing = new
+            .get(self.journal_count.saturating_sub(self.file_count)..)
+            .unwrap_or_default();
+        write_rendered(
+            &self.disk,
+            out,
+            journaled.chunks(4096).chain(missing.chunks(4096)),
+        )
     }
 
     /// Writes to `out` the current pool file less its closing `\n]`, then `new` and a
@@ -506,40 +491,37 @@ fn sync_dir_of<D: Disk>(disk: &D, path: &Path) -> Result<(), StoreError> {
     disk.sync_dir(dir).map_err(at(dir))
 }
 
-/// Writes `chunks` to a temporary file beside `path` and renames it over `path`, so a
-/// reader sees the old file or the new one, never a mix, and so does a restart after a
-/// power loss: the data is synced before the rename, and the rename before returning.
-fn write_whole_on<D: Disk>(
+/// Puts the file that `fill` writes in the place of `path` in one step: written to a
+/// temporary file beside it (removed if anything fails), then renamed over it, so a
+/// reader sees the old file or the new one, never a mix. With `durable`, so does a
+/// restart after a power loss: the data is synced before the rename, and the rename
+/// before returning. Says how many bytes `fill` wrote.
+fn replace_with<D: Disk>(
     disk: &D,
     path: &Path,
-    chunks: impl IntoIterator<Item = impl AsRef<[u8]>>,
-) -> Result<(), StoreError> {
+    durable: bool,
+    fill: impl FnOnce(&mut D::File) -> io::Result<u64>,
+) -> Result<u64, StoreError> {
     let temporary = temporary_beside(path);
-    let written = disk.create(&temporary).and_then(|mut file| {
-        for chunk in chunks {
-            disk.write(&mut file, chunk.as_ref())?;
+    let written = disk.create(&temporary).and_then(|mut out| {
+        let written = fill(&mut out)?;
+        if durable {
+            disk.sync(&out)?;
         }
-        disk.sync(&file)
+        Ok(written)
     });
-    if let Err(source) = written {
-        let _ = disk.remove(&temporary);
-        return Err(at(&temporary)(source));
-    }
+    let written = match written {
+        Ok(bytes) => bytes,
+        Err(source) => {
+            let _ = disk.remove(&temporary);
+            return Err(at(&temporary)(source));
+        }
+    };
     disk.rename(&temporary, path).map_err(at(path))?;
-    sync_dir_of(disk, path)
-}
-
-/// [`write_whole_on`] on the real disk: the host's way to write a whole file.
-#[allow(
-    dead_code,
-    reason = "the host's way to write a whole file; the store uses its core"
-)]
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    write_atomically_on(&RealDisk, path, bytes)
-}
-
-fn write_atomically_on<D: Disk>(disk: &D, path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    write_whole_on(disk, path, [bytes])
+    if durable {
+        sync_dir_of(disk, path)?;
+    }
+    Ok(written)
 }
 
 #[cfg(test)]
@@ -618,11 +600,14 @@ mod tests {
     }
 
     #[test]
-    fn a_file_written_atomically_holds_the_new_bytes_and_no_temporary_is_left() {
+    fn a_file_replaced_holds_the_new_bytes_and_no_temporary_is_left() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("known-peers.json");
         fs::write(&path, "old").unwrap();
-        write_atomically(&path, b"new").unwrap();
+        replace_with(&RealDisk, &path, true, |out| {
+            RealDisk.write(out, b"new").map(|()| 3)
+        })
+        .unwrap();
         assert_eq!(fs::read_to_string(&path).unwrap(), "new");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }

@@ -48,20 +48,18 @@ pub(crate) struct PoolWriter {
 }
 
 impl PoolWriter {
-    /// Starts the writer thread over `store`, which holds a pool of `pooled`
-    /// transactions; `failed` is called (once, on the writer thread) if the pool can no
-    /// longer be written, so the node stops. The writer keeps only the transactions not
-    /// yet in the pool file, not a copy of the pool.
+    /// Starts the writer thread over `store`; `failed` is called (once, on the writer
+    /// thread) if the pool can no longer be written, so the node stops. The writer keeps
+    /// only the transactions not yet in the pool file, not a copy of the pool.
     pub(crate) fn start(
         store: PoolStore,
-        pooled: usize,
         failed: impl FnOnce() + Send + 'static,
     ) -> io::Result<PoolWriter> {
         let (commands, inbox) = mpsc::channel();
         let thread = thread::Builder::new()
             .name("pool-writer".into())
             .spawn(move || {
-                let result = write(store, pooled, inbox);
+                let result = write(store, inbox);
                 if result.is_err() {
                     failed();
                 }
@@ -121,8 +119,6 @@ const BUSY_SPACING: u32 = 100;
 struct Pacing {
     last_end: Option<Instant>,
     last_cost: Duration,
-    /// Transactions in the pool file as last written.
-    filed: usize,
 }
 
 impl Pacing {
@@ -133,17 +129,16 @@ impl Pacing {
     }
 
     /// Whether a rewrite may start at `now` with `pending` transactions not in the pool
-    /// file; `busy`: batches are queueing up behind the writer.
-    fn due(&self, now: Instant, pending: usize, busy: bool) -> bool {
-        let grown = busy && pending * 2 >= self.filed;
+    /// file, which holds `filed`; `busy`: batches are queueing up behind the writer.
+    fn due(&self, now: Instant, pending: usize, filed: usize, busy: bool) -> bool {
+        let grown = busy && pending * 2 >= filed;
         grown || self.next(busy).is_none_or(|at| at <= now)
     }
 
-    /// A rewrite that cost `cost` ended at `end`, leaving `filed` transactions in the file.
-    fn rewrote(&mut self, end: Instant, cost: Duration, filed: usize) {
+    /// A rewrite that cost `cost` ended at `end`.
+    fn rewrote(&mut self, end: Instant, cost: Duration) {
         self.last_end = Some(end);
         self.last_cost = cost;
-        self.filed = filed;
     }
 }
 
@@ -157,7 +152,7 @@ fn rewrite(
 ) -> Result<(), StoreError> {
     store.rewrite(pending)?;
     let cost = store.last_cost();
-    pacing.rewrote(Instant::now(), cost, pacing.filed + pending.len());
+    pacing.rewrote(Instant::now(), cost);
     written.rewrites += 1;
     written.rewriting += cost;
     written.longest = written.longest.max(cost);
@@ -167,16 +162,9 @@ fn rewrite(
 /// The writer thread: for each batch (all that has arrived), rewrites the pool file if it
 /// is due, then appends the batch to the journal with one fdatasync; rewrites a lagging
 /// pool file when it falls due; at the stop, writes it durably and removes the journal.
-fn write(
-    mut store: PoolStore,
-    pooled: usize,
-    inbox: Receiver<Command>,
-) -> Result<Written, StoreError> {
+fn write(mut store: PoolStore, inbox: Receiver<Command>) -> Result<Written, StoreError> {
     let started = Instant::now();
-    let mut pacing = Pacing {
-        filed: pooled,
-        ..Pacing::default()
-    };
+    let mut pacing = Pacing::default();
     let mut written = Written::default();
     // The transactions not yet in the pool file, in pool order.
     let mut pending: Vec<Transaction> = Vec::new();
@@ -222,7 +210,7 @@ fn write(
             return Ok(written);
         }
         if pending.len() > start {
-            let rewritten = pacing.due(Instant::now(), pending.len(), taken > 1);
+            let rewritten = pacing.due(Instant::now(), pending.len(), store.filed(), taken > 1);
             if rewritten {
                 rewrite(&mut store, &pending, &mut pacing, &mut written)?;
             }
@@ -261,18 +249,18 @@ mod tests {
     fn a_writer_that_never_rewrote_or_was_idle_long_enough_rewrites_at_once() {
         let now = Instant::now();
         let mut pacing = Pacing::default();
-        assert!(pacing.due(now, 1, false));
-        assert!(pacing.due(now, 1, true));
-        pacing.rewrote(now, 5 * MS, 50_000);
-        assert!(pacing.due(now + 50 * MS, 1, false));
+        assert!(pacing.due(now, 1, 50_000, false));
+        assert!(pacing.due(now, 1, 50_000, true));
+        pacing.rewrote(now, 5 * MS);
+        assert!(pacing.due(now + 50 * MS, 1, 50_000, false));
     }
 
     #[test]
     fn idle_rewrites_come_no_sooner_than_ten_times_the_last_ones_cost() {
         let now = Instant::now();
         let mut pacing = Pacing::default();
-        pacing.rewrote(now, 5 * MS, 50_000);
-        assert!(!pacing.due(now + 49 * MS, 1, false));
+        pacing.rewrote(now, 5 * MS);
+        assert!(!pacing.due(now + 49 * MS, 1, 50_000, false));
         assert_eq!(pacing.next(false), Some(now + 50 * MS));
     }
 
@@ -280,11 +268,11 @@ mod tests {
     fn busy_rewrites_wait_for_the_pool_to_grow_by_half_or_a_hundred_times_their_cost() {
         let now = Instant::now();
         let mut pacing = Pacing::default();
-        pacing.rewrote(now, 5 * MS, 50_000);
-        assert!(!pacing.due(now + 50 * MS, 24_999, true));
-        assert!(pacing.due(now + 50 * MS, 25_000, true));
-        assert!(!pacing.due(now + 499 * MS, 1, true));
-        assert!(pacing.due(now + 500 * MS, 1, true));
+        pacing.rewrote(now, 5 * MS);
+        assert!(!pacing.due(now + 50 * MS, 24_999, 50_000, true));
+        assert!(pacing.due(now + 50 * MS, 25_000, 50_000, true));
+        assert!(!pacing.due(now + 499 * MS, 1, 50_000, true));
+        assert!(pacing.due(now + 500 * MS, 1, 50_000, true));
     }
 
     #[test]
@@ -292,7 +280,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("a temporary folder");
         let path = dir.path().join("transactions.json");
         let store = PoolStore::open(&path, &[], false).expect("open");
-        let mut writer = PoolWriter::start(store, 0, || {}).expect("thread");
+        let mut writer = PoolWriter::start(store, || {}).expect("thread");
         let all: Vec<_> = (0..500).map(tx).collect();
         for chunk in all.chunks(7) {
             writer.append(chunk.to_vec());
@@ -316,7 +304,7 @@ mod tests {
         let journal = dir.path().join(JOURNAL_FILE);
         let first: Vec<_> = (0..1000).map(tx).collect();
         let store = PoolStore::open(&path, &first, false).expect("open");
-        let mut writer = PoolWriter::start(store, first.len(), || {}).expect("thread");
+        let mut writer = PoolWriter::start(store, || {}).expect("thread");
         writer.append(vec![tx(5000)]);
         let deadline = Instant::now() + Duration::from_secs(30);
         while read_journal(&journal).expect("journal").0.len() < 1001 {
@@ -337,7 +325,7 @@ mod tests {
         let path = dir.path().join("transactions.json");
         let first: Vec<_> = (0..5000).map(tx).collect();
         let store = PoolStore::open(&path, &first, false).expect("open");
-        let mut writer = PoolWriter::start(store, first.len(), || {}).expect("thread");
+        let mut writer = PoolWriter::start(store, || {}).expect("thread");
         let all: Vec<_> = (0..25_000).map(tx).collect();
         let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let reader = {
@@ -378,7 +366,7 @@ mod tests {
         let path = dir.path().join("transactions.json");
         let first: Vec<_> = (0..1000).map(tx).collect();
         let store = PoolStore::open(&path, &first, false).expect("open");
-        let mut writer = PoolWriter::start(store, first.len(), || {}).expect("thread");
+        let mut writer = PoolWriter::start(store, || {}).expect("thread");
         writer.append(vec![tx(5000)]);
         let deadline = Instant::now() + Duration::from_secs(10);
         let mut seen = 0;
