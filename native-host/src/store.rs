@@ -317,7 +317,7 @@ impl<D: Disk> PoolStore<D> {
                 );
             }
             replace_with(&disk, path, false, |out| {
-                write_rendered(&disk, out, pool.chunks(4096))
+                write_rendered(&disk, out, 0, pool.chunks(4096))
             })?
         };
         Ok(PoolStore {
@@ -412,6 +412,7 @@ impl<D: Disk> PoolStore<D> {
         write_rendered(
             &self.disk,
             out,
+            0,
             journaled.chunks(4096).chain(missing.chunks(4096)),
         )
     }
@@ -429,31 +430,27 @@ impl<D: Disk> PoolStore<D> {
         if length != self.file_bytes || length < 2 {
             return Ok(None);
         }
-        if self.file_count == 0 {
-            // Our own `[]`: nothing to copy.
-            return write_rendered(&self.disk, out, new.chunks(4096)).map(Some);
-        }
-        let copied = self.disk.copy(&mut old, length - 2, out)?;
-        let mut written = copied;
-        for chunk in new.chunks(4096) {
-            let tail = render_appended(chunk);
-            let tail = &tail[..tail.len() - 2];
-            self.disk.write(out, tail.as_bytes())?;
-            written += tail.len() as u64;
-        }
-        self.disk.write(out, b"\n]")?;
-        Ok(Some(written + 2))
+        // Our own `[]` has nothing to copy.
+        let copied = if self.file_count == 0 {
+            0
+        } else {
+            self.disk.copy(&mut old, length - 2, out)?
+        };
+        write_rendered(&self.disk, out, copied, new.chunks(4096)).map(Some)
     }
 }
 
 /// Writes to `out` the pool file of the transactions in `chunks`, rendered a chunk at
-/// a time (never a copy of the pool's size); says how many bytes it wrote.
+/// a time (never a copy of the pool's size), after the `opened` bytes already written: a
+/// pool file of at least one transaction less its closing `\n]` (0: nothing yet). Says
+/// how many bytes `out` holds then.
 fn write_rendered<'a, D: Disk>(
     disk: &D,
     out: &mut D::File,
+    opened: u64,
     chunks: impl Iterator<Item = &'a [Transaction]>,
 ) -> io::Result<u64> {
-    let mut written = 0;
+    let mut written = opened;
     for chunk in chunks.filter(|c| !c.is_empty()) {
         // `,\n  tx,\n  tx\n]`: the first chunk opens the array instead of the comma.
         let text = render_appended(chunk);
