@@ -1083,6 +1083,15 @@ fn accept_ours(node: &mut Node, conn: ConnId, from: &str, now: Time) -> Vec<Acti
     drain(node)
 }
 
+/// [`meshed`], and 4002 and 4003 dialled it back on connections 10 and 11, saying in
+/// their HANDSHAKEs they are ours (at 5 ms).
+fn meshed_with_ours_dialling_in() -> Node {
+    let mut node = meshed();
+    accept_ours(&mut node, ConnId(10), "ws://localhost:4002", ms(5));
+    accept_ours(&mut node, ConnId(11), "ws://localhost:4003", ms(5));
+    node
+}
+
 fn sync_frames(actions: &[Action]) -> Vec<(ConnId, String)> {
     sends(actions)
         .into_iter()
@@ -1092,10 +1101,8 @@ fn sync_frames(actions: &[Action]) -> Vec<(ConnId, String)> {
 
 #[test]
 fn transaction_from_one_of_ours_goes_only_to_peers_not_of_ours() {
-    let mut node = meshed();
+    let mut node = meshed_with_ours_dialling_in();
     // 4002 and 4003 are ours; 4004 said it is not (a JavaScript node).
-    accept_ours(&mut node, ConnId(10), "ws://localhost:4002", ms(5));
-    accept_ours(&mut node, ConnId(11), "ws://localhost:4003", ms(5));
     accept_from(&mut node, ConnId(12), "ws://localhost:4004", ms(5));
     node.handle_text(ConnId(10), &tx(1).to_frame(), ms(6));
     let sent = sends(&drain(&mut node));
@@ -1104,9 +1111,7 @@ fn transaction_from_one_of_ours_goes_only_to_peers_not_of_ours() {
 
 #[test]
 fn a_peer_that_has_not_said_what_it_is_gets_what_came_from_ours_once_it_says_it_is_not_ours() {
-    let mut node = meshed();
-    accept_ours(&mut node, ConnId(10), "ws://localhost:4002", ms(5));
-    accept_ours(&mut node, ConnId(11), "ws://localhost:4003", ms(5));
+    let mut node = meshed_with_ours_dialling_in();
     // 4004 has not said yet: it might be ours, whose origin pushed it already.
     node.handle_text(ConnId(10), &tx(1).to_frame(), ms(6));
     assert_eq!(sends(&drain(&mut node)), []);
@@ -1152,9 +1157,7 @@ fn a_peer_that_keeps_changing_its_story_is_replayed_to_once() {
 
 #[test]
 fn a_peer_that_never_says_what_it_is_is_taken_for_one_not_of_ours_after_settle() {
-    let mut node = meshed();
-    accept_ours(&mut node, ConnId(10), "ws://localhost:4002", ms(5));
-    accept_ours(&mut node, ConnId(11), "ws://localhost:4003", ms(5));
+    let mut node = meshed_with_ours_dialling_in();
     node.handle_text(ConnId(10), &tx(1).to_frame(), ms(6));
     assert_eq!(sends(&drain(&mut node)), []);
     let settle = node.config().sync.settle;
@@ -1166,9 +1169,7 @@ fn a_peer_that_never_says_what_it_is_is_taken_for_one_not_of_ours_after_settle()
 
 #[test]
 fn a_peer_taken_late_for_one_not_of_ours_gets_all_it_was_not_passed_since_the_dial_opened() {
-    let mut node = meshed();
-    accept_ours(&mut node, ConnId(10), "ws://localhost:4002", ms(5));
-    accept_ours(&mut node, ConnId(11), "ws://localhost:4003", ms(5));
+    let mut node = meshed_with_ours_dialling_in();
     let settle = node.config().sync.settle;
     node.handle_text(ConnId(10), &tx(1).to_frame(), ms(6));
     node.handle_text(ConnId(10), &tx(2).to_frame(), ms(900));
@@ -1321,9 +1322,7 @@ fn a_transactions_frame_from_one_of_ours_is_pooled_and_passed_only_to_others() {
 
 #[test]
 fn a_peer_that_says_it_is_ours_is_never_passed_what_came_from_ours() {
-    let mut node = meshed();
-    accept_ours(&mut node, ConnId(10), "ws://localhost:4002", ms(5));
-    accept_ours(&mut node, ConnId(11), "ws://localhost:4003", ms(5));
+    let mut node = meshed_with_ours_dialling_in();
     node.handle_text(ConnId(10), &tx(1).to_frame(), ms(6));
     drain(&mut node);
     node.handle_text(ConnId(3), r#"{"type":"HELLO","data":1}"#, ms(7));
