@@ -475,6 +475,9 @@ impl Host {
                 }
                 Action::Close { conn } => self.close(conn),
                 Action::Persist { transaction } => self.persist.push(transaction),
+                // Only a node configured to watch (a page's) is handed events; this
+                // host never configures one.
+                Action::Watched { .. } => {}
                 Action::Log(notice) => {
                     // A burst would print a line per transaction; a few per batch of
                     // events tell the story, and a summary the rest (at debug, all).

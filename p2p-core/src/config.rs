@@ -22,6 +22,15 @@ pub struct Config {
     pub backoff: Backoff,
     /// When catch-up rounds run.
     pub sync: Sync,
+    /// The node only dials (a browser tab, which cannot accept connections): it never
+    /// listens, lists no address of its own in its HANDSHAKE (so no one dials
+    /// `address`, which then only names it in its log), leads catch-up with every peer
+    /// and passes on only the transactions made at it. Nodes of ours push to it, on the
+    /// connection it opened, what they push to their peers of ours.
+    pub dial_only: bool,
+    /// Ask every node of ours it dials to stream what it does (WATCH), and hand each
+    /// EVENT to the host as [`Action::Watched`](crate::Action::Watched).
+    pub watch: bool,
 }
 
 impl Config {
@@ -35,6 +44,8 @@ impl Config {
             limits: Limits::default(),
             backoff: Backoff::default(),
             sync: Sync::default(),
+            dial_only: false,
+            watch: false,
         }
     }
 }
@@ -92,6 +103,12 @@ pub struct Limits {
     /// Share of `max_address_book`, in percent, that addresses listed by one source (one
     /// HANDSHAKE sender) may take.
     pub learned_book_share: u8,
+    /// Connections that may watch the node (WATCH) at once; more are refused.
+    pub max_watchers: usize,
+    /// Bytes of frames a watcher may leave unread: an event that finds more queued for it
+    /// drops the watcher (its connection is closed), so a slow page never slows the node
+    /// nor makes it hold more.
+    pub max_watch_buffer: usize,
 }
 
 impl Default for Limits {
@@ -115,6 +132,8 @@ impl Default for Limits {
             catch_up_burst: 250_000,
             learned_dial_share: 75,
             learned_book_share: 25,
+            max_watchers: 16,
+            max_watch_buffer: 256 << 10,
         }
     }
 }

@@ -26,6 +26,10 @@ pub enum Frame<'a> {
         /// The `ext` key's value: a random number the sender chose for the connection
         /// (lets a node recognise its own HANDSHAKE when it dialled itself by an alias).
         nonce: Option<u64>,
+        /// The sender only dials (a browser tab): it lists no address of its own, since
+        /// none reaches it, and is pushed transactions on the connection it opened. Marked
+        /// with `"dialOnly":true`, which JavaScript nodes ignore (they see an empty list).
+        dial_only: bool,
     },
     /// `TRANSACTION`: a transaction to pool and pass on.
     Transaction(Transaction),
@@ -43,6 +47,11 @@ pub enum Frame<'a> {
     /// be. A node of ours pushes to a peer of ours the new transactions it handles in one
     /// go (a burst) in one frame; JavaScript nodes are never sent it.
     Transactions(Vec<Transaction>),
+    /// `WATCH` (ours): the sender asks to be streamed what this node does, as EVENT
+    /// frames on the same connection (see the crate docs).
+    Watch,
+    /// `EVENT` (ours): one thing a node we watch did; its `data`, a JSON object, as text.
+    Event(&'a str),
     /// A `type` we do not know: ignored, as the JavaScript nodes do.
     Unknown(String),
 }
@@ -91,6 +100,9 @@ pub enum FrameError {
     /// A request from a connection that leaves a full send buffer unread.
     #[error("{0} while the answers already queued for this connection are unread")]
     Unread(&'static str),
+    /// An EVENT whose `data` is not a JSON object.
+    #[error("EVENT data is not a JSON object")]
+    BadEvent,
     /// A request while the connection already has as many waiting as it may.
     #[error("SYNC while {0} requests of this connection wait for an answer")]
     TooManyRequests(usize),
@@ -114,6 +126,8 @@ struct Envelope<'a> {
     data: Option<&'a RawValue>,
     #[serde(borrow, default)]
     ext: Option<&'a RawValue>,
+    #[serde(rename = "dialOnly", borrow, default)]
+    dial_only: Option<&'a RawValue>,
 }
 
 /// Decodes one text frame, refusing anything longer than `max_len` bytes.
@@ -151,6 +165,7 @@ pub fn decode(text: &str, max_len: usize) -> Result<Frame<'_>, FrameError> {
                 addresses,
                 ours: envelope.ext.is_some(),
                 nonce,
+                dial_only: envelope.dial_only.is_some_and(|raw| raw.get() == "true"),
             })
         }
         "SYNC" => {
@@ -171,6 +186,14 @@ pub fn decode(text: &str, max_len: usize) -> Result<Frame<'_>, FrameError> {
         }
         "STATUS_REQUEST" => Ok(Frame::StatusRequest),
         "HELLO" => Ok(Frame::Hello),
+        "WATCH" => Ok(Frame::Watch),
+        "EVENT" => {
+            let data = envelope.data.ok_or(FrameError::NoData("EVENT"))?;
+            if !data.get().starts_with('{') {
+                return Err(FrameError::BadEvent);
+            }
+            Ok(Frame::Event(data.get()))
+        }
         other => {
             let end = other
                 .char_indices()
@@ -216,6 +239,20 @@ pub fn handshake<'a>(
     out
 }
 
+/// The HANDSHAKE of a node that only dials (see [`Frame::Handshake`]'s `dial_only`): no
+/// address, since none reaches it; marked as ours and as dial-only.
+pub fn handshake_dial_only(nonce: u64) -> String {
+    format!(r#"{{"type":"HANDSHAKE","data":[],"ext":"{nonce:016x}","dialOnly":true}}"#)
+}
+
+/// The WATCH frame (see [`Frame::Watch`]).
+pub(crate) const WATCH: &str = r#"{"type":"WATCH"}"#;
+
+/// An EVENT frame carrying `data`, a JSON object.
+pub(crate) fn event(data: &str) -> String {
+    format!(r#"{{"type":"EVENT","data":{data}}}"#)
+}
+
 /// The HELLO frame (see [`Frame::Hello`]).
 pub(crate) const HELLO: &str = r#"{"type":"HELLO","data":1}"#;
 
@@ -252,7 +289,8 @@ mod tests {
                     Cow::from("ws://localhost:4001")
                 ],
                 ours: false,
-                nonce: None
+                nonce: None,
+                dial_only: false
             })
         );
     }
@@ -265,7 +303,8 @@ mod tests {
             Ok(Frame::Handshake {
                 addresses: vec![],
                 ours: false,
-                nonce: None
+                nonce: None,
+                dial_only: false
             })
         );
     }
@@ -322,6 +361,43 @@ mod tests {
             handshake(&own, [&other], 0xabc),
             r#"{"type":"HANDSHAKE","data":["ws://localhost:4001","ws://localhost:4002"],"ext":"0000000000000abc"}"#
         );
+    }
+
+    #[test]
+    fn a_dial_only_handshake_lists_nothing_and_says_so() {
+        let text = handshake_dial_only(7);
+        assert_eq!(
+            decode(&text, 1000),
+            Ok(Frame::Handshake {
+                addresses: vec![],
+                ours: true,
+                nonce: Some(7),
+                dial_only: true
+            })
+        );
+        // Only `true` marks it: any other value is an ordinary HANDSHAKE.
+        let other = r#"{"type":"HANDSHAKE","data":[],"ext":"7","dialOnly":"yes"}"#;
+        assert!(matches!(
+            decode(other, 1000),
+            Ok(Frame::Handshake {
+                dial_only: false,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn events_carry_a_json_object_as_text() {
+        let text = event(r#"{"kind":"peers","connected":[]}"#);
+        assert_eq!(
+            decode(&text, 1000),
+            Ok(Frame::Event(r#"{"kind":"peers","connected":[]}"#))
+        );
+        assert_eq!(
+            decode(r#"{"type":"EVENT","data":[1]}"#, 1000),
+            Err(FrameError::BadEvent)
+        );
+        assert_eq!(decode(WATCH, 1000), Ok(Frame::Watch));
     }
 
     #[test]

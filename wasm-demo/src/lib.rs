@@ -1,4 +1,6 @@
-//! The p2p-core simulator for a web page: wasm-bindgen glue and nothing else.
+//! p2p-core for a web page: wasm-bindgen glue and nothing else. Two faces: [`Demo`],
+//! the simulator, and [`LivePeer`], a real node in the page joining the real network
+//! (see the `live` module).
 //!
 //! [`Demo`] wraps one [`Sim`] and forwards every call to it; there is no protocol here.
 //! JavaScript drives virtual time ([`Demo::advance`], [`Demo::step`]) and draws what
@@ -20,6 +22,9 @@ use p2p_core::{Address, Time};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use wasm_bindgen::prelude::*;
+
+mod live;
+pub use live::LivePeer;
 
 /// Story lines kept for the page's log.
 const LOG_LINES: usize = 2000;

@@ -7,6 +7,7 @@ mod dialer;
 mod notice;
 mod rate;
 mod relay;
+mod watch;
 
 use budget::Outbox;
 use dialer::Wanted;
@@ -85,6 +86,15 @@ pub enum Action {
     },
     /// Tell the person running the node what happened.
     Log(Notice),
+    /// A node we watch (see `Config::watch`) did something: `event` is the EVENT frame's
+    /// `data`, a JSON object (`kind` names what: `state`, `peers` or `pooled`), for the
+    /// host to show. Only a node with `Config::watch` set produces it.
+    Watched {
+        /// The node it comes from.
+        from: Address,
+        /// The event, as JSON text.
+        event: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,6 +154,10 @@ struct Conn {
     /// A dial whose peer has not said whether it is one of ours: at this time (in
     /// `Node::conn_timers`) it is taken for one that is not.
     identify_by: Option<Time>,
+    /// An accepted connection from a dial-only peer of ours (see `watch`).
+    client: bool,
+    /// It asked to be streamed events (see `watch`).
+    watching: bool,
 }
 
 impl Conn {
@@ -155,6 +169,8 @@ impl Conn {
             ours: false,
             out: Outbox::new(seed),
             identify_by: None,
+            client: false,
+            watching: false,
         }
     }
 }
@@ -220,6 +236,12 @@ pub struct Node {
     /// Peers in the book found not to be ours (`Peer::foreign`): while there are none,
     /// what comes from ours is passed to no one, and relay looks at no peer for it.
     foreign_peers: usize,
+    /// Accepted connections of dial-only peers of ours, pushed to as our dials are.
+    clients: Vec<ConnId>,
+    /// Connections streamed events.
+    watchers: Vec<ConnId>,
+    /// Pool length when watchers were last told of new transactions.
+    watch_mark: usize,
     rng: Rng,
     sent: Sent,
 }
@@ -230,6 +252,7 @@ impl Node {
     pub fn new(config: Config, stored_pool: Vec<Transaction>) -> Node {
         let seed = config.seed;
         let pool = Pool::from_stored(stored_pool);
+        let watch_mark = pool.len();
         Node {
             rng: Rng::new(seed),
             config,
@@ -255,21 +278,29 @@ impl Node {
             packing: Vec::new(),
             packing_at: Time::ZERO,
             foreign_peers: 0,
+            clients: Vec::new(),
+            watchers: Vec::new(),
+            watch_mark,
             sent: Sent::default(),
         }
     }
 
-    /// Starts the node: it listens and dials every known peer. A second call does nothing.
+    /// Starts the node: it listens (unless it only dials) and dials every known peer. A
+    /// second call does nothing.
     pub fn start(&mut self, now: Time) {
         if self.started {
             return;
         }
         self.started = true;
         let address = self.config.address.clone();
-        self.actions.push_back(Action::Listen {
-            address: address.clone(),
-        });
-        self.log(Notice::Listening(address));
+        if self.config.dial_only {
+            self.log(Notice::DialOnly(address));
+        } else {
+            self.actions.push_back(Action::Listen {
+                address: address.clone(),
+            });
+            self.log(Notice::Listening(address));
+        }
         for address in self.config.known_peers.clone() {
             if let Some(peer) = self.want(address, now, Wanted::Known) {
                 peer.keep = true;
@@ -307,10 +338,15 @@ impl Node {
             Conn::new(ConnKind::Dialled(address.clone(), nonce), seed),
         );
         self.connected.push(address.clone());
-        let handshake = frame::handshake(&self.config.address, &self.connected, nonce);
+        let handshake = if self.config.dial_only {
+            frame::handshake_dial_only(nonce)
+        } else {
+            frame::handshake(&self.config.address, &self.connected, nonce)
+        };
         self.sent.handshake += 1;
         self.send(conn, handshake.into(), now);
         self.log(Notice::Connected(address.clone()));
+        self.peers_changed(Some(&address), now);
         let (ours, foreign) = self
             .peers
             .get(&address)
@@ -339,6 +375,11 @@ impl Node {
     /// The host accepted connection `conn` on the node's server.
     pub fn handle_accepted(&mut self, conn: ConnId, _now: Time) {
         let limit = self.config.limits.max_inbound;
+        if self.config.dial_only {
+            // It never asked to listen: whatever the host accepted is not ours to keep.
+            self.actions.push_back(Action::Close { conn });
+            return;
+        }
         if self.inbound >= limit || self.conns.contains_key(&conn) {
             self.actions.push_back(Action::Close { conn });
             self.log(Notice::Limit {
@@ -365,12 +406,16 @@ impl Node {
                 addresses,
                 ours,
                 nonce,
+                dial_only,
             }) => {
                 let from_us = addresses
                     .first()
                     .is_some_and(|first| first.as_ref() == self.config.address.as_str());
                 if !(from_us && self.caught_dialling_itself(nonce)) {
                     self.on_handshake(conn, addresses, ours, now);
+                    if ours && dial_only {
+                        self.client_joined(conn, now);
+                    }
                 }
             }
             Ok(Frame::Transaction(tx)) => {
@@ -378,7 +423,7 @@ impl Node {
                     return self.refuse(conn, error);
                 }
                 let from = self.peer_of(conn);
-                self.accept_transaction(tx, from, Via::Push, now);
+                self.accept_transaction(tx, from, Some(conn), Via::Push, now);
             }
             Ok(Frame::Transactions(txs)) => {
                 if let Some(error) = txs.iter().find_map(|tx| self.check_size(tx).err()) {
@@ -386,7 +431,7 @@ impl Node {
                 }
                 let from = self.peer_of(conn);
                 for tx in txs {
-                    self.accept_transaction(tx, from.clone(), Via::Push, now);
+                    self.accept_transaction(tx, from.clone(), Some(conn), Via::Push, now);
                 }
             }
             Ok(Frame::Sync(ranges)) => self.on_sync(conn, ranges, now),
@@ -398,7 +443,13 @@ impl Node {
                 let new = txs
                     .into_iter()
                     .filter(|tx| {
-                        self.accept_transaction(tx.clone(), from.clone(), Via::CatchUp, now)
+                        self.accept_transaction(
+                            tx.clone(),
+                            from.clone(),
+                            Some(conn),
+                            Via::CatchUp,
+                            now,
+                        )
                     })
                     .count();
                 if new > 0 {
@@ -420,8 +471,29 @@ impl Node {
                     }
                     let _ = self.stop_identify_wait(conn);
                     self.open_catch_up(&address, now);
+                    if self.config.watch {
+                        self.send(conn, frame::WATCH.into(), now);
+                    }
                 }
             }
+            Ok(Frame::Watch) => self.watch(conn, now),
+            Ok(Frame::Event(event)) => match (self.conns.get(&conn), self.config.watch) {
+                (
+                    Some(Conn {
+                        kind: ConnKind::Dialled(from, _),
+                        ..
+                    }),
+                    true,
+                ) => {
+                    let from = from.clone();
+                    let event = event.to_owned();
+                    self.actions.push_back(Action::Watched { from, event });
+                }
+                _ => self.log(Notice::UnknownType {
+                    conn,
+                    kind: "EVENT".to_owned(),
+                }),
+            },
             Ok(Frame::StatusRequest) => {
                 if !self.has_room(conn) {
                     return self.refuse(conn, FrameError::Unread("STATUS_REQUEST"));
@@ -451,9 +523,13 @@ impl Node {
         if let Some(at) = closed.identify_by {
             self.conn_timers.remove(&(at, conn));
         }
+        if closed.client || closed.watching {
+            self.forget_watcher(conn);
+        }
         match closed.kind {
             ConnKind::Dialled(address, _) => {
                 self.connected.retain(|a| *a != address);
+                self.peers_changed(None, now);
                 self.catch_up_reset(&address, now);
                 // A connection that lived long clears the peer's record; one that closed
                 // soon after opening (a peer that accepts, then drops or misbehaves)
@@ -518,7 +594,7 @@ impl Node {
     /// A transaction made at this node (the simulator's and tests' way in; the curriculum's
     /// `add-transaction` sends a frame instead). Says whether it was new.
     pub fn add_transaction(&mut self, tx: Transaction, now: Time) -> bool {
-        self.accept_transaction(tx, None, Via::Push, now)
+        self.accept_transaction(tx, None, None, Via::Push, now)
     }
 
     /// The next thing the host must do, if any. Drain it after every input, or after a
@@ -529,6 +605,9 @@ impl Node {
     pub fn poll_action(&mut self) -> Option<Action> {
         if !self.packing.is_empty() {
             self.pack();
+        }
+        if self.watch_mark != self.pool.len() {
+            self.report_pooled();
         }
         self.actions.pop_front()
     }

@@ -25,6 +25,20 @@ pub enum Level {
 pub enum Notice {
     /// The node started and serves on its address.
     Listening(Address),
+    /// The node started; it only dials (`Config::dial_only`), and is named so in its log.
+    DialOnly(Address),
+    /// A dial-only peer of ours (a browser tab) said so on an accepted connection: it is
+    /// pushed what peers of ours are.
+    DialOnlyPeer(ConnId),
+    /// A connection asked to watch the node: it is streamed events.
+    Watching(ConnId),
+    /// A watcher left too much unread: it was dropped (its connection closed).
+    WatcherDropped {
+        /// The connection.
+        conn: ConnId,
+        /// Bytes it left unread.
+        queued: usize,
+    },
     /// A dial started.
     Dialling {
         /// Where to.
@@ -159,6 +173,9 @@ impl Notice {
     pub fn level(&self) -> Level {
         match self {
             Notice::Listening(_)
+            | Notice::DialOnly(_)
+            | Notice::DialOnlyPeer(_)
+            | Notice::Watching(_)
             | Notice::Connected(_)
             | Notice::Disconnected { .. }
             | Notice::Handshake { .. }
@@ -171,6 +188,7 @@ impl Notice {
             | Notice::Stalled { .. }
             | Notice::Behind { .. }
             | Notice::NotKeepingUp { .. }
+            | Notice::WatcherDropped { .. }
             | Notice::SelfAlias(_) => Level::Warn,
             Notice::UnknownType { .. } => Level::Info,
             Notice::DialFailed { .. }
@@ -197,6 +215,18 @@ impl fmt::Display for Notice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Notice::Listening(address) => write!(f, "listening on {address}"),
+            Notice::DialOnly(address) => {
+                write!(f, "started as {address}, dial-only: serving nothing")
+            }
+            Notice::DialOnlyPeer(conn) => write!(
+                f,
+                "connection {conn} is a dial-only peer of ours: pushing to it on it"
+            ),
+            Notice::Watching(conn) => write!(f, "connection {conn} watches this node"),
+            Notice::WatcherDropped { conn, queued } => write!(
+                f,
+                "dropping watcher {conn}: {queued} bytes of events unread"
+            ),
             Notice::Dialling { address, attempt } => {
                 write!(f, "dialling {address} (attempt {})", attempt + 1)
             }
@@ -338,4 +368,6 @@ pub struct Sent {
     pub sync: u64,
     /// TXS frames (catch-up bodies).
     pub txs: u64,
+    /// EVENT frames (to watchers).
+    pub event: u64,
 }

@@ -114,6 +114,8 @@ pub(super) struct Reconciled {
     pub(super) covered: usize,
     /// When a connection with it last opened or closed: a follower waits from then.
     pub(super) since: Time,
+    /// When we last opened a conversation with it.
+    pub(super) last_round: Time,
 }
 
 /// Where a transaction came from, which decides where it goes next.
@@ -138,14 +140,23 @@ impl Node {
     /// A dial that opens is pushed what it missed while it was not open, if that is
     /// fresh (younger than `Sync::settle`; catch-up brings what is older); a peer that
     /// turns out not to be ours is passed what came from ours, likewise. See `replay`.
+    ///
+    /// Dial-only peers of ours are pushed what peers of ours are (but for the one it came
+    /// on, `source`). A dial-only node passes on only what was made at it: it is a leaf,
+    /// and its peers hear everything else from each other.
     pub(super) fn accept_transaction(
         &mut self,
         tx: Transaction,
         from: Option<Address>,
+        source: Option<ConnId>,
         via: Via,
         now: Time,
     ) -> bool {
-        let from_ours = via == Via::CatchUp || from.as_ref().is_some_and(|a| self.is_ours(a));
+        // To a dial-only node, whatever a peer sends counts as from ours: it passes on
+        // only what was made at it.
+        let dial_only = self.config.dial_only;
+        let from_ours =
+            via == Via::CatchUp || from.as_ref().is_some_and(|a| dial_only || self.is_ours(a));
         // One look-up in the index: the insert says whether the hash was held.
         if !self.pool.insert(tx.clone(), now, from_ours) {
             self.log(Notice::Duplicate {
@@ -160,7 +171,7 @@ impl Node {
         );
         // What comes from ours goes only to peers found not to be ours: with none, no
         // peer need be looked at (at N = 50 the look-ups cost a sixth of a node's time).
-        let targets = if from_ours && self.foreign_peers == 0 {
+        let targets = if from_ours && (self.foreign_peers == 0 || dial_only) {
             0
         } else {
             self.connected.len()
@@ -183,6 +194,14 @@ impl Node {
                 _ => continue,
             };
             self.push(conn, &tx, &mut frame, now);
+        }
+        if !from_ours {
+            for i in 0..self.clients.len() {
+                let conn = self.clients[i];
+                if Some(conn) != source {
+                    self.push(conn, &tx, &mut frame, now);
+                }
+            }
         }
         // What this makes due (see `round_due`) is due no sooner than this.
         let sync = &self.config.sync;
@@ -213,6 +232,8 @@ impl Node {
         relayed: Option<Time>,
         now: Time,
     ) {
+        // A dial-only node passes on only what was made at it.
+        let relayed = relayed.filter(|_| !self.config.dial_only);
         let starts = [pushed, relayed].into_iter().flatten().min();
         let Some(start) = starts else {
             return;
@@ -277,9 +298,9 @@ impl Node {
     }
 
     /// Whether we lead catch-up with `address`: of each pair of ours, the smaller
-    /// address does.
+    /// address does; a dial-only node, which no one dials, always does.
     fn leads(&self, address: &Address) -> bool {
-        self.config.address < *address
+        self.config.dial_only || self.config.address < *address
     }
 
     /// Opens catch-up with `address` once per dialled connection, as soon as the
@@ -311,8 +332,19 @@ impl Node {
 
     /// Opens a conversation with `address` on `conn` with the opening `frame` (one
     /// fingerprint of the whole pool): it settles everything the pool holds now.
+    ///
+    /// A dial-only node also opens one every `Sync::max_wait` with each peer of ours, as
+    /// nothing tells it what it missed: a peer passes it only what peers of ours are
+    /// passed, and it may not be connected to the origin of a transaction. An equal pool
+    /// costs the one opening frame.
     fn open_round(&mut self, address: &Address, conn: ConnId, frame: &Payload, now: Time) {
         self.conversation_started(address);
+        if let Some(peer) = self.peers.get_mut(address) {
+            peer.sync.last_round = now;
+        }
+        if self.config.dial_only {
+            self.arm_round(address);
+        }
         if !self.has_room(conn) {
             return self.open_later(conn);
         }
@@ -386,7 +418,12 @@ impl Node {
         if !peer.ours {
             return None;
         }
-        Some((conn, self.round_due(self.leads(address), peer.sync)?))
+        let due = match self.round_due(self.leads(address), peer.sync) {
+            Some(due) => due,
+            None if self.config.dial_only => peer.sync.last_round + self.config.sync.max_wait,
+            None => return None,
+        };
+        Some((conn, due))
     }
 
     /// Makes sure `catch_up_rounds` runs at `at` or sooner.

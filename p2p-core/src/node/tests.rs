@@ -763,7 +763,7 @@ fn status_request_is_answered_with_status_on_the_same_connection() {
         effects(&drain(&mut node)),
         [Action::Send {
             conn: ConnId(10),
-            frame: r#"{"type":"STATUS","data":{"address":"ws://localhost:4001","connected":["ws://localhost:4002"],"dialling":["ws://localhost:4003"],"inbound":1,"pool":1,"sent":{"handshake":1,"transaction":1,"transactions":0,"status":0,"hello":0,"sync":0,"txs":0}}}"#.into(),
+            frame: r#"{"type":"STATUS","data":{"address":"ws://localhost:4001","connected":["ws://localhost:4002"],"dialling":["ws://localhost:4003"],"inbound":1,"pool":1,"sent":{"handshake":1,"transaction":1,"transactions":0,"status":0,"hello":0,"sync":0,"txs":0,"event":0}}}"#.into(),
         }]
     );
 }
@@ -2203,4 +2203,313 @@ fn an_oversized_transaction_is_refused() {
             ..
         }
     )));
+}
+
+// Dial-only peers (a browser tab) and watchers.
+
+const DIAL_ONLY_HANDSHAKE: &str =
+    r#"{"type":"HANDSHAKE","data":[],"ext":"0000000000000007","dialOnly":true}"#;
+
+/// The EVENT frames among `actions` sent on `conn`, as JSON values of their `data`.
+fn events_to(actions: &[Action], conn: ConnId) -> Vec<serde_json::Value> {
+    sends(actions)
+        .into_iter()
+        .filter(|(c, text)| *c == conn && text.starts_with(r#"{"type":"EVENT""#))
+        .map(|(_, text)| {
+            let frame: serde_json::Value = serde_json::from_str(&text).expect("EVENT is JSON");
+            frame["data"].clone()
+        })
+        .collect()
+}
+
+/// The connections frames are sent on, in order of their ids.
+fn pushed_to(actions: &[Action]) -> Vec<ConnId> {
+    let mut conns: Vec<ConnId> = sends(actions).into_iter().map(|(c, _)| c).collect();
+    conns.sort();
+    conns
+}
+
+/// A dial-only node (4001 in its log) that has dialled 4002, a node of ours (HELLO on
+/// connection 1, at 2 ms), with `watch` as given.
+fn dial_only_joined(watch: bool) -> (Node, Vec<Action>) {
+    let mut config = config(&["ws://localhost:4002"]);
+    config.dial_only = true;
+    config.watch = watch;
+    let (mut node, actions) = started(config);
+    open_all(&mut node, &actions);
+    node.handle_text(ConnId(1), r#"{"type":"HELLO","data":1}"#, ms(2));
+    let actions = drain(&mut node);
+    (node, actions)
+}
+
+#[test]
+fn a_dial_only_node_never_listens_and_lists_no_address_of_its_own() {
+    let mut config = config(&["ws://localhost:4002"]);
+    config.dial_only = true;
+    let (mut node, actions) = started(config);
+    assert!(
+        !actions.iter().any(|a| matches!(a, Action::Listen { .. })),
+        "{actions:?}"
+    );
+    node.handle_dial_opened(dial_to(&actions, "ws://localhost:4002"), ConnId(1), ms(1));
+    let sent = sends(&drain(&mut node));
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        without_nonce(&sent[0].1.replace(r#","dialOnly":true"#, "")),
+        r#"{"type":"HANDSHAKE","data":[]}"#
+    );
+    assert!(matches!(
+        frame::decode(&sent[0].1, usize::MAX),
+        Ok(Frame::Handshake {
+            ours: true,
+            dial_only: true,
+            ..
+        })
+    ));
+    // Whatever a host accepts for it is closed: it serves nothing.
+    node.handle_accepted(ConnId(9), ms(2));
+    assert_eq!(closes(&drain(&mut node)), [ConnId(9)]);
+}
+
+#[test]
+fn a_dial_only_peer_is_answered_and_told_whom_the_node_reaches() {
+    let mut node = meshed();
+    node.handle_accepted(ConnId(20), ms(5));
+    node.handle_text(ConnId(20), DIAL_ONLY_HANDSHAKE, ms(5));
+    let sent = sends(&drain(&mut node));
+    let texts: Vec<String> = sent
+        .iter()
+        .map(|(conn, text)| {
+            assert_eq!(*conn, ConnId(20));
+            text.clone()
+        })
+        .collect();
+    assert_eq!(texts.len(), 2, "{texts:?}");
+    assert_eq!(texts[0], frame::HELLO);
+    assert_eq!(
+        without_nonce(&texts[1]),
+        r#"{"type":"HANDSHAKE","data":["ws://localhost:4001","ws://localhost:4002","ws://localhost:4003","ws://localhost:4004"]}"#
+    );
+    // A server newly reached is named to it, alone after the node's own address.
+    node.handle_text(
+        ConnId(2),
+        &handshake_frame(&["ws://localhost:4003", "ws://localhost:4005"]),
+        ms(6),
+    );
+    let actions = drain(&mut node);
+    node.handle_dial_opened(dial_to(&actions, "ws://localhost:4005"), ConnId(4), ms(7));
+    let to_client: Vec<String> = sends(&drain(&mut node))
+        .into_iter()
+        .filter(|(conn, _)| *conn == ConnId(20))
+        .map(|(_, text)| without_nonce(&text))
+        .collect();
+    assert_eq!(
+        to_client,
+        [r#"{"type":"HANDSHAKE","data":["ws://localhost:4001","ws://localhost:4005"]}"#]
+    );
+}
+
+#[test]
+fn a_dial_only_peer_is_pushed_what_peers_of_ours_are_but_never_its_own() {
+    let mut node = meshed_two_ours_one_not();
+    node.handle_accepted(ConnId(20), ms(5));
+    node.handle_text(ConnId(20), DIAL_ONLY_HANDSHAKE, ms(5));
+    drain(&mut node);
+    // Made here: pushed to it as to every peer.
+    node.add_transaction(tx(1), ms(6));
+    assert_eq!(
+        pushed_to(&drain(&mut node)),
+        [ConnId(1), ConnId(2), ConnId(3), ConnId(20)]
+    );
+    // From one of ours: its origin pushed it to the dial-only peer too, if connected;
+    // the peer's own catch-up rounds bring it otherwise.
+    node.handle_text(ConnId(1), &tx(2).to_frame(), ms(7));
+    assert_eq!(pushed_to(&drain(&mut node)), [ConnId(3)]);
+    // Made in the dial-only peer: pushed to every peer of the node, not back to it.
+    node.handle_text(ConnId(20), &tx(3).to_frame(), ms(8));
+    let actions = drain(&mut node);
+    assert_eq!(persists(&actions), [tx(3)]);
+    assert_eq!(pushed_to(&actions), [ConnId(1), ConnId(2), ConnId(3)]);
+}
+
+#[test]
+fn a_dial_only_peer_that_joins_is_pushed_what_is_too_fresh_for_catch_up() {
+    let mut node = meshed_two_ours_one_not();
+    node.add_transaction(tx(1), ms(10));
+    node.handle_text(ConnId(1), &tx(2).to_frame(), ms(800));
+    drain(&mut node);
+    // At 1.5 s, tx 1 has settled (catch-up brings it), tx 2 has not.
+    node.handle_accepted(ConnId(20), ms(1_500));
+    node.handle_text(ConnId(20), DIAL_ONLY_HANDSHAKE, ms(1_500));
+    let pushed: Vec<String> = sends(&drain(&mut node))
+        .into_iter()
+        .filter(|(_, text)| text.starts_with(r#"{"type":"TRANSACTION"#))
+        .map(|(_, text)| text)
+        .collect();
+    assert_eq!(pushed, [tx(2).to_frame()]);
+}
+
+#[test]
+fn a_dial_only_node_passes_on_only_what_was_made_at_it() {
+    let mut config = config(&["ws://localhost:4002", "ws://localhost:4003"]);
+    config.dial_only = true;
+    let (mut node, actions) = started(config);
+    open_all(&mut node, &actions);
+    node.handle_text(ConnId(1), r#"{"type":"HELLO","data":1}"#, ms(2));
+    // 4003 never says it is ours: a JavaScript node.
+    let told = ms(1) + node.config().sync.settle;
+    node.handle_timeout(told);
+    drain(&mut node);
+    node.handle_text(
+        ConnId(1),
+        &tx(1).to_frame(),
+        told + Duration::from_millis(1),
+    );
+    let actions = drain(&mut node);
+    assert_eq!(persists(&actions), [tx(1)]);
+    assert!(sends(&actions).is_empty(), "{actions:?}");
+    node.add_transaction(tx(2), told + Duration::from_millis(2));
+    assert_eq!(pushed_to(&drain(&mut node)), [ConnId(1), ConnId(2)]);
+}
+
+#[test]
+fn a_dial_only_node_leads_catch_up_and_polls_each_peer_of_ours_every_max_wait() {
+    let (mut node, actions) = dial_only_joined(false);
+    // 4002 > 4001 would lead an ordinary pair; a dial-only node always does.
+    assert_eq!(sync_frames(&actions).len(), 1, "{actions:?}");
+    written(&mut node, &actions, ms(2));
+    let max_wait = node.config().sync.max_wait;
+    let next = node.poll_timeout().expect("a round to come");
+    assert_eq!(next, ms(2) + max_wait);
+    node.handle_timeout(next);
+    let actions = drain(&mut node);
+    assert_eq!(sync_frames(&actions).len(), 1, "{actions:?}");
+    assert_eq!(node.poll_timeout(), Some(next + max_wait));
+}
+
+#[test]
+fn a_watching_node_asks_its_peers_of_ours_to_be_watched_and_hands_their_events_over() {
+    let (mut node, actions) = dial_only_joined(true);
+    assert!(
+        sends(&actions).contains(&(ConnId(1), frame::WATCH.to_owned())),
+        "{actions:?}"
+    );
+    let event = r#"{"kind":"peers","connected":["ws://localhost:4003"]}"#;
+    node.handle_text(ConnId(1), &frame::event(event), ms(3));
+    assert_eq!(
+        effects(&drain(&mut node)),
+        [Action::Watched {
+            from: addr("ws://localhost:4002"),
+            event: event.to_owned()
+        }]
+    );
+    // A node that does not watch hands nothing over.
+    let (mut node, actions) = dial_only_joined(false);
+    assert!(!sends(&actions).iter().any(|(_, f)| f == frame::WATCH));
+    node.handle_text(ConnId(1), &frame::event(event), ms(3));
+    assert!(effects(&drain(&mut node)).is_empty());
+}
+
+#[test]
+fn a_watcher_is_told_the_state_then_each_change_of_peers_and_of_the_pool() {
+    let mut node = meshed();
+    node.add_transaction(tx(100), ms(2));
+    drain(&mut node);
+    node.handle_accepted(ConnId(20), ms(3));
+    node.handle_text(ConnId(20), r#"{"type":"WATCH"}"#, ms(3));
+    let events = events_to(&drain(&mut node), ConnId(20));
+    assert_eq!(
+        events,
+        [
+            serde_json::json!({"kind": "state", "address": "ws://localhost:4001",
+            "connected": ["ws://localhost:4002", "ws://localhost:4003", "ws://localhost:4004"],
+            "pool": 1})
+        ]
+    );
+    node.handle_closed(ConnId(1), ms(4));
+    let events = events_to(&drain(&mut node), ConnId(20));
+    assert_eq!(
+        events,
+        [serde_json::json!({"kind": "peers",
+            "connected": ["ws://localhost:4003", "ws://localhost:4004"]})]
+    );
+    // Forty transactions handled before the host drains: one event names 32.
+    let burst: Vec<Transaction> = (1..=40).map(tx).collect();
+    for one in &burst {
+        node.add_transaction(one.clone(), ms(5));
+    }
+    let events = events_to(&drain(&mut node), ConnId(20));
+    let hashes: Vec<&str> = burst.iter().take(32).map(Transaction::hash).collect();
+    assert_eq!(
+        events,
+        [serde_json::json!({"kind": "pooled", "pool": 41, "hashes": hashes, "more": 8})]
+    );
+    // Nothing new, nothing sent.
+    node.handle_timeout(ms(6));
+    assert!(events_to(&drain(&mut node), ConnId(20)).is_empty());
+}
+
+#[test]
+fn a_watcher_that_leaves_events_unread_is_dropped_and_the_node_goes_on() {
+    let mut config = config(&["ws://localhost:4002"]);
+    config.limits.max_watch_buffer = 1_000;
+    let (mut node, actions) = started(config);
+    open_all(&mut node, &actions);
+    node.handle_accepted(ConnId(20), ms(2));
+    node.handle_text(ConnId(20), r#"{"type":"WATCH"}"#, ms(2));
+    drain(&mut node);
+    let mut dropped_at = None;
+    for n in 1..=100 {
+        node.add_transaction(tx(n), ms(3));
+        let actions = drain(&mut node);
+        if closes(&actions).contains(&ConnId(20)) {
+            assert!(notices(&actions).iter().any(|n| matches!(
+                n,
+                Notice::WatcherDropped {
+                    conn: ConnId(20),
+                    ..
+                }
+            )));
+            dropped_at = Some(n);
+            break;
+        }
+        // Never more than one event past the budget.
+        assert!(node.conns[&ConnId(20)].out.queued <= 1_000 + 300);
+    }
+    let dropped_at = dropped_at.expect("the watcher is dropped");
+    assert!(dropped_at > 2, "it had room for a few: {dropped_at}");
+    node.handle_closed(ConnId(20), ms(4));
+    node.add_transaction(tx(1_000), ms(5));
+    let actions = drain(&mut node);
+    assert!(events_to(&actions, ConnId(20)).is_empty());
+    assert_eq!(persists(&actions), [tx(1_000)]);
+}
+
+#[test]
+fn watchers_beyond_max_watchers_are_refused_and_dialled_connections_cannot_watch() {
+    let mut config = config(&["ws://localhost:4002"]);
+    config.limits.max_watchers = 1;
+    let (mut node, actions) = started(config);
+    open_all(&mut node, &actions);
+    // A peer we dialled cannot make us stream to it.
+    node.handle_text(ConnId(1), r#"{"type":"WATCH"}"#, ms(2));
+    assert!(events_to(&drain(&mut node), ConnId(1)).is_empty());
+    for conn in [ConnId(20), ConnId(21)] {
+        node.handle_accepted(conn, ms(2));
+        node.handle_text(conn, r#"{"type":"WATCH"}"#, ms(2));
+    }
+    let actions = drain(&mut node);
+    assert_eq!(events_to(&actions, ConnId(20)).len(), 1);
+    assert!(events_to(&actions, ConnId(21)).is_empty());
+    assert!(notices(&actions).iter().any(|n| matches!(
+        n,
+        Notice::Limit {
+            what: "watchers",
+            limit: 1
+        }
+    )));
+    // Its room is free again once the first watcher leaves.
+    node.handle_closed(ConnId(20), ms(3));
+    node.handle_text(ConnId(21), r#"{"type":"WATCH"}"#, ms(3));
+    assert_eq!(events_to(&drain(&mut node), ConnId(21)).len(), 1);
 }

@@ -1437,6 +1437,13 @@ impl Sim {
                     self.violation(id, format!("persists transaction {short} a second time"));
                 }
             }
+            Action::Watched { from, .. } => {
+                // No simulated node watches: only a dial-only node in a page does.
+                self.violation(
+                    id,
+                    format!("handed an event from {from} it did not ask for"),
+                );
+            }
             Action::Log(notice) => {
                 if self.log.enabled() && notice.level() <= self.config.log_level {
                     self.log.write(self.now, Some(id), format_args!("{notice}"));
