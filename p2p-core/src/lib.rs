@@ -32,6 +32,12 @@
 //! and reports nothing more of it. [`Action::Log`] notices are for people; a host must
 //! never act on one: what it must do is always an action.
 //!
+//! A host that cannot accept connections (a browser tab) sets `Config::dial_only`: the
+//! node never asks it to listen, names no address of its own to anyone, and is pushed
+//! transactions by the nodes of ours it dials on the connections it opened. With
+//! `Config::watch` it also asks those nodes to stream what they do, and hands each event
+//! over as an [`Action::Watched`], JSON for the host to show.
+//!
 //! ```
 //! use p2p_core::{Action, Address, Config, ConnId, Node, Time};
 //!
