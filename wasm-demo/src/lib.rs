@@ -16,7 +16,8 @@ use std::fmt::Display;
 use std::time::Duration;
 
 use p2p_core::sim::{
-    Command, Counters, FrameCounts, FrameKind, Latency, NodeId, NodeState, Scenario, Sim, SimConfig,
+    Command, Counters, Event, FrameCounts, FrameKind, Latency, NodeId, NodeState, Scenario, Sim,
+    SimConfig,
 };
 use p2p_core::{Address, Time};
 use serde::{Deserialize, Serialize};
@@ -156,10 +157,16 @@ impl Demo {
         Ok(self.0.run_for(Duration::from_micros(micros(ms)?)) as f64)
     }
 
-    /// Processes the next event alone, moving the clock to it, and says what it was;
-    /// `undefined` when nothing is left to happen.
-    pub fn step(&mut self) -> Option<String> {
-        self.0.step().map(|event| format!("{event:?}"))
+    /// Processes the next event alone, moving the clock to it, and says what it was, as
+    /// JSON: `kind`, the nodes involved (`from`, `to`, `node`, by index) and `text`, a
+    /// sentence for people naming nodes by their port; `undefined` when nothing is left
+    /// to happen.
+    pub fn step(&mut self) -> Result<Option<String>, JsValue> {
+        let Some(event) = self.0.step() else {
+            return Ok(None);
+        };
+        let view = StepView::of(&self.0, &event);
+        serde_json::to_string(&view).map(Some).map_err(js)
     }
 
     /// The virtual time, in milliseconds.
@@ -260,6 +267,102 @@ fn frame_type(text: &str) -> Cow<'_, str> {
         kind: Cow<'a, str>,
     }
     serde_json::from_str::<TypeOnly<'_>>(text).map_or(Cow::Borrowed("?"), |t| t.kind)
+}
+
+/// What one step did, for the page.
+#[derive(Serialize)]
+struct StepView {
+    kind: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    from: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    to: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node: Option<usize>,
+    text: String,
+}
+
+impl StepView {
+    fn of(sim: &Sim, event: &Event) -> StepView {
+        // A node by its port, as the picture labels it.
+        let name = |id: NodeId| match sim.address(id) {
+            Some(address) => format!(":{}", address.port()),
+            None => format!("node {}", id.0),
+        };
+        let view = |kind, from: Option<NodeId>, to: Option<NodeId>, text: String| StepView {
+            kind,
+            from: from.map(|n| n.0),
+            to: to.map(|n| n.0),
+            node: None,
+            text,
+        };
+        match event {
+            Event::Command { command, error } => {
+                let mut text = match command {
+                    Command::Start(id) => format!("start {}", name(*id)),
+                    Command::Crash(id) => format!("crash {}", name(*id)),
+                    Command::Restart(id) => format!("restart {}", name(*id)),
+                    Command::AddTransaction(id) => format!("add a transaction at {}", name(*id)),
+                    Command::Heal => "heal the partition".to_owned(),
+                    Command::Partition(groups) => {
+                        let groups: Vec<String> = groups
+                            .iter()
+                            .map(|g| g.iter().map(|&id| name(id)).collect::<Vec<_>>().join(" "))
+                            .collect();
+                        format!("partition into [{}]", groups.join("] | ["))
+                    }
+                };
+                if let Some(error) = error {
+                    text = format!("{text}: refused ({error})");
+                }
+                view("command", None, None, text)
+            }
+            Event::DialOpened { from, to } => view(
+                "dialOpened",
+                Some(*from),
+                Some(*to),
+                format!("{}'s dial to {} opened", name(*from), name(*to)),
+            ),
+            Event::DialFailed { from, address } => view(
+                "dialFailed",
+                Some(*from),
+                None,
+                format!("{}'s dial to {address} failed", name(*from)),
+            ),
+            Event::Delivered { from, to, kind } => view(
+                "delivered",
+                Some(*from),
+                Some(*to),
+                format!("{kind} from {} reached {}", name(*from), name(*to)),
+            ),
+            Event::Dropped { from, to, kind } => view(
+                "dropped",
+                Some(*from),
+                Some(*to),
+                format!("{kind} from {} to {} was lost", name(*from), name(*to)),
+            ),
+            Event::Closed { node, peer } => view(
+                "closed",
+                Some(*node),
+                Some(*peer),
+                format!(
+                    "{} saw its connection with {} close",
+                    name(*node),
+                    name(*peer)
+                ),
+            ),
+            Event::Timeout { node } => StepView {
+                node: Some(node.0),
+                ..view(
+                    "timeout",
+                    None,
+                    None,
+                    format!("{}'s timer fired", name(*node)),
+                )
+            },
+            Event::Moot => view("moot", None, None, "news for a node that is gone".into()),
+        }
+    }
 }
 
 #[derive(Serialize)]

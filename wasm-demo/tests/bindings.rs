@@ -83,7 +83,7 @@ fn frames_in_flight_carry_their_type_endpoints_and_progress() {
     // Step until node 1's dial to node 0 opens and its HANDSHAKE is on the wire.
     let mut frames = Vec::new();
     for _ in 0..50 {
-        if demo.step().is_none() {
+        if demo.step().expect("a step").is_none() {
             break;
         }
         frames = snapshot(&demo)["frames"]
@@ -213,4 +213,34 @@ fn the_log_tail_is_the_newest_lines() {
     assert_eq!(tail.len(), 3);
     assert_eq!(tail[..], all[all.len() - 3..]);
     assert!(demo.log(0).is_empty());
+}
+
+#[wasm_bindgen_test]
+fn a_step_says_what_happened_as_json_naming_nodes_by_port() {
+    let mut demo = demo();
+    demo.add_node(None).expect("add");
+    demo.add_node(Some(vec!["ws://localhost:4001".into()]))
+        .expect("add with known peers");
+    demo.schedule(0.0, "start", Some(0)).expect("schedule");
+    demo.schedule(1.0, "start", Some(1)).expect("schedule");
+    let steps: Vec<Value> = std::iter::from_fn(|| demo.step().expect("a step"))
+        .take(20)
+        .map(|text| serde_json::from_str(&text).expect("a step is JSON"))
+        .collect();
+    assert_eq!(steps[0]["kind"], "command");
+    assert_eq!(steps[0]["text"], "start :4001");
+    let opened = steps
+        .iter()
+        .find(|s| s["kind"] == "dialOpened")
+        .expect("node 1's dial opens");
+    assert_eq!(
+        (&opened["from"], &opened["to"]),
+        (&Value::from(1), &Value::from(0))
+    );
+    assert_eq!(opened["text"], ":4002's dial to :4001 opened");
+    let delivered = steps
+        .iter()
+        .find(|s| s["kind"] == "delivered")
+        .expect("a frame arrives");
+    assert_eq!(delivered["text"], "HANDSHAKE from :4002 reached :4001");
 }
