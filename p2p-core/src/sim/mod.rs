@@ -1438,11 +1438,14 @@ impl Sim {
                 }
             }
             Action::Watched { from, .. } => {
-                // No simulated node watches: only a dial-only node in a page does.
-                self.violation(
-                    id,
-                    format!("handed an event from {from} it did not ask for"),
-                );
+                if self.hosts[id.0].config.watch {
+                    self.counters.watched += 1;
+                } else {
+                    self.violation(
+                        id,
+                        format!("handed an event from {from} it did not ask for"),
+                    );
+                }
             }
             Action::Log(notice) => {
                 if self.log.enabled() && notice.level() <= self.config.log_level {
@@ -1537,11 +1540,23 @@ impl Sim {
     }
 
     /// A HANDSHAKE must list the sender first, then only servers it holds an open
-    /// dialled connection to, among them the one it is sent on (`server`).
+    /// dialled connection to, among them the one it is sent on (`server`). A dial-only
+    /// node's lists nothing and says it is dial-only.
     fn check_handshake(&mut self, id: NodeId, server: Option<NodeId>, text: &str) {
         let host = &self.hosts[id.0];
         let mut faults = Vec::new();
         match frame::decode(text, usize::MAX) {
+            Ok(Frame::Handshake {
+                addresses,
+                dial_only,
+                ..
+            }) if host.config.dial_only => {
+                if !addresses.is_empty() || !dial_only {
+                    faults.push(format!(
+                        "a dial-only node sent a HANDSHAKE that lists addresses or does not say it is dial-only: {text}"
+                    ));
+                }
+            }
             Ok(Frame::Handshake {
                 addresses: list, ..
             }) => {

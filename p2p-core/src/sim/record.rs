@@ -117,6 +117,8 @@ pub struct Counters {
     pub closes: u64,
     /// Events the simulator processed.
     pub events: u64,
+    /// EVENT frames of watched nodes handed to a watching node's host.
+    pub watched: u64,
     /// Times a node asked to be woken at or before the moment it was just woken at;
     /// the simulator then waits a millisecond so that virtual time moves on.
     pub busy_timeouts: u64,

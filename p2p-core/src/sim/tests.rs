@@ -319,3 +319,73 @@ fn a_dial_answered_after_the_node_gave_up_on_it_is_no_violation() {
         .log()
         .any(|l| l.contains("could not reach ws://localhost:4001")));
 }
+
+/// `nodes` nodes meshed, then a dial-only, watching node (a page) knowing only the first.
+fn meshed_with_a_page(seed: u64, nodes: usize) -> (Sim, NodeId) {
+    let mut sim = meshed(seed, nodes);
+    let page = sim
+        .add_node_with(|config| {
+            config.known_peers = vec![Address::localhost(4001)];
+            config.dial_only = true;
+            config.watch = true;
+        })
+        .unwrap();
+    sim.start(page).unwrap();
+    sim.run_for(Duration::from_secs(2));
+    (sim, page)
+}
+
+#[test]
+fn a_page_learns_every_node_through_one_and_nobody_dials_it() {
+    for seed in 1..=10 {
+        let (sim, page) = meshed_with_a_page(seed, 5);
+        let reached: BTreeSet<NodeId> = sim
+            .connected_addresses(page)
+            .iter()
+            .filter_map(|a| sim.node_at(a))
+            .collect();
+        assert_eq!(reached.len(), 5, "seed {seed}: {}", sim.story());
+        for id in sim.nodes().filter(|&id| id != page) {
+            let reached = sim.connected_to(id);
+            assert!(
+                !reached.contains(&page),
+                "seed {seed}: {id} dialled the page"
+            );
+        }
+        assert!(sim.counters().watched > 0, "seed {seed}");
+        assert_clean(&sim);
+    }
+}
+
+#[test]
+fn a_page_gets_every_transaction_and_every_node_gets_the_pages_through_crashes() {
+    for seed in 1..=10 {
+        let (mut sim, page) = meshed_with_a_page(seed, 5);
+        let made_at_node = sim.add_new_transaction(NodeId(2)).unwrap();
+        let made_at_page = sim.add_new_transaction(page).unwrap();
+        // Both by push, well before catch-up (which sends nothing younger than 1 s).
+        sim.run_for(Duration::from_millis(300));
+        assert!(
+            sim.has_transaction(page, made_at_node.hash()),
+            "seed {seed}"
+        );
+        for id in sim.nodes() {
+            assert!(
+                sim.has_transaction(id, made_at_page.hash()),
+                "seed {seed}: {id}"
+            );
+        }
+        // A node the page reaches goes down and comes back; what is made meanwhile, at
+        // the page and at the others, reaches everyone.
+        sim.crash(NodeId(3)).unwrap();
+        sim.run_for(Duration::from_millis(200));
+        sim.add_new_transaction(page).unwrap();
+        sim.add_new_transaction(NodeId(4)).unwrap();
+        sim.run_for(Duration::from_secs(1));
+        sim.restart(NodeId(3)).unwrap();
+        sim.add_new_transaction(NodeId(3)).unwrap();
+        sim.run_for(Duration::from_secs(20));
+        assert_eq!(sim.delivered(), 1.0, "seed {seed}: {}", sim.story());
+        assert_clean(&sim);
+    }
+}
