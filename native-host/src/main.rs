@@ -11,6 +11,7 @@ mod host;
 mod runtime;
 mod store;
 mod up;
+mod web;
 mod writer;
 
 #[derive(Parser)]
@@ -72,7 +73,8 @@ enum Cmd {
         amount: Option<u64>,
     },
     /// Bring up a local network: clone node folders up to N, start them all, show the
-    /// mesh forming and then a live table of the nodes until Ctrl-C.
+    /// mesh forming and then a live table of the nodes until Ctrl-C; with --web, serve the
+    /// browser page that shows it live.
     Up {
         /// How many nodes (1 to 100).
         #[arg(default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=i64::from(up::MAX_NODES)))]
@@ -80,6 +82,22 @@ enum Cmd {
         /// The workspace root holding node-1.
         #[arg(long, default_value = ".")]
         root: PathBuf,
+        /// Also serve the browser page (wasm-demo/dist) on http://127.0.0.1:PORT/ (8080 when
+        /// PORT is left out; 1024 to 65535, so not 0) and print the address that shows this
+        /// network live.
+        ///
+        /// The page is built first with wasm-demo/build.sh if wasm-demo/dist/index.html is
+        /// missing. The port is bound before any node starts: if it is in use, nothing
+        /// starts. Only 127.0.0.1 is served. Give the node count before the option
+        /// (`up 3 --web`), since `up --web 3` reads 3 as the port.
+        #[arg(
+            long,
+            value_name = "PORT",
+            num_args = 0..=1,
+            default_missing_value = web::DEFAULT_PORT,
+            value_parser = web::parse_port,
+        )]
+        web: Option<u16>,
     },
     /// Show every node folder's node: running or not, its connections and pool size.
     Status {
@@ -130,7 +148,7 @@ fn run(command: Cmd) -> Result<(), String> {
             Ok(())
         }
         Cmd::AddTransaction { dir, amount } => add_transaction(&dir, amount),
-        Cmd::Up { nodes, root } => up::up(&root, nodes).map_err(|e| e.to_string()),
+        Cmd::Up { nodes, root, web } => up::up(&root, nodes, web).map_err(|e| e.to_string()),
         Cmd::Status { root, json } => up::status(&root, json).map_err(|e| e.to_string()),
     }
 }

@@ -16,6 +16,7 @@ use p2p_core::Address;
 use crate::client::{self, NodeStatus};
 use crate::folder::{self, RootError};
 use crate::runtime;
+use crate::web::{self, Web};
 
 /// Most nodes `up` starts.
 pub(crate) const MAX_NODES: u32 = 100;
@@ -48,6 +49,9 @@ pub(crate) enum UpError {
     /// No node folders at all.
     #[error("no node folders (node-1, node-2, …) in {0}")]
     NoNodes(PathBuf),
+    /// The browser page (`--web`) cannot be served.
+    #[error(transparent)]
+    Web(#[from] web::WebError),
 }
 
 /// One node folder and what we last learnt of it.
@@ -215,12 +219,21 @@ impl Drop for Nodes {
 }
 
 /// `p2p-node up N`: clones node folders up to N, starts them, shows the mesh forming,
-/// then a live table until Ctrl-C.
-pub(crate) fn up(root: &Path, count: u32) -> Result<(), UpError> {
+/// then a live table until Ctrl-C. With `web`, serves the browser page on that port
+/// too, bound (and built if need be) before any node starts.
+pub(crate) fn up(root: &Path, count: u32, web: Option<u16>) -> Result<(), UpError> {
     let count = count.clamp(1, MAX_NODES);
     if !root.join("node-1").is_dir() {
         return Err(RootError::NoTemplate(root.to_owned()).into());
     }
+    let page = match web {
+        Some(port) => {
+            let page = Web::start(root, port)?;
+            println!("serving the page (wasm-demo/dist) on {}", page.url());
+            Some(page)
+        }
+        None => None,
+    };
     for n in 2..=count {
         if !root.join(format!("node-{n}")).exists() {
             let (made, _) = folder::clone_node(root)?;
@@ -293,6 +306,9 @@ pub(crate) fn up(root: &Path, count: u32) -> Result<(), UpError> {
                 "add a transaction from another terminal: cd {} && cargo add-transaction   (Ctrl-C stops every node)",
                 root.join(&rows[rows.len().min(2) - 1].name).display()
             );
+            if let Some(page) = &page {
+                println!("the live view: {}", page.live_url(&rows[0].address));
+            }
             shown_lines = 0;
         }
         let text = table(&rows);
