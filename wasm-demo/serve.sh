@@ -11,5 +11,6 @@ esac
 "$here/build.sh"
 echo
 echo "The simulator page: http://127.0.0.1:$port/"
+echo "A running network, live: http://127.0.0.1:$port/?live=ws://localhost:4001"
 echo "(Ctrl-C to stop)"
 exec python3 -m http.server "$port" --bind 127.0.0.1 --directory "$here/dist"

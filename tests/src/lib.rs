@@ -55,12 +55,15 @@
 //! | `catch_up_converges_for_large_differences.rs` | 22200 - 22219 |
 //! | `a_sender_faster_than_the_node_is_slowed_not_buffered.rs` | 22220 - 22239 |
 //! | `timers_fire_while_frames_arrive_without_pause.rs` | 22240 - 22259 |
+//! | `up_web_serves_the_page_and_refuses_a_busy_port.rs` | 22400 - 22419; 4001 - 4003 (locked, for a clone that must not be made) |
+//! | `a_dial_only_watcher_joins_a_mixed_network.rs` | 22420 - 22429 |
+//! | `wasm-demo/e2e/live.test.mjs` (the live page in Chromium) | 22430 - 22439 |
 //!
-//! The curriculum's own ports, 4001 to 4003, are shared by two files; they hold an exclusive
-//! file lock for as long as they run (see [`lock_curriculum_ports`]). The dial-back test
-//! needs hundreds of addresses where a dial hangs, and every loopback spelling of a host is
-//! one address to a node, so its black holes take 400 ports of their own; the 5,000
-//! addresses it names besides are refused at once, so nothing else may listen there.
+//! The curriculum's own ports, 4001 to 4003, are shared by the files marked "locked"; they
+//! hold an exclusive file lock for as long as they run (see [`lock_curriculum_ports`]). The
+//! dial-back test needs hundreds of addresses where a dial hangs, and every loopback spelling
+//! of a host is one address to a node, so its black holes take 400 ports of their own; the
+//! 5,000 addresses it names besides are refused at once, so nothing else may listen there.
 
 mod binary;
 mod cli;
@@ -183,6 +186,11 @@ pub mod ports {
     pub const TIMERS_UNDER_LOAD: u16 = 22240;
     /// `a_pool_file_damaged_by_a_power_loss_is_rebuilt_from_the_journal.rs`.
     pub const POOL_FILE_REBUILT: u16 = 22260;
+    /// `up_web_serves_the_page_and_refuses_a_busy_port.rs`: the page's ports and its
+    /// `node-1`s, 22400 to 22419.
+    pub const UP_WEB: u16 = 22400;
+    /// `a_dial_only_watcher_joins_a_mixed_network.rs`: 22420 to 22429.
+    pub const DIAL_ONLY_WATCHER: u16 = 22420;
     /// `tests/perf/burst_cpu.py` (a measurement script, not a test): 29921 on, one port
     /// per node.
     pub const PERF_BURST_CPU: u16 = 29920;

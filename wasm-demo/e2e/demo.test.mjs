@@ -3,85 +3,26 @@
 // wasm-demo/dist/screenshot.png. Run with `node --test` in this folder, after wasm-demo/build.sh.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import http from 'node:http';
-import { access, mkdtemp, readFile, rm } from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { openChromium, serve, watchProblems } from './serve.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
-const dist = path.resolve(here, '..', 'dist');
 // Into dist/ (not tracked), so a test run leaves the working tree clean; the README's
 // picture, wasm-demo/screenshot.png, is a copy of one such run.
 const screenshot = process.env.SCREENSHOT ?? path.resolve(here, '..', 'dist', 'screenshot.png');
-const executablePath = process.env.CHROMIUM ?? '/usr/bin/chromium';
-
-const TYPES = {
-  '.html': 'text/html; charset=utf-8',
-  '.js': 'text/javascript; charset=utf-8',
-  '.css': 'text/css; charset=utf-8',
-  '.wasm': 'application/wasm',
-};
-
-// A static server for dist/, on 127.0.0.1 and a free port.
-async function serve(root) {
-  const server = http.createServer(async (req, res) => {
-    const name = decodeURIComponent(new URL(req.url, 'http://x').pathname);
-    const file = path.join(root, name.endsWith('/') ? `${name}index.html` : name);
-    if (!file.startsWith(root + path.sep)) {
-      res.writeHead(403).end();
-      return;
-    }
-    try {
-      const body = await readFile(file);
-      res.writeHead(200, { 'content-type': TYPES[path.extname(file)] ?? 'application/octet-stream' });
-      res.end(body);
-    } catch {
-      res.writeHead(404).end();
-    }
-  });
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return server;
-}
 
 const state = (page) => page.evaluate(() => window.demo.state());
 
 test('the curriculum forms a full mesh, spreads a transaction, and a crash shows', { timeout: 180_000 }, async () => {
-  await access(path.join(dist, 'index.html')).catch(() => {
-    throw new Error(`${dist}/index.html is missing: run wasm-demo/build.sh first`);
-  });
-  const server = await serve(dist);
+  const server = await serve();
   const url = `http://127.0.0.1:${server.address().port}/`;
-  const profile = await mkdtemp(path.join(os.tmpdir(), 'wasm-demo-chromium-'));
-  const context = await chromium.launchPersistentContext(profile, {
-    executablePath,
-    headless: true,
-    viewport: { width: 1440, height: 900 },
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
-  const problems = [];
+  const browser = await openChromium();
+  const { context } = browser;
+  let problems = [];
   try {
     const page = context.pages()[0] ?? (await context.newPage());
-    page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
-    page.on('console', (message) => {
-      if (message.type() === 'error') problems.push(`console error: ${message.text()}`);
-    });
-    // Nothing but our own server is asked for anything.
-    page.on('request', (request) => {
-      if (!request.url().startsWith(url) && !request.url().startsWith('data:')) {
-        problems.push(`request off the page's server: ${request.url()}`);
-      }
-    });
+    problems = watchProblems(page, url);
 
     await page.goto(url);
     await page.waitForFunction(() => window.demo?.ready === true, null, { timeout: 30_000 });
@@ -166,8 +107,7 @@ test('the curriculum forms a full mesh, spreads a transaction, and a crash shows
     assert.deepEqual(await page.evaluate(() => window.demo.check()), []);
     assert.deepEqual(problems, []);
   } finally {
-    await context.close();
+    await browser.close();
     server.close();
-    await rm(profile, { recursive: true, force: true });
   }
 });

@@ -1,5 +1,6 @@
 // The page: draws what the simulator (p2p_core::sim, compiled to WebAssembly) reports and
-// forwards what the person does. No protocol logic lives here.
+// forwards what the person does. No protocol logic lives here. With ?live=ws://… in the
+// URL it shows live-view.js instead: a real peer on a real network.
 import init, { Demo } from './wasm_demo.js';
 
 // ----- frame types ------------------------------------------------------------------------
@@ -157,9 +158,14 @@ function play(on) {
 function step() {
   play(false);
   const event = attempt(() => ui.sim.step());
-  ui.stepNote = event === undefined ? 'nothing left to happen' : `step: ${readable(event)}`;
+  ui.stepNote = event === undefined ? 'nothing left to happen' : `step: ${stepText(event)}`;
   takeSnapshot();
   updatePanels(true);
+}
+
+// What Demo.step() said: JSON, with a sentence for people in `text`.
+function stepText(event) {
+  return JSON.parse(event).text;
 }
 
 function advance(ms) {
@@ -840,6 +846,14 @@ async function main() {
   if (location.protocol === 'file:') {
     toast('Open this page through a web server: wasm-demo/serve.sh');
   }
+  // ?live=ws://… : a real peer on a real network instead of the simulator (live-view.js).
+  const live = new URLSearchParams(location.search).get('live');
+  if (live !== null) {
+    const { runLive } = await import('./live-view.js');
+    await runLive(live);
+    document.documentElement.dataset.ready = 'true';
+    return;
+  }
   await init();
   wire();
   reset();
@@ -850,5 +864,6 @@ async function main() {
 
 main().catch((error) => {
   console.error(error);
-  toast(`could not start the simulator: ${error.message ?? error}`);
+  const what = document.documentElement.dataset.mode === 'live' ? 'the live view' : 'the simulator';
+  toast(`could not start ${what}: ${error.message ?? error}`);
 });
