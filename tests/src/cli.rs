@@ -88,12 +88,14 @@ pub fn try_run_p2p_node(args: &[&str], cwd: &Path, timeout: Duration) -> Result<
     })
 }
 
-fn clone_handle(file: &File) -> File {
+/// A second handle to `file` (for a child's stdout or stderr).
+pub fn clone_handle(file: &File) -> File {
     file.try_clone()
         .unwrap_or_else(|e| panic!("could not duplicate a temp file handle: {e}"))
 }
 
-fn read_all(file: &mut File) -> String {
+/// All that `file` holds, from its start, as text.
+pub fn read_all(file: &mut File) -> String {
     let mut bytes = Vec::new();
     let _ = file.rewind();
     let _ = file.read_to_end(&mut bytes);

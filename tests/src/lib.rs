@@ -85,8 +85,8 @@ use std::time::Duration;
 
 pub use binary::{build_p2p_node, p2p_node_bin, workspace_root};
 pub use cli::{
-    add_transaction, error_line, run_p2p_node, sent_transaction, try_run_p2p_node, Run,
-    SentTransaction,
+    add_transaction, clone_handle, error_line, read_all, run_p2p_node, sent_transaction,
+    try_run_p2p_node, Run, SentTransaction,
 };
 pub use curriculum::{
     clone_node, curriculum_node_1, curriculum_nodes, lock_curriculum_ports, CurriculumPorts,

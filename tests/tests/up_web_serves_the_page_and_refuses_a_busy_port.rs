@@ -6,7 +6,7 @@
 //! or any node started.
 
 use std::fs::{self, File};
-use std::io::{Read, Seek, Write};
+use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tests::{
-    error_line, lock_curriculum_ports, p2p_node_bin, ports, run_p2p_node, wait_for, wait_until,
-    NodeSpec, Scratch, COMMAND_DEADLINE, DEADLINE,
+    clone_handle, error_line, lock_curriculum_ports, p2p_node_bin, ports, read_all, run_p2p_node,
+    wait_for, wait_until, NodeSpec, Scratch, COMMAND_DEADLINE, DEADLINE,
 };
 
 /// The page's port and node-1's in the first case.
@@ -70,8 +70,8 @@ impl Up {
             .args(args)
             .current_dir(root)
             .stdin(Stdio::null())
-            .stdout(duplicate(&stdout))
-            .stderr(duplicate(&stderr))
+            .stdout(clone_handle(&stdout))
+            .stderr(clone_handle(&stderr))
             .spawn()
             .unwrap_or_else(|e| panic!("cannot run p2p-node up: {e}"));
         Up {
@@ -147,18 +147,6 @@ impl Drop for Up {
             eprintln!("p2p-node up:\n{}", self.describe());
         }
     }
-}
-
-fn duplicate(file: &File) -> File {
-    file.try_clone()
-        .unwrap_or_else(|e| panic!("cannot duplicate a temp file handle: {e}"))
-}
-
-fn read_all(file: &mut File) -> String {
-    let mut bytes = Vec::new();
-    let _ = file.rewind();
-    let _ = file.read_to_end(&mut bytes);
-    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// An HTTP response, as read off the socket.
