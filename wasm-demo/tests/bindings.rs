@@ -2,9 +2,10 @@
 //! `cargo test -p wasm-demo --target wasm32-unknown-unknown`.
 #![cfg(target_arch = "wasm32")]
 
-use js_sys::Error;
+mod common;
+
+use common::message;
 use serde_json::Value;
-use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_test::wasm_bindgen_test;
 use wasm_demo::Demo;
 
@@ -18,14 +19,6 @@ fn snapshot(demo: &Demo) -> Value {
 
 fn node(demo: &Demo, node: u32) -> Value {
     serde_json::from_str(&demo.node(node).expect("node")).expect("node is JSON")
-}
-
-fn message(error: JsValue) -> String {
-    error
-        .dyn_into::<Error>()
-        .expect("refusals are thrown as Error objects")
-        .message()
-        .into()
 }
 
 /// node-1, then node-2, then node-3, then a transaction at node-2.

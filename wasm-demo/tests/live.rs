@@ -2,19 +2,12 @@
 //! wasm-bindgen-test: `cargo test -p wasm-demo --target wasm32-unknown-unknown`.
 #![cfg(target_arch = "wasm32")]
 
-use js_sys::Error;
+mod common;
+
+use common::message;
 use serde_json::{json, Value};
-use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_test::wasm_bindgen_test;
 use wasm_demo::LivePeer;
-
-fn message(error: JsValue) -> String {
-    error
-        .dyn_into::<Error>()
-        .expect("refusals are thrown as Error objects")
-        .message()
-        .into()
-}
 
 /// Every action waiting, as JSON values.
 fn drain(peer: &mut LivePeer) -> Vec<Value> {
