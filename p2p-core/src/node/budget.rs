@@ -202,10 +202,10 @@ impl Node {
         c.out.backlog.push_back(tx.clone());
         if ours && !c.out.packing {
             c.out.packing = true;
-            if self.packing.is_empty() {
-                self.packing_at = now;
+            if self.broadcast.packing.is_empty() {
+                self.broadcast.packing_at = now;
             }
-            self.packing.push(conn);
+            self.broadcast.packing.push(conn);
         }
         let waiting = c.out.backlog.len() + c.out.packed_count;
         if waiting <= max_backlog {
@@ -315,7 +315,7 @@ impl Node {
             }
             if c.out.behind && c.out.queued == 0 {
                 c.out.behind = false;
-                let frame: Payload = frame::sync(&sync::open(&self.pool.hashes)).into();
+                let frame: Payload = frame::sync(&sync::open(&self.broadcast.pool.hashes)).into();
                 if let Some(address) = self.peer_of(conn) {
                     self.conversation_started(&address);
                 }
@@ -326,7 +326,7 @@ impl Node {
             let Some(ranges) = c.out.requests.pop_front() else {
                 return;
             };
-            let reply = sync::answer(&self.pool.hashes, &ranges);
+            let reply = sync::answer(&self.broadcast.pool.hashes, &ranges);
             let peer = self.peer_of(conn);
             let send = self.settled_bodies(peer.as_ref(), reply.send, now);
             let c = self.conns.get_mut(&conn).expect("looked up above");
@@ -347,10 +347,10 @@ impl Node {
     /// Every peer that gets the same transactions (all of them, in a burst from one
     /// sender) gets the same frames: one copy in memory, however many peers.
     pub(super) fn pack(&mut self) {
-        let now = self.packing_at;
+        let now = self.broadcast.packing_at;
         // Frames built in this packing, for the next peers: (transactions, frame).
         let mut built: Vec<(Vec<Transaction>, Payload)> = Vec::new();
-        for conn in std::mem::take(&mut self.packing) {
+        for conn in std::mem::take(&mut self.broadcast.packing) {
             let Some(c) = self.conns.get_mut(&conn) else {
                 continue;
             };
@@ -394,7 +394,7 @@ impl Node {
         let mut frame = String::from(frame::TXS_HEAD);
         let mut count = 0u32;
         while let Some(hash) = c.out.bodies.front() {
-            let Some(tx) = self.pool.get(hash) else {
+            let Some(tx) = self.broadcast.pool.get(hash) else {
                 let hash = c.out.bodies.pop_front().expect("front exists");
                 c.out.pending.remove(&hash);
                 continue;

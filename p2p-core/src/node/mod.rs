@@ -1,21 +1,25 @@
 //! The protocol state machine: `Node` and its `handle_*` / `poll_*` surface. Its jobs sit
-//! in submodules along their seams: `dialer` (the address book and dialling), `relay`
-//! (the pool, relay and catch-up) and `notice` (what the node tells people, and STATUS).
+//! in submodules along their seams: `membership` (the address book, dialling, who is
+//! connected and what they are: [`Membership`](membership::Membership)), `relay` (the
+//! pool, relay and catch-up: [`Broadcast`](relay::Broadcast)), `budget` (what one
+//! connection may cost), `watch` (dial-only peers and watchers) and `notice` (what the
+//! node tells people, and STATUS). `Node` holds the connections both work over and
+//! dispatches each input to them.
 
 mod budget;
-mod dialer;
+mod membership;
 mod notice;
 mod rate;
 mod relay;
 mod watch;
 
 use budget::Outbox;
-use dialer::Wanted;
+use membership::{Io, Membership, Wanted};
 pub use notice::{Level, Notice, Sent, Status};
-use relay::{Pool, Reconciled, Via};
+use relay::{Broadcast, Pool, Reconciled, Via};
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
 use std::hash::{BuildHasher, DefaultHasher, Hasher};
 use std::sync::Arc;
@@ -192,50 +196,47 @@ impl BuildHasher for SeededHasher {
 
 /// One node of the network, as a pure state machine.
 ///
-/// See the crate documentation for how a host drives it.
+/// # The driving contract
+///
+/// - **Inputs.** Everything that happens reaches the node through a `handle_*` method
+///   (or [`Node::start`], [`Node::add_transaction`]), each with the current [`Time`].
+///   Time never goes backwards from one call to the next; the node never reads a clock.
+/// - **Outputs.** Actions queue up in the order the node decided them; the host takes
+///   them with [`Node::poll_action`] and carries them out in that order. It drains the
+///   queue after every input, or after a batch of inputs that were already waiting (the
+///   node packs the pushes of a batch together). Until it drains, any `handle_*` may be
+///   called: the queue only grows, in order, and the node's state already reflects what
+///   it decided (a frame queued counts against its connection's send buffer, a
+///   connection it asked to close ignores what arrives on it).
+/// - **Timers.** After draining, the host sleeps until [`Node::poll_timeout`] or the next
+///   input, and then calls [`Node::handle_timeout`]. Calling it early, late or more often
+///   is harmless; never calling it stops retries, catch-up rounds and stall checks.
+/// - **Connections** are named by the host with [`ConnId`]s unique among its open ones;
+///   an id may be used again only after its [`Node::handle_closed`]. Every connection
+///   that opened (accepted, or a dial reported opened) is reported closed exactly once,
+///   whoever closed it; after an [`Action::Close`] the host closes it and reports that
+///   too. Frames handed over in [`Action::Send`] count against the connection's budget
+///   until reported with [`Node::handle_written`].
+/// - **Dials** are named by the node with [`DialId`]s. Each [`Action::Dial`] ends in
+///   exactly one [`Node::handle_dial_opened`] or [`Node::handle_dial_failed`], unless the
+///   node abandons it first ([`Action::AbandonDial`], when `Backoff::dial_timeout` passes):
+///   then the host stops it and reports nothing more of it. A report of a dial the node
+///   no longer waits for (abandoned, or never its own) is answered with a close.
+/// - **Notices** ([`Action::Log`]) are for people. A host never acts on one: whatever it
+///   must do is an action of its own kind.
+///
+/// The crate documentation has a worked example.
 pub struct Node {
     config: Config,
     started: bool,
-    /// The address book; never iterated, so a hash map (keyed by the node's seed, so
-    /// a peer cannot aim collisions at it) keeps the simulator deterministic.
-    peers: HashMap<Address, Peer, SeededHasher>,
-    /// `connectedAddresses`, in the order the dials opened.
-    connected: Vec<Address>,
+    /// The address book, dials and `connectedAddresses`.
+    members: Membership,
     conns: BTreeMap<ConnId, Conn>,
-    dials: BTreeMap<DialId, Address>,
-    /// Waiting known peers, HANDSHAKE senders and peers once reached, by the time they
-    /// may be dialled.
-    wakeups: BTreeSet<(Time, Address)>,
-    /// Waiting learned addresses (only listed in a HANDSHAKE), likewise: a queue of their
-    /// own, so they never delay the others.
-    learned_wakeups: BTreeSet<(Time, Address)>,
-    /// Dials in flight to learned addresses.
-    learned_dials: BTreeSet<DialId>,
-    /// Learned addresses in the book, by source.
-    learned_counts: HashMap<u64, usize, SeededHasher>,
-    dial_deadlines: BTreeSet<(Time, DialId)>,
     /// Connections to look at then: a stall check, or catch-up held back by its rate.
     conn_timers: BTreeSet<(Time, ConnId)>,
-    next_dial: u64,
-    /// The dial-rate limit's theoretical arrival time.
-    dial_rate_tat: Time,
-    inbound: usize,
-    pool: Pool,
-    /// Spellings found to reach this node itself.
-    learned_aliases: BTreeSet<Address>,
-    /// When to look for catch-up rounds that are due (at or before the first one).
-    sync_check: Option<Time>,
-    /// The address book filled up and that was logged; reset when a HANDSHAKE ends, so
-    /// one HANDSHAKE of thousands of addresses logs it once.
-    book_full_logged: bool,
+    /// The pool, and when relay and catch-up next have work.
+    broadcast: Broadcast,
     actions: VecDeque<Action>,
-    /// Connections with pushes gathered for packing (see `pack`), and when the first
-    /// of them was pushed.
-    packing: Vec<ConnId>,
-    packing_at: Time,
-    /// Peers in the book found not to be ours (`Peer::foreign`): while there are none,
-    /// what comes from ours is passed to no one, and relay looks at no peer for it.
-    foreign_peers: usize,
     /// Accepted connections of dial-only peers of ours, pushed to as our dials are.
     clients: Vec<ConnId>,
     /// Connections streamed events.
@@ -257,27 +258,16 @@ impl Node {
             rng: Rng::new(seed),
             config,
             started: false,
-            peers: HashMap::with_hasher(SeededHasher(seed)),
-            connected: Vec::new(),
+            members: Membership::new(seed),
             conns: BTreeMap::new(),
-            dials: BTreeMap::new(),
-            wakeups: BTreeSet::new(),
-            learned_wakeups: BTreeSet::new(),
-            learned_dials: BTreeSet::new(),
-            learned_counts: HashMap::with_hasher(SeededHasher(seed)),
-            dial_deadlines: BTreeSet::new(),
             conn_timers: BTreeSet::new(),
-            next_dial: 0,
-            dial_rate_tat: Time::ZERO,
-            inbound: 0,
-            pool,
-            sync_check: None,
-            learned_aliases: BTreeSet::new(),
-            book_full_logged: false,
+            broadcast: Broadcast {
+                pool,
+                sync_check: None,
+                packing: Vec::new(),
+                packing_at: Time::ZERO,
+            },
             actions: VecDeque::new(),
-            packing: Vec::new(),
-            packing_at: Time::ZERO,
-            foreign_peers: 0,
             clients: Vec::new(),
             watchers: Vec::new(),
             watch_mark,
@@ -311,14 +301,14 @@ impl Node {
 
     /// The dial `dial` opened as connection `conn`.
     pub fn handle_dial_opened(&mut self, dial: DialId, conn: ConnId, now: Time) {
-        let Some(address) = self.end_dial(dial) else {
+        let Some(address) = self.members.end_dial(dial) else {
             // It timed out before it opened, or was never ours: we do not want it.
             self.actions.push_back(Action::Close { conn });
             return;
         };
-        self.unlearn(&address);
+        self.members.unlearn(&address);
         let duplicate = self.conns.contains_key(&conn);
-        if let Some(peer) = self.peers.get_mut(&address) {
+        if let Some(peer) = self.members.peers.get_mut(&address) {
             peer.state = PeerState::Open { conn };
             peer.keep = true;
             peer.opened_at = now;
@@ -337,17 +327,18 @@ impl Node {
             conn,
             Conn::new(ConnKind::Dialled(address.clone(), nonce), seed),
         );
-        self.connected.push(address.clone());
+        self.members.connected.push(address.clone());
         let handshake = if self.config.dial_only {
             frame::handshake_dial_only(nonce)
         } else {
-            frame::handshake(&self.config.address, &self.connected, nonce)
+            frame::handshake(&self.config.address, &self.members.connected, nonce)
         };
         self.sent.handshake += 1;
         self.send(conn, handshake.into(), now);
         self.log(Notice::Connected(address.clone()));
         self.peers_changed(Some(&address), now);
         let (ours, foreign) = self
+            .members
             .peers
             .get(&address)
             .map_or((false, false), |p| (p.ours, p.foreign));
@@ -366,7 +357,7 @@ impl Node {
 
     /// The dial `dial` failed (refused, unreachable, handshake error).
     pub fn handle_dial_failed(&mut self, dial: DialId, now: Time) {
-        if let Some(address) = self.end_dial(dial) {
+        if let Some(address) = self.members.end_dial(dial) {
             self.dial_failed(address, now);
         }
         self.pump_dials(now);
@@ -380,7 +371,7 @@ impl Node {
             self.actions.push_back(Action::Close { conn });
             return;
         }
-        if self.inbound >= limit || self.conns.contains_key(&conn) {
+        if self.members.inbound >= limit || self.conns.contains_key(&conn) {
             self.actions.push_back(Action::Close { conn });
             self.log(Notice::Limit {
                 what: "inbound connections",
@@ -388,7 +379,7 @@ impl Node {
             });
             return;
         }
-        self.inbound += 1;
+        self.members.inbound += 1;
         let seed = self.config.seed;
         self.conns
             .insert(conn, Conn::new(ConnKind::Accepted(None), seed));
@@ -463,10 +454,10 @@ impl Node {
                 if let ConnKind::Dialled(address, _) = &c.kind {
                     c.ours = true;
                     let address = address.clone();
-                    if let Some(peer) = self.peers.get_mut(&address) {
+                    if let Some(peer) = self.members.peers.get_mut(&address) {
                         peer.ours = true;
                         if std::mem::take(&mut peer.foreign) {
-                            self.foreign_peers -= 1;
+                            self.members.foreign_peers -= 1;
                         }
                     }
                     let _ = self.stop_identify_wait(conn);
@@ -528,14 +519,14 @@ impl Node {
         }
         match closed.kind {
             ConnKind::Dialled(address, _) => {
-                self.connected.retain(|a| *a != address);
+                self.members.connected.retain(|a| *a != address);
                 self.peers_changed(None, now);
                 self.catch_up_reset(&address, now);
                 // A connection that lived long clears the peer's record; one that closed
                 // soon after opening (a peer that accepts, then drops or misbehaves)
                 // counts as a failure, so redials back off instead of flapping.
                 let stable_after = self.config.backoff.stable_after;
-                let failures = match self.peers.get_mut(&address) {
+                let failures = match self.members.peers.get_mut(&address) {
                     Some(peer) if now.since(peer.opened_at) >= stable_after => {
                         peer.failures = 0;
                         1
@@ -548,12 +539,12 @@ impl Node {
                 };
                 let retry_in = self.backoff(failures);
                 // A peer no longer in the book (an alias of ourselves) is not redialled.
-                if self.wait(&address, now + retry_in) {
+                if self.members.wait(&address, now + retry_in) {
                     self.log(Notice::Disconnected { address, retry_in });
                 }
             }
             ConnKind::Accepted(peer) => {
-                self.inbound -= 1;
+                self.members.inbound -= 1;
                 if closed.ours {
                     if let Some(address) = &peer {
                         self.catch_up_reset(address, now);
@@ -567,14 +558,14 @@ impl Node {
 
     /// Time passed: the host calls this at (or after) [`Node::poll_timeout`].
     pub fn handle_timeout(&mut self, now: Time) {
-        if self.sync_check.is_some_and(|at| at <= now) {
+        if self.broadcast.sync_check.is_some_and(|at| at <= now) {
             self.catch_up_rounds(now);
         }
-        while let Some(&(deadline, dial)) = self.dial_deadlines.first() {
+        while let Some(&(deadline, dial)) = self.members.dial_deadlines.first() {
             if deadline > now {
                 break;
             }
-            if let Some(address) = self.end_dial(dial) {
+            if let Some(address) = self.members.end_dial(dial) {
                 self.actions.push_back(Action::AbandonDial { dial });
                 self.dial_failed(address, now);
             }
@@ -603,10 +594,10 @@ impl Node {
     /// is first called.
     #[must_use]
     pub fn poll_action(&mut self) -> Option<Action> {
-        if !self.packing.is_empty() {
+        if !self.broadcast.packing.is_empty() {
             self.pack();
         }
-        if self.watch_mark != self.pool.len() {
+        if self.watch_mark != self.broadcast.pool.len() {
             self.report_pooled();
         }
         self.actions.pop_front()
@@ -615,9 +606,9 @@ impl Node {
     /// When the node next needs [`Node::handle_timeout`], if ever.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Time> {
-        let wakeup = self.next_dial_at();
-        let deadline = self.dial_deadlines.first().map(|&(at, _)| at);
-        let sync = self.sync_check;
+        let wakeup = self.members.next_dial_at(&self.config);
+        let deadline = self.members.dial_deadlines.first().map(|&(at, _)| at);
+        let sync = self.broadcast.sync_check;
         let conn = self.conn_timers.first().map(|&(at, _)| at);
         [wakeup, deadline, sync, conn].into_iter().flatten().min()
     }
@@ -629,32 +620,32 @@ impl Node {
 
     /// `connectedAddresses`: open dialled connections, in the order they opened.
     pub fn connected_addresses(&self) -> &[Address] {
-        &self.connected
+        &self.members.connected
     }
 
     /// Addresses being dialled now.
     pub fn dialling(&self) -> impl Iterator<Item = &Address> {
-        self.dials.values()
+        self.members.dials.values()
     }
 
     /// The pool, in arrival order.
     pub fn pool(&self) -> &[Transaction] {
-        &self.pool.order
+        &self.broadcast.pool.order
     }
 
     /// Whether the pool holds a transaction with this hash.
     pub fn has_transaction(&self, hash: &str) -> bool {
-        self.pool.contains(hash)
+        self.broadcast.pool.contains(hash)
     }
 
     /// A summary of the node's state.
     pub fn status(&self) -> Status {
         Status {
             address: self.config.address.clone(),
-            connected: self.connected.clone(),
-            dialling: self.dials.values().cloned().collect(),
-            inbound: self.inbound,
-            pool: self.pool.order.len(),
+            connected: self.members.connected.clone(),
+            dialling: self.members.dials.values().cloned().collect(),
+            inbound: self.members.inbound,
+            pool: self.broadcast.pool.order.len(),
             sent: self.sent,
         }
     }
@@ -664,10 +655,39 @@ impl Node {
         &self.config
     }
 
-    fn is_self(&self, address: &Address) -> bool {
-        *address == self.config.address
-            || self.config.aliases.contains(address)
-            || self.learned_aliases.contains(address)
+    /// Membership's state and what it needs of the node, borrowed apart.
+    fn members_io(&mut self) -> (&mut Membership, Io<'_>) {
+        let io = Io {
+            config: &self.config,
+            rng: &mut self.rng,
+            actions: &mut self.actions,
+        };
+        (&mut self.members, io)
+    }
+
+    fn want(&mut self, address: Address, now: Time, wanted: Wanted) -> Option<&mut Peer> {
+        let (members, mut io) = self.members_io();
+        members.want(address, now, wanted, &mut io)
+    }
+
+    fn pump_dials(&mut self, now: Time) {
+        let (members, mut io) = self.members_io();
+        members.pump_dials(now, &mut io);
+    }
+
+    fn dial_failed(&mut self, address: Address, now: Time) {
+        let (members, mut io) = self.members_io();
+        members.dial_failed(address, now, &mut io);
+    }
+
+    fn retry_later(&mut self, address: Address, now: Time) {
+        let (members, mut io) = self.members_io();
+        members.retry_later(address, now, &mut io);
+    }
+
+    fn backoff(&mut self, attempt: u32) -> std::time::Duration {
+        let (_, mut io) = self.members_io();
+        membership::backoff(attempt, &mut io)
     }
 
     /// A HANDSHAKE naming us first and carrying the nonce of one of our own dials came
@@ -687,9 +707,9 @@ impl Node {
             return false;
         };
         self.log(Notice::SelfAlias(alias.clone()));
-        self.learned_aliases.insert(alias.clone());
-        self.connected.retain(|a| *a != alias);
-        self.forget(&alias);
+        self.members.learned_aliases.insert(alias.clone());
+        self.members.connected.retain(|a| *a != alias);
+        self.members.forget(&alias);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.closing = true;
         }
@@ -732,7 +752,7 @@ impl Node {
             // Fast path: our nodes list canonical addresses, mostly of servers we are
             // already connected to or dialling; those need no parsing and no dial.
             if index > 0 {
-                if let Some(peer) = self.peers.get(text.as_ref()) {
+                if let Some(peer) = self.members.peers.get(text.as_ref()) {
                     if !matches!(peer.state, PeerState::Waiting { .. }) {
                         continue;
                     }
@@ -771,10 +791,10 @@ impl Node {
         }
         if let Some(sender) = &from {
             let mut dialled = None;
-            if let Some(peer) = self.peers.get_mut(sender) {
+            if let Some(peer) = self.members.peers.get_mut(sender) {
                 peer.ours = ours;
                 if ours && std::mem::take(&mut peer.foreign) {
-                    self.foreign_peers -= 1;
+                    self.members.foreign_peers -= 1;
                 }
                 if let PeerState::Open { conn } = peer.state {
                     dialled = Some(conn);
@@ -787,7 +807,7 @@ impl Node {
             }
             self.open_catch_up(sender, now);
         }
-        self.book_full_logged = false;
+        self.members.book_full_logged = false;
         self.log(Notice::Handshake {
             conn,
             from,

@@ -103,6 +103,20 @@ impl Pool {
     }
 }
 
+/// Broadcast's state: the pool, and when relay and catch-up next have work. Its rules
+/// are the methods of this module; they live on `Node` because every push and every
+/// catch-up frame goes through the connection table and its budgets.
+#[derive(Debug)]
+pub(super) struct Broadcast {
+    pub(super) pool: Pool,
+    /// When to look for catch-up rounds that are due (at or before the first one).
+    pub(super) sync_check: Option<Time>,
+    /// Connections with pushes gathered for packing (see `pack`), and when the first
+    /// of them was pushed.
+    pub(super) packing: Vec<ConnId>,
+    pub(super) packing_at: Time,
+}
+
 /// What catch-up knows of one peer of ours.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Reconciled {
@@ -158,7 +172,7 @@ impl Node {
         let from_ours =
             via == Via::CatchUp || from.as_ref().is_some_and(|a| dial_only || self.is_ours(a));
         // One look-up in the index: the insert says whether the hash was held.
-        if !self.pool.insert(tx.clone(), now, from_ours) {
+        if !self.broadcast.pool.insert(tx.clone(), now, from_ours) {
             self.log(Notice::Duplicate {
                 hash: tx.short_hash().to_owned(),
             });
@@ -166,27 +180,27 @@ impl Node {
         }
         let mut frame: Option<Payload> = None;
         debug_assert_eq!(
-            self.foreign_peers,
-            self.peers.values().filter(|p| p.foreign).count()
+            self.members.foreign_peers,
+            self.members.peers.values().filter(|p| p.foreign).count()
         );
         // What comes from ours goes only to peers found not to be ours: with none, no
         // peer need be looked at (at N = 50 the look-ups cost a sixth of a node's time).
-        let targets = if from_ours && (self.foreign_peers == 0 || dial_only) {
+        let targets = if from_ours && (self.members.foreign_peers == 0 || dial_only) {
             0
         } else {
-            self.connected.len()
+            self.members.connected.len()
         };
         // By index, not by iterator: `push` needs the node, and a list of targets would
         // cost an allocation per transaction on the hottest path. Pushing never changes
         // `connected` (a connection it closes leaves it when the host reports it closed).
         for i in 0..targets {
-            let address = &self.connected[i];
+            let address = &self.members.connected[i];
             if from.as_ref() == Some(address) {
                 continue;
             }
             // A peer not known yet to be one of ours or not is passed what comes from
             // ours only once it says (or `Sync::settle` passes): see `replay`.
-            let conn = match self.peers.get(address) {
+            let conn = match self.members.peers.get(address) {
                 Some(peer) if !from_ours || peer.foreign => match peer.state {
                     PeerState::Open { conn } => conn,
                     _ => continue,
@@ -209,14 +223,14 @@ impl Node {
         self.log(Notice::NewTransaction {
             hash: tx.short_hash().to_owned(),
             from,
-            pool: self.pool.len(),
+            pool: self.broadcast.pool.len(),
         });
         self.actions.push_back(Action::Persist { transaction: tx });
         true
     }
 
     pub(super) fn is_ours(&self, address: &Address) -> bool {
-        self.peers.get(address).is_some_and(|p| p.ours)
+        self.members.is_ours(address)
     }
 
     /// Pushes on `conn`, our dial to a peer, what it was not pushed: those we were to
@@ -238,15 +252,15 @@ impl Node {
         let Some(start) = starts else {
             return;
         };
-        for index in self.pool.since(start) {
-            let at = self.pool.arrived[index];
-            let wanted = if self.pool.from_ours[index] {
+        for index in self.broadcast.pool.since(start) {
+            let at = self.broadcast.pool.arrived[index];
+            let wanted = if self.broadcast.pool.from_ours[index] {
                 relayed.is_some_and(|from| at >= from)
             } else {
                 pushed.is_some_and(|from| at >= from)
             };
             if wanted {
-                let tx = self.pool.order[index].clone();
+                let tx = self.broadcast.pool.order[index].clone();
                 self.push(conn, &tx, &mut None, now);
             }
         }
@@ -265,15 +279,15 @@ impl Node {
     /// last `Sync::settle`) goes now; once per dial: a peer that keeps changing its story
     /// gets no more.
     pub(super) fn found_foreign(&mut self, address: &Address, now: Time) {
-        let Some(peer) = self.peers.get_mut(address) else {
+        let Some(peer) = self.members.peers.get_mut(address) else {
             return;
         };
         if peer.foreign || peer.ours {
             return;
         }
         peer.foreign = true;
-        self.foreign_peers += 1;
-        let peer = self.peers.get(address).expect("looked up above");
+        self.members.foreign_peers += 1;
+        let peer = self.members.peers.get(address).expect("looked up above");
         if let PeerState::Open { conn } = peer.state {
             let opened = peer.opened_at.min(self.fresh_since(now));
             if self.stop_identify_wait(conn) {
@@ -309,7 +323,7 @@ impl Node {
     /// `catch_up_rounds`.
     pub(super) fn open_catch_up(&mut self, address: &Address, now: Time) {
         let leads = self.leads(address);
-        let Some(peer) = self.peers.get_mut(address) else {
+        let Some(peer) = self.members.peers.get_mut(address) else {
             return;
         };
         let PeerState::Open { conn } = peer.state else {
@@ -326,7 +340,7 @@ impl Node {
             // The pair is ready: a follower's rounds are due from now on.
             return self.arm_round(address);
         }
-        let frame = frame::sync(&sync::open(&self.pool.hashes)).into();
+        let frame = frame::sync(&sync::open(&self.broadcast.pool.hashes)).into();
         self.open_round(address, conn, &frame, now);
     }
 
@@ -339,7 +353,7 @@ impl Node {
     /// costs the one opening frame.
     fn open_round(&mut self, address: &Address, conn: ConnId, frame: &Payload, now: Time) {
         self.conversation_started(address);
-        if let Some(peer) = self.peers.get_mut(address) {
+        if let Some(peer) = self.members.peers.get_mut(address) {
             peer.sync.last_round = now;
         }
         if self.config.dial_only {
@@ -355,8 +369,8 @@ impl Node {
     /// A conversation with `address` starts now (we open it, or it opened it): it
     /// settles everything the pool holds now.
     pub(super) fn conversation_started(&mut self, address: &Address) {
-        let len = self.pool.len();
-        if let Some(peer) = self.peers.get_mut(address) {
+        let len = self.broadcast.pool.len();
+        if let Some(peer) = self.members.peers.get_mut(address) {
             peer.sync.covered = len;
         }
     }
@@ -364,7 +378,7 @@ impl Node {
     /// A connection with `address` closed: frames pushed on it may be lost and a
     /// conversation on it cut, so nothing is settled with it any more.
     pub(super) fn catch_up_reset(&mut self, address: &Address, now: Time) {
-        if let Some(peer) = self.peers.get_mut(address) {
+        if let Some(peer) = self.members.peers.get_mut(address) {
             peer.sync.covered = 0;
             peer.sync.since = now;
             self.arm_round(address);
@@ -383,17 +397,17 @@ impl Node {
         let settle = self.config.sync.settle;
         let mut held_from: Option<usize> = None;
         hashes.retain(|hash| {
-            let Some(index) = self.pool.hashes.index(hash) else {
+            let Some(index) = self.broadcast.pool.hashes.index(hash) else {
                 return false;
             };
-            let fresh = self.pool.is_fresh(index, now, settle);
+            let fresh = self.broadcast.pool.is_fresh(index, now, settle);
             if fresh {
                 held_from = Some(held_from.map_or(index, |h| h.min(index)));
             }
             !fresh
         });
         if let (Some(index), Some(address)) = (held_from, address) {
-            if let Some(peer) = self.peers.get_mut(address) {
+            if let Some(peer) = self.members.peers.get_mut(address) {
                 peer.sync.covered = peer.sync.covered.min(index);
                 self.arm_round(address);
             }
@@ -411,7 +425,7 @@ impl Node {
     /// The connection on which a round with `address` would open, and when it is due:
     /// only with an open peer of ours that is not caught up on everything.
     fn round_with(&self, address: &Address) -> Option<(ConnId, Time)> {
-        let peer = self.peers.get(address)?;
+        let peer = self.members.peers.get(address)?;
         let PeerState::Open { conn } = peer.state else {
             return None;
         };
@@ -428,7 +442,7 @@ impl Node {
 
     /// Makes sure `catch_up_rounds` runs at `at` or sooner.
     pub(super) fn check_catch_up_at(&mut self, at: Time) {
-        self.sync_check = Some(self.sync_check.map_or(at, |due| due.min(at)));
+        self.broadcast.sync_check = Some(self.broadcast.sync_check.map_or(at, |due| due.min(at)));
     }
 
     /// When a round with a peer of ours whose first `covered` transactions are settled
@@ -438,10 +452,10 @@ impl Node {
     /// after that transaction entered or the pair last connected, whichever is later, so
     /// that its leader comes first.
     fn round_due(&self, leads: bool, sync: Reconciled) -> Option<Time> {
-        let first = *self.pool.arrived.get(sync.covered)?;
+        let first = *self.broadcast.pool.arrived.get(sync.covered)?;
         let config = &self.config.sync;
         if leads {
-            let last = *self.pool.arrived.last()?;
+            let last = *self.broadcast.pool.arrived.last()?;
             let quiet = (last + config.lull).min(first + config.max_wait);
             Some(quiet.max(first + config.settle))
         } else {
@@ -454,18 +468,18 @@ impl Node {
     pub(super) fn catch_up_rounds(&mut self, now: Time) {
         let mut due_now = Vec::new();
         let mut next: Option<Time> = None;
-        for address in &self.connected {
+        for address in &self.members.connected {
             match self.round_with(address) {
                 Some((conn, due)) if due <= now => due_now.push((address.clone(), conn)),
                 Some((_, due)) => next = Some(next.map_or(due, |n| n.min(due))),
                 None => {}
             }
         }
-        self.sync_check = next;
+        self.broadcast.sync_check = next;
         if due_now.is_empty() {
             return;
         }
-        let frame: Payload = frame::sync(&sync::open(&self.pool.hashes)).into();
+        let frame: Payload = frame::sync(&sync::open(&self.broadcast.pool.hashes)).into();
         for (address, conn) in due_now {
             self.open_round(&address, conn, &frame, now);
         }

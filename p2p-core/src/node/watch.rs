@@ -60,7 +60,7 @@ impl Node {
         self.clients.push(conn);
         self.log(Notice::DialOnlyPeer(conn));
         let nonce = self.rng.next_u64();
-        let handshake = frame::handshake(&self.config.address, &self.connected, nonce);
+        let handshake = frame::handshake(&self.config.address, &self.members.connected, nonce);
         self.sent.handshake += 1;
         self.send(conn, handshake.into(), now);
         // Everything fresh, whoever it came from: it may not reach that origin yet, and
@@ -89,8 +89,8 @@ impl Node {
         self.log(Notice::Watching(conn));
         let state = Event::State {
             address: &self.config.address,
-            connected: &self.connected,
-            pool: self.pool.len(),
+            connected: &self.members.connected,
+            pool: self.broadcast.pool.len(),
         };
         let payload = event_frame(&state);
         self.tell_watcher(conn, &payload, now);
@@ -112,22 +112,28 @@ impl Node {
             return;
         }
         let payload = event_frame(&Event::Peers {
-            connected: &self.connected,
+            connected: &self.members.connected,
         });
         self.tell_watchers(&payload, now);
     }
 
     /// Tells watchers of the transactions that entered the pool since the last call.
     pub(super) fn report_pooled(&mut self) {
-        let from = std::mem::replace(&mut self.watch_mark, self.pool.len());
-        if self.watchers.is_empty() || from >= self.pool.len() {
+        let from = std::mem::replace(&mut self.watch_mark, self.broadcast.pool.len());
+        if self.watchers.is_empty() || from >= self.broadcast.pool.len() {
             return;
         }
         // When the last of them arrived: the time of the input that pooled it.
-        let now = self.pool.arrived.last().copied().unwrap_or(Time::ZERO);
-        let new = &self.pool.order[from..];
+        let now = self
+            .broadcast
+            .pool
+            .arrived
+            .last()
+            .copied()
+            .unwrap_or(Time::ZERO);
+        let new = &self.broadcast.pool.order[from..];
         let payload = event_frame(&Event::Pooled {
-            pool: self.pool.len(),
+            pool: self.broadcast.pool.len(),
             hashes: new.iter().take(POOLED_HASHES).map(|t| t.hash()).collect(),
             more: new.len().saturating_sub(POOLED_HASHES),
         });
