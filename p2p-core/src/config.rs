@@ -103,6 +103,10 @@ pub struct Limits {
     /// Share of `max_address_book`, in percent, that addresses listed by one source (one
     /// HANDSHAKE sender) may take.
     pub learned_book_share: u8,
+    /// Dial-only peers (browser tabs) pushed to at once; more are still answered and
+    /// may catch up, but are pushed nothing: each one pushed to may hold up to
+    /// `max_send_buffer` and `max_backlog` of the node's memory.
+    pub max_dial_only_peers: usize,
     /// Connections that may watch the node (WATCH) at once; more are refused.
     pub max_watchers: usize,
     /// Bytes of frames a watcher may leave unread: an event that finds more queued for it
@@ -132,6 +136,7 @@ impl Default for Limits {
             catch_up_burst: 250_000,
             learned_dial_share: 75,
             learned_book_share: 25,
+            max_dial_only_peers: 16,
             max_watchers: 16,
             max_watch_buffer: 256 << 10,
         }

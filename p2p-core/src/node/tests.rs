@@ -2513,3 +2513,42 @@ fn watchers_beyond_max_watchers_are_refused_and_dialled_connections_cannot_watch
     node.handle_text(ConnId(21), r#"{"type":"WATCH"}"#, ms(3));
     assert_eq!(events_to(&drain(&mut node), ConnId(21)).len(), 1);
 }
+
+#[test]
+fn dial_only_peers_beyond_their_limit_are_answered_but_pushed_nothing() {
+    let mut config = config(&["ws://localhost:4002"]);
+    config.limits.max_dial_only_peers = 1;
+    let (mut node, actions) = started(config);
+    open_all(&mut node, &actions);
+    for conn in [ConnId(20), ConnId(21)] {
+        node.handle_accepted(conn, ms(2));
+        node.handle_text(conn, DIAL_ONLY_HANDSHAKE, ms(2));
+    }
+    let actions = drain(&mut node);
+    // Both are answered as peers of ours; only the first is told the network.
+    let to = |conn| -> Vec<String> {
+        sends(&actions)
+            .into_iter()
+            .filter(|(c, _)| *c == conn)
+            .map(|(_, f)| f)
+            .collect()
+    };
+    assert_eq!(to(ConnId(20)).len(), 2);
+    assert_eq!(to(ConnId(21)), [frame::HELLO]);
+    assert!(notices(&actions).iter().any(|n| matches!(
+        n,
+        Notice::Limit {
+            what: "dial-only peers pushed to",
+            limit: 1
+        }
+    )));
+    node.add_transaction(tx(1), ms(3));
+    assert_eq!(pushed_to(&drain(&mut node)), [ConnId(1), ConnId(20)]);
+    // Once the first leaves, a new one takes its place.
+    node.handle_closed(ConnId(20), ms(4));
+    node.handle_accepted(ConnId(22), ms(4));
+    node.handle_text(ConnId(22), DIAL_ONLY_HANDSHAKE, ms(4));
+    drain(&mut node);
+    node.add_transaction(tx(2), ms(5));
+    assert_eq!(pushed_to(&drain(&mut node)), [ConnId(1), ConnId(22)]);
+}

@@ -4,7 +4,8 @@
 //! accepted connection) cannot be dialled back, so the node treats the connection it
 //! opened as a dial to a peer of ours: it is pushed what peers of ours are pushed, what
 //! was fresh when it came, and a HANDSHAKE naming each server the node newly reaches, so
-//! that it learns the network as the node does. It leads catch-up itself.
+//! that it learns the network as the node does. It leads catch-up itself. At most
+//! `Limits::max_dial_only_peers` are pushed to at once.
 //!
 //! A **watcher** (a WATCH frame on an accepted connection) is streamed EVENT frames:
 //! the node's state when it starts watching, its `connectedAddresses` whenever they
@@ -50,11 +51,18 @@ impl Node {
     /// from now on it is pushed what peers of ours are, starting with what is fresh, and
     /// told whom this node reaches.
     pub(super) fn client_joined(&mut self, conn: ConnId, now: Time) {
+        let limit = self.config.limits.max_dial_only_peers;
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
         if c.client || c.closing || !matches!(c.kind, ConnKind::Accepted(_)) {
             return;
+        }
+        if self.clients.len() >= limit {
+            return self.log(Notice::Limit {
+                what: "dial-only peers pushed to",
+                limit,
+            });
         }
         c.client = true;
         self.clients.push(conn);
