@@ -13,10 +13,14 @@ fi
 
 step "format and lints"
 cargo fmt --all --check
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+# The node binary as it is built: p2p-core without its simulator (the feature `sim`, which
+# the workspace-wide builds turn on for wasm-demo and for p2p-core's own tests).
+cargo clippy --locked -p p2p-core -p native-host -- -D warnings
 
-step "p2p-core builds for WebAssembly"
+step "p2p-core builds for WebAssembly, without and with the simulator"
 cargo build --locked -p p2p-core --target wasm32-unknown-unknown
+cargo build --locked -p p2p-core --target wasm32-unknown-unknown --features sim
 
 step "build"
 cargo build --locked --workspace --all-targets

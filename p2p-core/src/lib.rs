@@ -2,9 +2,11 @@
 //!
 //! A [`Node`] is one node of the network without any I/O: it never opens a socket, reads a
 //! file or a clock, starts a thread or draws an unseeded random number. Its host (the
-//! native `p2p-node` binary, the simulator in [`sim`], a browser page) does all of that
+//! native `p2p-node` binary, the simulator in `sim`, a browser page) does all of that
 //! and tells the node what happened; the node answers with [`Action`]s for the host to
-//! carry out. The same inputs always give the same outputs.
+//! carry out. The same inputs always give the same outputs. The simulator is compiled
+//! only with the cargo feature `sim` (and for p2p-core's own tests and examples), so the
+//! node binary never carries it.
 //!
 //! # Driving a node
 //!
@@ -71,6 +73,7 @@ mod config;
 pub mod frame;
 mod node;
 mod rng;
+#[cfg(any(test, feature = "sim"))]
 pub mod sim;
 pub mod sync;
 mod time;

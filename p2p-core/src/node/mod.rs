@@ -1,7 +1,7 @@
 //! The protocol state machine: `Node` and its `handle_*` / `poll_*` surface. Its jobs sit
 //! in submodules along their seams: `membership` (the address book, dialling, who is
-//! connected and what they are: [`Membership`](membership::Membership)), `relay` (the
-//! pool, relay and catch-up: [`Broadcast`](relay::Broadcast)), `budget` (what one
+//! connected and what they are: [`Membership`]), `relay` (the
+//! pool, relay and catch-up: [`Broadcast`]), `budget` (what one
 //! connection may cost), `watch` (dial-only peers and watchers) and `notice` (what the
 //! node tells people, and STATUS). `Node` holds the connections both work over and
 //! dispatches each input to them.

@@ -1,14 +1,59 @@
-//! A whole run planned from a handful of numbers: what the `simulate` example runs, kept
-//! here so that tests and the browser demo run the very same thing.
+//! The vocabulary of runs: a [`Command`] changes the network (start, crash, restart,
+//! partition, heal, a new transaction), and a [`Scenario`] plans a whole run from a
+//! handful of numbers (what the `simulate` example runs, kept here so that tests and the
+//! browser demo run the very same thing) and sums it up in a [`Summary`].
 
+use std::fmt;
 use std::time::Duration;
 
 use serde::Serialize;
 
-use super::{Command, Latency, NodeId, Sim, SimConfig, SimError};
+use super::{Latency, NodeId, Sim, SimConfig, SimError};
 use crate::address::Address;
 use crate::rng::Rng;
 use crate::time::Time;
+
+/// A change to the network, applied now with [`Sim::apply`] or later with
+/// [`Sim::schedule`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Start a node for the first time.
+    Start(NodeId),
+    /// Crash a running node.
+    Crash(NodeId),
+    /// Start a crashed node again, with its stored pool.
+    Restart(NodeId),
+    /// Split the nodes into these groups; nodes in none form one more group.
+    Partition(Vec<Vec<NodeId>>),
+    /// Undo the partition.
+    Heal,
+    /// Make a new transaction at this node or, if it is not running, at the next running
+    /// node after it.
+    AddTransaction(NodeId),
+}
+
+impl fmt::Display for Command {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Command::Start(id) => write!(f, "start {id}"),
+            Command::Crash(id) => write!(f, "crash {id}"),
+            Command::Restart(id) => write!(f, "restart {id}"),
+            Command::Partition(groups) => {
+                f.write_str("partition into ")?;
+                for (i, group) in groups.iter().enumerate() {
+                    f.write_str(if i == 0 { "[" } else { " | [" })?;
+                    for (j, id) in group.iter().enumerate() {
+                        write!(f, "{}{}", if j == 0 { "" } else { " " }, id.0)?;
+                    }
+                    f.write_str("]")?;
+                }
+                Ok(())
+            }
+            Command::Heal => f.write_str("heal the partition"),
+            Command::AddTransaction(id) => write!(f, "add a transaction at {id}"),
+        }
+    }
+}
 
 /// Mixed into the seed for the plan, so that the plan's random numbers and the
 /// simulator's are not the same sequence.

@@ -1,5 +1,12 @@
 //! Unit tests of the simulated network, one behaviour each.
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use super::links::{conn_id, DIALLER};
+use super::queue::Pending;
 use super::*;
+use crate::node::{Action, DialId, Payload};
+use crate::time::Time;
 
 /// `nodes` nodes that know the curriculum's peers 4001 and 4003, those that exist.
 fn sim(seed: u64, nodes: usize) -> Sim {
