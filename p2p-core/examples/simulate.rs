@@ -24,7 +24,10 @@ usage: simulate [--nodes N] [--transactions T] [--seed S] [--latency-ms MIN,MAX]
   --log LINES          print the last LINES lines of the run's story to stderr
 
 Prints one JSON line: nodes, seed, converged, mesh_ms, delivered, tx_frames_per_tx,
-frames_total, virtual_ms, wall_ms.";
+frames_total, virtual_ms, rmr (relative message redundancy: copies of a transaction
+delivered per node reached, minus one), ldh_max (the most hops a transaction took),
+active_view_max (the most peers a node holds dials to), connections_per_node (open
+connection ends per node), wall_ms.";
 
 struct Args {
     scenario: Scenario,

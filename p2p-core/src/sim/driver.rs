@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::links::{End, Latency, Link};
 use super::queue::{Pending, Queue};
-use super::record::Log;
+use super::record::{Log, Spread};
 use super::{Command, Counters, FrameCounts, FrameKind, NodeId, Violation, FIRST_PORT};
 use crate::address::Address;
 use crate::config::Config;
@@ -36,6 +36,10 @@ pub struct SimConfig {
     /// Decode every HANDSHAKE sent to check what it lists (costs as much again as the
     /// receiving node's work; turn off for large runs).
     pub check_frames: bool,
+    /// Decode every frame that carries transactions to record how each transaction
+    /// spreads ([`Sim::spread`]: hops and copies); off by default, as it costs a decode per
+    /// frame delivered.
+    pub measure_spread: bool,
     /// [`Sim::run_until_quiet`] stops when nothing is in flight and no node needs waking
     /// within this long.
     pub quiet_horizon: Duration,
@@ -55,6 +59,7 @@ impl SimConfig {
             log_capacity: 10_000,
             log_level: Level::Debug,
             check_frames: true,
+            measure_spread: false,
             quiet_horizon: Duration::from_secs(30),
             max_events_per_run: 1_000_000_000,
         }
@@ -257,6 +262,7 @@ pub struct Sim {
     /// Every distinct transaction added at any node, in order.
     pub(super) transactions: Vec<Transaction>,
     added: BTreeSet<String>,
+    pub(super) spread: Spread,
     last_time_stamp: u64,
     scratch: Vec<Action>,
 }
@@ -280,6 +286,7 @@ impl Sim {
             violation_count: 0,
             transactions: Vec::new(),
             added: BTreeSet::new(),
+            spread: Spread::default(),
             last_time_stamp: 0,
             scratch: Vec::new(),
         }
@@ -425,6 +432,9 @@ impl Sim {
         );
         if self.added.insert(tx.hash().to_owned()) {
             self.transactions.push(tx.clone());
+            if self.config.measure_spread {
+                self.spread.originated(tx.hash(), id);
+            }
         }
         let mut new = false;
         self.input(id, false, |node, now| new = node.add_transaction(tx, now));
@@ -676,6 +686,29 @@ impl Sim {
     /// The totals so far.
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+
+    /// How the transactions spread, if [`SimConfig::measure_spread`] is on (else empty).
+    pub fn spread(&self) -> &Spread {
+        &self.spread
+    }
+
+    /// Open connection ends per running node, on average (a full mesh of N: 2(N-1)).
+    pub fn connections_per_node(&self) -> f64 {
+        let live: Vec<NodeId> = self.live_nodes().collect();
+        if live.is_empty() {
+            return 0.0;
+        }
+        let ends: usize = live.iter().map(|id| self.hosts[id.0].ends.len()).sum();
+        ends as f64 / live.len() as f64
+    }
+
+    /// The most peers any running node has in its `connectedAddresses`.
+    pub fn connected_max(&self) -> usize {
+        self.live_nodes()
+            .map(|id| self.connected_addresses(id).len())
+            .max()
+            .unwrap_or(0)
     }
 
     /// The story lines kept, oldest first.

@@ -440,6 +440,9 @@ impl Sim {
         }
         let sender_open = link.ends[1 - side] == End::Open;
         self.counters.delivered.add(kind);
+        if self.config.measure_spread {
+            self.record_spread(frame, from, to);
+        }
         self.input(to, false, |node, now| {
             node.handle_text(conn_id(link_id, side), frame, now)
         });
@@ -451,6 +454,19 @@ impl Sim {
             });
         }
         Event::Delivered { from, to, kind }
+    }
+
+    /// Counts the transactions `frame` carries from `from` to `to` (see [`Spread`](super::Spread)).
+    fn record_spread(&mut self, frame: &str, from: NodeId, to: NodeId) {
+        use crate::frame::{self, Frame};
+        let txs = match frame::decode(frame, usize::MAX) {
+            Ok(Frame::Transaction(tx)) => vec![tx],
+            Ok(Frame::Transactions(txs) | Frame::Txs(txs)) => txs,
+            _ => return,
+        };
+        for tx in txs {
+            self.spread.delivered(tx.hash(), from, to);
+        }
     }
 
     /// Tells the node at `side` that its end closed, if the end is still `expected`.

@@ -200,6 +200,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn spread_counts_the_hops_of_first_copies_and_every_copy_as_redundancy() {
+        let mut spread = Spread::default();
+        assert_eq!((spread.rmr(), spread.ldh_max()), (0.0, 0));
+        // a reaches b and c, b reaches d; then c sends d a second copy.
+        let (a, b, c, d) = (NodeId(0), NodeId(1), NodeId(2), NodeId(3));
+        spread.originated("t", a);
+        spread.delivered("t", a, b);
+        spread.delivered("t", a, c);
+        spread.delivered("t", b, d);
+        assert_eq!((spread.rmr(), spread.ldh_max()), (0.0, 2));
+        spread.delivered("t", c, d);
+        // 4 copies for 3 nodes reached.
+        assert!((spread.rmr() - 1.0 / 3.0).abs() < 1e-9);
+        assert_eq!(spread.ldh_max(), 2);
+        // A second transaction, without duplicates, halves the average.
+        spread.originated("u", a);
+        spread.delivered("u", a, b);
+        assert!((spread.rmr() - 1.0 / 6.0).abs() < 1e-9);
+    }
+
+    #[test]
     fn frames_are_told_apart_by_type() {
         assert_eq!(
             FrameKind::of(r#"{"type":"HANDSHAKE","data":[]}"#),
@@ -230,5 +251,63 @@ mod tests {
         let lines: Vec<_> = log.lines().collect();
         assert_eq!(lines, ["0.001s node-2: line 1", "0.002s node-2: line 2"]);
         assert_eq!(log.dropped(), 1);
+    }
+}
+
+/// How transactions spread: for each, the hop at which each node first got it (its
+/// origin at hop 0, a node that got it from a node at hop h at h + 1) and how many copies
+/// reached nodes in all. What `Summary`'s `rmr` and `ldh_max` are made of.
+#[derive(Debug, Default, Clone)]
+pub struct Spread {
+    by_hash: std::collections::HashMap<String, TxSpread>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct TxSpread {
+    /// Node index to the hop at which it first got the transaction.
+    hops: std::collections::HashMap<usize, u32>,
+    /// Copies delivered to nodes (pushed or caught up), the first ones included.
+    copies: u64,
+}
+
+impl Spread {
+    /// `hash` was made at `node`.
+    pub(super) fn originated(&mut self, hash: &str, node: NodeId) {
+        let tx = self.by_hash.entry(hash.to_owned()).or_default();
+        tx.hops.entry(node.0).or_insert(0);
+    }
+
+    /// A copy of `hash` went from `from` to `to`.
+    pub(super) fn delivered(&mut self, hash: &str, from: NodeId, to: NodeId) {
+        let tx = self.by_hash.entry(hash.to_owned()).or_default();
+        tx.copies += 1;
+        let hop = tx.hops.get(&from.0).map_or(1, |h| h + 1);
+        tx.hops.entry(to.0).or_insert(hop);
+    }
+
+    /// Relative message redundancy, averaged over the transactions that reached more
+    /// than one node: copies delivered / (nodes reached - 1) - 1. Zero when every node
+    /// but the origin got exactly one copy.
+    pub fn rmr(&self) -> f64 {
+        let per_tx: Vec<f64> = self
+            .by_hash
+            .values()
+            .filter(|tx| tx.hops.len() > 1)
+            .map(|tx| tx.copies as f64 / (tx.hops.len() - 1) as f64 - 1.0)
+            .collect();
+        if per_tx.is_empty() {
+            0.0
+        } else {
+            per_tx.iter().sum::<f64>() / per_tx.len() as f64
+        }
+    }
+
+    /// The largest hop at which any node first got any transaction (last delivery hop).
+    pub fn ldh_max(&self) -> u32 {
+        self.by_hash
+            .values()
+            .flat_map(|tx| tx.hops.values().copied())
+            .max()
+            .unwrap_or(0)
     }
 }

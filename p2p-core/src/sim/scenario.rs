@@ -90,6 +90,9 @@ pub struct Scenario {
     pub log_capacity: usize,
     /// Check every HANDSHAKE sent (see [`SimConfig::check_frames`]); off by default.
     pub check_frames: bool,
+    /// Record how transactions spread (see [`SimConfig::measure_spread`]), for the
+    /// summary's `rmr` and `ldh_max`; on by default.
+    pub measure_spread: bool,
 }
 
 impl Scenario {
@@ -108,6 +111,7 @@ impl Scenario {
             quiet_limit: Duration::from_secs(600),
             log_capacity: 0,
             check_frames: false,
+            measure_spread: true,
         }
     }
 
@@ -166,6 +170,7 @@ impl Scenario {
         config.latency = self.latency;
         config.log_capacity = self.log_capacity;
         config.check_frames = self.check_frames;
+        config.measure_spread = self.measure_spread;
         config.known_peers = [4001, 4003]
             .into_iter()
             .filter(|&port| usize::from(port - super::FIRST_PORT) < self.nodes)
@@ -218,6 +223,17 @@ pub struct Summary {
     pub frames_total: u64,
     /// Virtual time at the end, in ms.
     pub virtual_ms: u64,
+    /// Relative message redundancy: copies of a transaction delivered per node it reached
+    /// (its origin aside), minus one, averaged over the transactions; 0 is no duplicate.
+    /// 0 when spread was not measured.
+    pub rmr: f64,
+    /// Last delivery hop: the most hops any transaction took to reach a node.
+    pub ldh_max: u32,
+    /// The most peers any running node holds open dials to (a full mesh: N - 1; an
+    /// overlay: its active view).
+    pub active_view_max: usize,
+    /// Open connection ends per running node, on average (a full mesh: 2(N - 1)).
+    pub connections_per_node: f64,
 }
 
 impl Summary {
@@ -239,6 +255,10 @@ impl Summary {
             tx_frames_per_tx: round(per_tx, 1e3),
             frames_total: counters.sent.total(),
             virtual_ms: sim.now().as_millis(),
+            rmr: round(sim.spread().rmr(), 1e3),
+            ldh_max: sim.spread().ldh_max(),
+            active_view_max: sim.connected_max(),
+            connections_per_node: round(sim.connections_per_node(), 1e2),
         }
     }
 

@@ -396,3 +396,17 @@ fn a_page_gets_every_transaction_and_every_node_gets_the_pages_through_crashes()
         assert_clean(&sim);
     }
 }
+
+#[test]
+fn a_stable_full_mesh_delivers_each_transaction_once_per_node_in_one_hop() {
+    let mut scenario = Scenario::new(30, 40, 5);
+    scenario.measure_spread = true;
+    let mut sim = scenario.build().unwrap();
+    let report = sim.run_until_quiet(Duration::from_secs(600));
+    assert!(report.is_quiet());
+    let summary = Summary::of(&sim, 5);
+    assert_eq!(summary.delivered, 1.0);
+    assert_eq!((summary.rmr, summary.ldh_max), (0.0, 1), "{summary:?}");
+    assert_eq!(summary.active_view_max, 29);
+    assert_eq!(summary.connections_per_node, 58.0);
+}
