@@ -25,8 +25,12 @@
 //!   transactions again, with the pools full;
 //! - the JavaScript node the same way, where it can (its pool files only: it writes its file
 //!   as it takes each transaction in).
+//!
+//! With `--watchers reading` or `stalled`, each of our nodes in the networks of the single
+//! trials and of the bursts also has a watcher (see [`Watchers`]) from the moment its mesh is
+//! up, and the report says what the watchers saw.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -157,6 +161,14 @@ struct Args {
     /// Where a written sweep's SVG chart goes, relative to the Markdown file's folder.
     #[arg(long, default_value = "docs/bench-sweep.svg", value_name = "PATH")]
     chart: PathBuf,
+    /// Watchers on our nodes while they are measured (one per node, attached once the mesh
+    /// is up, in the networks of the single trials and of the bursts): `none`; `reading`,
+    /// reading every EVENT frame as the live page does (what each saw is reported and
+    /// checked against the transactions pooled); `stalled`, never reading (after the
+    /// measurements, transactions are sent in small writes until every node drops its
+    /// watcher: what it left unread is reported).
+    #[arg(long, value_enum, default_value_t = WatcherMode::None, value_name = "MODE")]
+    watchers: WatcherMode,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -180,7 +192,7 @@ fn main() {
     if args.sweep {
         let mut reports = Vec::new();
         for point in SWEEP {
-            let report = task::block_on(run(point, js, js_timeout));
+            let report = task::block_on(run(point, js, js_timeout, args.watchers));
             print_report(&report);
             reports.push(report);
         }
@@ -195,7 +207,7 @@ fn main() {
             js_burst: args.js_burst,
             single: args.single,
         };
-        let report = task::block_on(run(point, js, js_timeout));
+        let report = task::block_on(run(point, js, js_timeout, args.watchers));
         print_report(&report);
         if let Some(path) = &args.write {
             write_figures(path, &command, &machine, &report);
@@ -342,6 +354,8 @@ struct ImplReport {
     single_loaded: Option<Result<Latency, String>>,
     bursts: Vec<(u64, Result<Burst, String>)>,
     memory: Option<Result<Memory, String>>,
+    /// What the watchers (`--watchers`) of each network saw, ours only.
+    watched: Vec<Result<Watched, String>>,
 }
 
 impl ImplReport {
@@ -389,7 +403,7 @@ fn port(block: u16, index: u16) -> u16 {
     ports::BENCH + block + index
 }
 
-async fn run(point: SweepPoint, js: bool, js_timeout: Duration) -> Report {
+async fn run(point: SweepPoint, js: bool, js_timeout: Duration, mode: WatcherMode) -> Report {
     let started = Instant::now();
     let load_before = load_average();
     let n = point.nodes;
@@ -413,6 +427,8 @@ async fn run(point: SweepPoint, js: bool, js_timeout: Duration) -> Report {
         let meshed = mesh.is_ok();
         ours.mesh_sequential = Some(mesh);
         if meshed {
+            let mut watchers = Watchers::attach(mode, &cluster).await;
+            let before = counted(&watchers);
             let pooled = cluster.min_pool().await;
             ours.single = Some(
                 single_trials(
@@ -426,6 +442,11 @@ async fn run(point: SweepPoint, js: bool, js_timeout: Duration) -> Report {
                 )
                 .await,
             );
+            if let Ok(w) = &mut watchers {
+                w.check("single trials", &before, point.single).await;
+            }
+            ours.watched
+                .extend(finish(watchers, "single trials", false, &mut cluster).await);
         }
     }
 
@@ -437,13 +458,23 @@ async fn run(point: SweepPoint, js: bool, js_timeout: Duration) -> Report {
             ours.bursts
                 .push((point.js_burst, Err(format!("no mesh to burst into: {e}"))));
         } else {
+            let mut watchers = Watchers::attach(mode, &cluster).await;
             let mut sizes = vec![point.js_burst];
             if point.burst != point.js_burst {
                 sizes.push(point.burst);
             }
             for (index, size) in sizes.into_iter().enumerate() {
+                let before = counted(&watchers);
                 let result = cluster.burst(size, index as u32 + 1).await;
                 ours.bursts.push((size, result));
+                if let Ok(w) = &mut watchers {
+                    w.check(
+                        &format!("burst of {}", fmt_count(size as f64)),
+                        &before,
+                        size,
+                    )
+                    .await;
+                }
             }
             let pooled = cluster.min_pool().await;
             ours.memory = Some(memory(&cluster.pids(), pooled));
@@ -459,6 +490,8 @@ async fn run(point: SweepPoint, js: bool, js_timeout: Duration) -> Report {
                 )
                 .await,
             );
+            ours.watched
+                .extend(finish(watchers, "bursts", true, &mut cluster).await);
         }
     }
 
@@ -1712,6 +1745,497 @@ fn percentile(values: &mut [f64], p: f64) -> f64 {
 }
 
 // ---------------------------------------------------------------------------------------
+// Watchers (`--watchers`)
+
+/// What watches our nodes while they are measured.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum WatcherMode {
+    /// No watcher.
+    None,
+    /// One watcher per node, reading every EVENT frame as it comes, as the live page does.
+    Reading,
+    /// One watcher per node that sends WATCH and never reads: the node should drop it.
+    Stalled,
+}
+
+impl WatcherMode {
+    fn name(self) -> &'static str {
+        match self {
+            WatcherMode::None => "none",
+            WatcherMode::Reading => "reading",
+            WatcherMode::Stalled => "stalled",
+        }
+    }
+}
+
+/// How long a stalled watcher, read at the end, may stay silent before it counts as still
+/// open (not dropped).
+const STALLED_IDLE: Duration = Duration::from_secs(2);
+/// A burst's events are few (one per batch the node handles, 32 hashes at most): the
+/// measured ones leave a stalled watcher far under its budget, the more so as the kernel's
+/// socket buffers (up to `tcp_wmem`'s 4 MiB) hold what it leaves unread before the node's
+/// queue does. Once everything in the network of the bursts is measured, transactions go
+/// into node 1 in writes of [`PROVOKE_WRITE`], [`PROVOKE_GAP`] apart (about one `pooled`
+/// event naming them, 2.3 KB, per node and write), until every node logged that it closed
+/// its stalled watcher (see [`closed_watcher`]), or this many went, or [`PROVOKE_FOR`]
+/// passed: by then native-host's TCP user timeout (20 s) has had the kernel close any
+/// connection whose receiver kept its window shut, whatever the node's queue.
+const PROVOKE_LIMIT: usize = 200_000;
+const PROVOKE_FOR: Duration = Duration::from_secs(25);
+const PROVOKE_WRITE: usize = 32;
+const PROVOKE_GAP: Duration = Duration::from_millis(3);
+/// The tag of those transactions.
+const PROVOKE_TAG: u32 = 7;
+
+/// What one watcher read.
+#[derive(Debug, Default, Clone, Copy)]
+struct Seen {
+    /// EVENT frames, and their bytes.
+    events: u64,
+    bytes: u64,
+    /// `pooled` events, the hashes they named and the transactions they only counted
+    /// (`more`).
+    pooled: u64,
+    named: u64,
+    more: u64,
+    /// `pool` in the `state` event, and in the latest `state` or `pooled` event.
+    start_pool: Option<u64>,
+    pool: Option<u64>,
+    /// `pooled` events whose `pool` is not the one before plus what they name and count.
+    gaps: u64,
+    /// Hashes named by more than one event.
+    doubled: u64,
+    /// The node closed the connection.
+    closed: bool,
+}
+
+impl Seen {
+    /// Transactions the `pooled` events named or counted.
+    fn counted(&self) -> u64 {
+        self.named + self.more
+    }
+}
+
+/// What each node's watcher counted for something of known size, and that size.
+#[derive(Debug, Clone)]
+struct Check {
+    what: String,
+    expected: Vec<u64>,
+    counted: Vec<u64>,
+}
+
+/// What the watchers of one network saw, per node.
+#[derive(Debug, Clone)]
+struct Watched {
+    network: &'static str,
+    mode: WatcherMode,
+    /// Stalled watchers: what the bench read once it was done with the network.
+    seen: Vec<Seen>,
+    checks: Vec<Check>,
+    /// Why each node logged that it closed its watcher, and the bytes it had queued for it
+    /// then (on top of what the kernel's socket buffers held).
+    closed_by: Vec<Option<(&'static str, u64)>>,
+    /// Stalled: the transactions sent after the measurements to make the nodes drop them.
+    provoked: Option<Result<(u64, Duration), String>>,
+}
+
+/// One watcher per node of a network: a connection of its own that sends WATCH, then reads
+/// on a task of its own (reading) or is left unread (stalled).
+struct Watchers {
+    mode: WatcherMode,
+    seen: Vec<Arc<Mutex<Seen>>>,
+    readers: Vec<JoinHandle<()>>,
+    stalled: Vec<Ws>,
+    checks: Vec<Check>,
+}
+
+impl Watchers {
+    /// Attaches them (none in mode `none`), and waits until every node logged that it is
+    /// watched.
+    async fn attach(mode: WatcherMode, cluster: &OursCluster) -> Result<Watchers, String> {
+        let mut watchers = Watchers {
+            mode,
+            seen: Vec::new(),
+            readers: Vec::new(),
+            stalled: Vec::new(),
+            checks: Vec::new(),
+        };
+        if mode == WatcherMode::None {
+            return Ok(watchers);
+        }
+        for &port in &cluster.ports {
+            let mut ws = ws_connect(port).await?;
+            ws.send(Message::text(r#"{"type":"WATCH"}"#))
+                .await
+                .map_err(|e| format!("cannot send WATCH to port {port}: {e}"))?;
+            let seen = Arc::<Mutex<Seen>>::default();
+            match mode {
+                WatcherMode::Reading => {
+                    watchers
+                        .readers
+                        .push(task::spawn(read_events(ws, seen.clone(), None)))
+                }
+                _ => watchers.stalled.push(ws),
+            }
+            watchers.seen.push(seen);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !cluster
+            .nodes
+            .iter()
+            .all(|n| n.log().contains("watches this node"))
+        {
+            if Instant::now() > deadline {
+                return Err("not every node logged its watcher within 10 s".to_owned());
+            }
+            task::sleep(Duration::from_millis(10)).await;
+        }
+        Ok(watchers)
+    }
+
+    /// Reading: waits (up to 10 s) until each watcher counted `size` more than `before`,
+    /// and keeps what they counted.
+    async fn check(&mut self, what: &str, before: &[u64], size: u64) {
+        self.check_each(what, before, vec![size; before.len()])
+            .await;
+    }
+
+    /// Reading: waits (up to 10 s) until each watcher counted its `expected` more than
+    /// `before`, and keeps what they counted.
+    async fn check_each(&mut self, what: &str, before: &[u64], expected: Vec<u64>) {
+        if self.mode != WatcherMode::Reading {
+            return;
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let counted = loop {
+            let now = self.seen.iter().map(|s| lock(s).counted());
+            let counted: Vec<u64> = now.zip(before).map(|(n, b)| n - b).collect();
+            let reached = counted.iter().zip(&expected).all(|(c, e)| c >= e);
+            if reached || Instant::now() > deadline {
+                break counted;
+            }
+            task::sleep(Duration::from_millis(10)).await;
+        };
+        self.checks.push(Check {
+            what: what.to_owned(),
+            expected,
+            counted,
+        });
+    }
+
+    /// Done with the network: reading watchers are checked against every node's pool
+    /// (STATUS) and stopped; stalled ones are read until the node closed them or nothing
+    /// came for [`STALLED_IDLE`].
+    /// Stalled ones are first made to be dropped if `provoke` (see [`PROVOKE_LIMIT`]).
+    async fn finish(
+        mut self,
+        network: &'static str,
+        provoke: bool,
+        cluster: &mut OursCluster,
+    ) -> Watched {
+        if self.mode == WatcherMode::Reading {
+            let pools = statuses(&mut cluster.probes).await;
+            let grown: Vec<u64> = pools
+                .iter()
+                .zip(&self.seen)
+                .map(|(s, seen)| {
+                    let start = lock(seen).start_pool.unwrap_or(0);
+                    s.as_ref().map_or(0, |s| s.pool.saturating_sub(start))
+                })
+                .collect();
+            let before = vec![0; grown.len()];
+            self.check_each("all since WATCH", &before, grown).await;
+        }
+        for reader in self.readers.drain(..) {
+            reader.cancel().await;
+        }
+        let provoked = if self.stalled.is_empty() || !provoke {
+            None
+        } else {
+            Some(provoke_drops(cluster).await)
+        };
+        let drained = self.stalled.drain(..).zip(&self.seen);
+        futures::future::join_all(
+            drained.map(|(ws, seen)| read_events(ws, seen.clone(), Some(STALLED_IDLE))),
+        )
+        .await;
+        let closed_by = cluster.nodes.iter().map(closed_watcher).collect();
+        Watched {
+            network,
+            mode: self.mode,
+            seen: self.seen.iter().map(|s| *lock(s)).collect(),
+            checks: self.checks,
+            closed_by,
+            provoked,
+        }
+    }
+}
+
+/// Sends transactions into node 1, [`PROVOKE_WRITE`] a write [`PROVOKE_GAP`] apart, until
+/// every node logged that it closed its watcher, [`PROVOKE_LIMIT`] went or [`PROVOKE_FOR`]
+/// passed; says how many went, and for how long.
+async fn provoke_drops(cluster: &OursCluster) -> Result<(u64, Duration), String> {
+    let port = cluster.ports[0];
+    let mut ws = ws_connect(port).await?;
+    let all_dropped = || cluster.nodes.iter().all(|n| closed_watcher(n).is_some());
+    let (started, mut sent) = (Instant::now(), 0);
+    for (i, write) in transactions(PROVOKE_LIMIT, PROVOKE_TAG)
+        .chunks(PROVOKE_WRITE)
+        .enumerate()
+    {
+        if i % 50 == 0 && (all_dropped() || started.elapsed() > PROVOKE_FOR) {
+            break;
+        }
+        for tx in write {
+            ws.feed(Message::text(tx.frame()))
+                .await
+                .map_err(|e| format!("cannot send to port {port}: {e}"))?;
+        }
+        ws.flush()
+            .await
+            .map_err(|e| format!("cannot send to port {port}: {e}"))?;
+        sent += write.len() as u64;
+        task::sleep(PROVOKE_GAP).await;
+    }
+    let took = started.elapsed();
+    task::sleep(Duration::from_millis(200)).await;
+    Ok((sent, took))
+}
+
+/// Whether `node` logged that it closed a watcher, why, and the bytes it had queued then:
+/// dropped over `Limits::max_watch_buffer`, or (the only connection the bench leaves
+/// unread) closed as stalled, its queue unwritten for `P2P_STALL_TIMEOUT`.
+fn closed_watcher(node: &Node) -> Option<(&'static str, u64)> {
+    let log = node.log();
+    let (why, line) = log.lines().find_map(|l| {
+        if l.contains("dropping watcher") {
+            Some(("over the watcher budget", l))
+        } else if l.contains("an unnamed peer") && l.contains("nothing read for") {
+            Some(("as stalled", l))
+        } else {
+            None
+        }
+    })?;
+    let bytes = line.rsplit(": ").next()?.split(' ').next()?;
+    Some((why, bytes.parse().ok()?))
+}
+
+/// What each watcher counted so far (none if there are none).
+fn counted(watchers: &Result<Watchers, String>) -> Vec<u64> {
+    watchers.as_ref().map_or(Vec::new(), |w| {
+        w.seen.iter().map(|s| lock(s).counted()).collect()
+    })
+}
+
+/// Ends the watchers of a network: what they saw, unless there were none.
+async fn finish(
+    watchers: Result<Watchers, String>,
+    network: &'static str,
+    provoke: bool,
+    cluster: &mut OursCluster,
+) -> Option<Result<Watched, String>> {
+    match watchers {
+        Ok(w) if w.mode == WatcherMode::None => None,
+        Ok(w) => Some(Ok(w.finish(network, provoke, cluster).await)),
+        Err(e) => Some(Err(e)),
+    }
+}
+
+/// Reads EVENT frames from `ws` into `seen`, as the live page does (each parsed), until the
+/// node closes the connection or, with `idle`, nothing came for that long.
+async fn read_events(mut ws: Ws, seen: Arc<Mutex<Seen>>, idle: Option<Duration>) {
+    let mut named = HashSet::new();
+    loop {
+        let next = match idle {
+            Some(idle) => match async_std::future::timeout(idle, ws.next()).await {
+                Ok(next) => next,
+                Err(_) => return,
+            },
+            None => ws.next().await,
+        };
+        let Some(Ok(message)) = next else {
+            lock(&seen).closed = true;
+            return;
+        };
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let Ok(frame) = serde_json::from_str::<Value>(text.as_str()) else {
+            continue;
+        };
+        if frame["type"] != "EVENT" {
+            continue;
+        }
+        let data = &frame["data"];
+        let pool = data["pool"].as_u64();
+        let mut seen = lock(&seen);
+        seen.events += 1;
+        seen.bytes += text.len() as u64;
+        match data["kind"].as_str() {
+            Some("state") => (seen.start_pool, seen.pool) = (pool, pool),
+            Some("pooled") => {
+                let hashes = data["hashes"].as_array().map_or(&[][..], Vec::as_slice);
+                let more = data["more"].as_u64().unwrap_or(0);
+                let new = hashes.len() as u64 + more;
+                if pool.is_none() || seen.pool.map(|p| p + new) != pool {
+                    seen.gaps += 1;
+                }
+                seen.pool = pool;
+                seen.pooled += 1;
+                seen.named += hashes.len() as u64;
+                seen.more += more;
+                for hash in hashes.iter().filter_map(Value::as_str) {
+                    if !named.insert(hash.to_owned()) {
+                        seen.doubled += 1;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The smallest and largest of `values`, as `a - b` (or `a` if they are equal).
+fn span(values: impl IntoIterator<Item = u64>, show: impl Fn(u64) -> String) -> String {
+    let values: Vec<u64> = values.into_iter().collect();
+    match (values.iter().min(), values.iter().max()) {
+        (Some(lo), Some(hi)) if lo == hi => show(*lo),
+        (Some(lo), Some(hi)) => format!("{} - {}", show(*lo), show(*hi)),
+        _ => "-".to_owned(),
+    }
+}
+
+/// What the watchers of one network saw, as lines to print.
+fn watched_lines(watched: &Result<Watched, String>) -> Vec<String> {
+    let w = match watched {
+        Ok(w) => w,
+        Err(e) => return vec![format!("watchers: {e}")],
+    };
+    let count = |v: u64| fmt_count(v as f64);
+    let kib = |v: u64| match v {
+        0..1_048_576 => format!("{:.1} KiB", v as f64 / 1024.0),
+        _ => format!("{:.2} MiB", v as f64 / 1_048_576.0),
+    };
+    let of = |f: fn(&Seen) -> u64| span(w.seen.iter().map(f), count);
+    let closed = w.seen.iter().filter(|s| s.closed).count();
+    let logged: Vec<String> = ["over the watcher budget", "as stalled"]
+        .iter()
+        .filter_map(|why| {
+            let closed = w.closed_by.iter().flatten().filter(|(w, _)| w == why);
+            let unread: Vec<u64> = closed.map(|&(_, bytes)| bytes).collect();
+            (!unread.is_empty()).then(|| {
+                let n = unread.len();
+                format!(
+                    "{n} {why} ({} bytes queued in the node)",
+                    span(unread, count)
+                )
+            })
+        })
+        .collect();
+    let unlogged = closed.saturating_sub(w.closed_by.iter().flatten().count());
+    let mut lines = vec![format!(
+        "{} watchers, network of the {}: {} of {} closed by the node (logged: {}{}); per watcher \
+         {} EVENT frames ({}){}, {} pooled events naming {} hashes and counting {} more",
+        w.mode.name(),
+        w.network,
+        closed,
+        w.seen.len(),
+        if logged.is_empty() {
+            "none".to_owned()
+        } else {
+            logged.join(", ")
+        },
+        if unlogged > 0 {
+            format!("; {unlogged} closed with no line at info level")
+        } else {
+            String::new()
+        },
+        of(|s| s.events),
+        span(w.seen.iter().map(|s| s.bytes), kib),
+        if w.mode == WatcherMode::Stalled {
+            ", read at the end"
+        } else {
+            ""
+        },
+        of(|s| s.pooled),
+        of(|s| s.named),
+        of(|s| s.more),
+    )];
+    for c in &w.checks {
+        lines.push(if c.counted == c.expected {
+            format!(
+                "{}: every watcher counted what its node pooled ({})",
+                c.what,
+                span(c.expected.iter().copied(), count)
+            )
+        } else {
+            format!(
+                "{}: MISMATCH, watchers counted {:?} where their nodes pooled {:?}",
+                c.what, c.counted, c.expected
+            )
+        });
+    }
+    match &w.provoked {
+        Some(Ok((sent, took))) => lines.push(format!(
+            "then, to make them drop it, {} transactions into node 1 in {:.1} s, \
+             {PROVOKE_WRITE} a write {} ms apart (everything above counts them)",
+            count(*sent),
+            took.as_secs_f64(),
+            PROVOKE_GAP.as_millis()
+        )),
+        Some(Err(e)) => lines.push(format!("could not provoke the drops: {e}")),
+        None => {}
+    }
+    if w.mode == WatcherMode::Reading {
+        lines.push(format!(
+            "pooled events whose `pool` is not the previous one plus what they name and count: \
+             {}; hashes named twice: {}",
+            of(|s| s.gaps),
+            of(|s| s.doubled)
+        ));
+    }
+    lines
+}
+
+fn watched_json(watched: &[Result<Watched, String>]) -> Value {
+    if watched.is_empty() {
+        return Value::Null;
+    }
+    let all = |w: &Watched, f: fn(&Seen) -> Value| w.seen.iter().map(f).collect::<Vec<_>>();
+    watched
+        .iter()
+        .map(|w| match w {
+            Ok(w) => json!({
+                "network": w.network,
+                "mode": w.mode.name(),
+                "events": all(w, |s| json!(s.events)),
+                "event_bytes": all(w, |s| json!(s.bytes)),
+                "pooled_events": all(w, |s| json!(s.pooled)),
+                "counted": all(w, |s| json!(s.counted())),
+                "gaps": all(w, |s| json!(s.gaps)),
+                "named_twice": all(w, |s| json!(s.doubled)),
+                "closed": all(w, |s| json!(s.closed)),
+                "closed_by": w.closed_by.iter().map(|c| match c {
+                    Some((why, unread)) => json!({ "why": why, "queued_bytes": unread }),
+                    None => Value::Null,
+                }).collect::<Vec<_>>(),
+                "provoked_transactions": match &w.provoked {
+                    Some(Ok((sent, _))) => json!(sent),
+                    Some(Err(e)) => json!({ "error": e }),
+                    None => Value::Null,
+                },
+                "checks": w.checks.iter().map(|c| json!({
+                    "what": c.what,
+                    "expected": c.expected,
+                    "counted": c.counted,
+                })).collect::<Vec<_>>(),
+            }),
+            Err(e) => json!({ "error": e }),
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------
 // Memory
 
 fn memory(pids: &[u32], pooled: u64) -> Result<Memory, String> {
@@ -2155,6 +2679,7 @@ fn json_line(report: &Report) -> Value {
         "ours": implementation(&report.ours),
         "javascript": report.js.as_ref().map_or(Value::Null, implementation),
         "ratio_ours_over_js": ratio,
+        "watchers": watched_json(&report.ours.watched),
         "seconds": report.seconds.round(),
         "loadavg_before": report.load.0,
         "loadavg_after": report.load.1,
@@ -2288,6 +2813,12 @@ fn print_report(report: &Report) {
     println!("DESIGN.md figures:");
     for line in targets(report) {
         println!("- {line}");
+    }
+    for watched in &report.ours.watched {
+        println!();
+        for (i, line) in watched_lines(watched).iter().enumerate() {
+            println!("{}{line}", if i == 0 { "" } else { "- " });
+        }
     }
     println!();
     println!("{HOW}");
