@@ -109,9 +109,11 @@ pub struct Limits {
     pub max_dial_only_peers: usize,
     /// Connections that may watch the node (WATCH) at once; more are refused.
     pub max_watchers: usize,
-    /// Bytes of frames a watcher may leave unread: an event that finds more queued for it
-    /// drops the watcher (its connection is closed), so a slow page never slows the node
-    /// nor makes it hold more.
+    /// Bytes of frames a watcher may leave queued in the node (handed to the host and
+    /// not reported written): an event that finds more queued for it drops the watcher
+    /// (its connection is closed), so a slow page never makes the node wait nor hold
+    /// more. What the host's socket buffers hold comes on top (a native host writes
+    /// into the kernel's, up to a few MiB, before anything queues here).
     pub max_watch_buffer: usize,
 }
 
