@@ -202,6 +202,32 @@ impl Demo {
         all[skip..].iter().map(|line| (*line).to_owned()).collect()
     }
 
+    /// The last `lines` lines of the story, oldest first, as JSON: a list of `atMs`,
+    /// `node` (its index; `null` for the simulator's own lines), `violation` (a broken
+    /// invariant) and `text`, for a page to show without reading the words.
+    pub fn story(&self, lines: u32) -> Result<String, JsValue> {
+        #[derive(Serialize)]
+        #[serde(rename_all = "camelCase")]
+        struct Entry<'a> {
+            at_ms: f64,
+            node: Option<usize>,
+            violation: bool,
+            text: &'a str,
+        }
+        let all: Vec<Entry<'_>> = self
+            .0
+            .log_entries()
+            .map(|e| Entry {
+                at_ms: ms(e.at),
+                node: e.node.map(|n| n.0),
+                violation: e.violation,
+                text: e.text,
+            })
+            .collect();
+        let skip = all.len().saturating_sub(lines as usize);
+        serde_json::to_string(&all[skip..]).map_err(js)
+    }
+
     /// Every broken invariant of the protocol seen so far or true now; empty when all is
     /// well.
     pub fn check(&self) -> Vec<String> {

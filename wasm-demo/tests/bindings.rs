@@ -209,6 +209,26 @@ fn the_log_tail_is_the_newest_lines() {
 }
 
 #[wasm_bindgen_test]
+fn the_story_comes_as_json_entries_matching_the_log_lines() {
+    let mut demo = demo();
+    curriculum(&mut demo);
+    let lines = demo.log(5);
+    let story: Vec<Value> = serde_json::from_str(&demo.story(5).expect("story")).expect("JSON");
+    assert_eq!(story.len(), 5);
+    for (line, entry) in lines.iter().zip(&story) {
+        let text = entry["text"].as_str().expect("text");
+        assert!(line.ends_with(text), "{line:?} / {entry}");
+        assert_eq!(entry["violation"], false);
+        match entry["node"].as_u64() {
+            // node i is node-(i+1) in the line's own words
+            Some(i) => assert!(line.contains(&format!(" node-{}: ", i + 1)), "{line}"),
+            None => assert!(line.contains(" sim: "), "{line}"),
+        }
+    }
+    assert_eq!(demo.story(0).expect("story"), "[]");
+}
+
+#[wasm_bindgen_test]
 fn a_step_says_what_happened_as_json_naming_nodes_by_port() {
     let mut demo = demo();
     demo.add_node(None).expect("add");

@@ -482,14 +482,6 @@ function draw(now) {
 
 // ----- panels -----------------------------------------------------------------------------
 
-function readable(text) {
-  // "node-K" (1-based, as the curriculum's folders) and "NodeId(K)" (0-based) become the
-  // node's port, so the story matches the picture.
-  return text
-    .replace(/NodeId\((\d+)\)/g, (_, k) => portOf(Number(k)))
-    .replace(/\bnode-(\d+)\b/g, (_, k) => portOf(Number(k) - 1));
-}
-
 function portOf(k) {
   const address = ui.snap?.nodes[k]?.address;
   return address ? `:${address.split(':').pop()}` : `node ${k}`;
@@ -684,23 +676,18 @@ function updateInspector() {
 }
 
 function updateStory() {
-  const lines = ui.sim.log(9);
-  const items = lines.map((line) => {
+  // JSON entries from the glue (time, whose, violation, words): nothing here reads the words.
+  const entries = JSON.parse(ui.sim.story(9));
+  const items = entries.map((entry) => {
     const row = document.createElement('li');
-    const m = /^(\S+) (\S+): (.*)$/.exec(line);
-    if (!m) {
-      row.textContent = line;
-      return row;
-    }
-    const [, t, who, what] = m;
-    if (who === 'sim') row.className = 'sim';
-    if (what.startsWith('VIOLATION')) row.className = 'violation';
-    const time = Object.assign(document.createElement('span'), { className: 't', textContent: `${t} ` });
+    if (entry.node === null) row.className = 'sim';
+    if (entry.violation) row.className = 'violation';
+    const seconds = (entry.atMs / 1000).toFixed(3);
+    const time = Object.assign(document.createElement('span'), { className: 't', textContent: `${seconds}s ` });
     const whoEl = document.createElement('b');
-    const k = /^node-(\d+)$/.exec(who);
-    whoEl.textContent = k ? portOf(Number(k[1]) - 1) : who;
-    if (k) whoEl.style.color = `hsl(${hue(Number(k[1]) - 1)} 80% 70%)`;
-    row.append(time, whoEl, ` ${readable(what)}`);
+    whoEl.textContent = entry.node === null ? 'sim' : portOf(entry.node);
+    if (entry.node !== null) whoEl.style.color = `hsl(${hue(entry.node)} 80% 70%)`;
+    row.append(time, whoEl, ` ${entry.text}`);
     return row;
   });
   $('story').replaceChildren(...items);

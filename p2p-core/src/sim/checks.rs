@@ -134,8 +134,7 @@ impl Sim {
 
     pub(super) fn violation(&mut self, node: NodeId, what: String) {
         self.violation_count += 1;
-        self.log
-            .write(self.now, Some(node), format_args!("VIOLATION {what}"));
+        self.log.write_violation(self.now, node, &what);
         if self.violations.len() < MAX_VIOLATIONS {
             self.violations.push(Violation {
                 at: self.now,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use super::links::{End, Latency, Link};
 use super::queue::{Pending, Queue};
-use super::record::{Log, Spread};
+use super::record::{Log, LogEntry, Spread};
 use super::{Command, Counters, FrameCounts, FrameKind, NodeId, Violation, FIRST_PORT};
 use crate::address::Address;
 use crate::config::Config;
@@ -714,6 +714,12 @@ impl Sim {
     /// The story lines kept, oldest first.
     pub fn log(&self) -> impl Iterator<Item = &str> {
         self.log.lines()
+    }
+
+    /// The story lines kept, oldest first, in parts (when, whose, whether a violation,
+    /// the words).
+    pub fn log_entries(&self) -> impl Iterator<Item = LogEntry<'_>> {
+        self.log.entries()
     }
 
     /// The story lines of one node kept, oldest first.

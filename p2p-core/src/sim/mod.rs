@@ -80,7 +80,7 @@ mod tests;
 
 pub use driver::{Event, NodeState, Outcome, RunReport, Sim, SimConfig, SimError};
 pub use links::{InFlight, Latency};
-pub use record::{Counters, FrameCounts, FrameKind, Spread, Violation};
+pub use record::{Counters, FrameCounts, FrameKind, LogEntry, Spread, Violation};
 pub use scenario::{Command, Scenario, Summary};
 
 /// The port of node 0; node *i* serves on `FIRST_PORT + i`.

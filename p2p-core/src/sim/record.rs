@@ -146,8 +146,32 @@ impl fmt::Display for Violation {
 #[derive(Debug, Default)]
 pub(crate) struct Log {
     capacity: usize,
-    lines: VecDeque<(Option<NodeId>, String)>,
+    lines: VecDeque<Line>,
     dropped: u64,
+}
+
+/// One line of the story, as written, and what it is about.
+#[derive(Debug)]
+struct Line {
+    at: Time,
+    who: Option<NodeId>,
+    violation: bool,
+    /// Where the text starts in `line`, after `"<at> <who>: "`.
+    text_start: usize,
+    line: String,
+}
+
+/// One line of the story, in parts: for a page to show without reading the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogEntry<'a> {
+    /// When.
+    pub at: Time,
+    /// The node whose line it is; `None` for the simulator's own.
+    pub node: Option<NodeId>,
+    /// A broken invariant (the simulator's check), not a notice of the node.
+    pub violation: bool,
+    /// What happened, in words.
+    pub text: &'a str,
 }
 
 impl Log {
@@ -165,29 +189,56 @@ impl Log {
 
     /// Writes `"<at> <who>: <text>"`, `who` being `sim` for the network itself.
     pub(crate) fn write(&mut self, at: Time, who: Option<NodeId>, text: fmt::Arguments<'_>) {
+        self.push(at, who, false, text);
+    }
+
+    /// Writes a broken invariant: `"<at> <who>: VIOLATION <text>"`.
+    pub(crate) fn write_violation(&mut self, at: Time, who: NodeId, text: &str) {
+        self.push(at, Some(who), true, format_args!("VIOLATION {text}"));
+    }
+
+    fn push(&mut self, at: Time, who: Option<NodeId>, violation: bool, text: fmt::Arguments<'_>) {
         if self.capacity == 0 {
             return;
         }
-        let line = match who {
-            Some(node) => format!("{at} {node}: {text}"),
-            None => format!("{at} sim: {text}"),
+        let head = match who {
+            Some(node) => format!("{at} {node}: "),
+            None => format!("{at} sim: "),
         };
+        let text_start = head.len();
+        let mut line = head;
+        fmt::Write::write_fmt(&mut line, text).unwrap_or(());
         if self.lines.len() == self.capacity {
             self.lines.pop_front();
             self.dropped += 1;
         }
-        self.lines.push_back((who, line));
+        self.lines.push_back(Line {
+            at,
+            who,
+            violation,
+            text_start,
+            line,
+        });
     }
 
     pub(crate) fn lines(&self) -> impl Iterator<Item = &str> {
-        self.lines.iter().map(|(_, line)| line.as_str())
+        self.lines.iter().map(|l| l.line.as_str())
+    }
+
+    pub(crate) fn entries(&self) -> impl Iterator<Item = LogEntry<'_>> {
+        self.lines.iter().map(|l| LogEntry {
+            at: l.at,
+            node: l.who,
+            violation: l.violation,
+            text: &l.line[l.text_start..],
+        })
     }
 
     pub(crate) fn lines_of(&self, node: NodeId) -> impl Iterator<Item = &str> {
         self.lines
             .iter()
-            .filter(move |(who, _)| *who == Some(node))
-            .map(|(_, line)| line.as_str())
+            .filter(move |l| l.who == Some(node))
+            .map(|l| l.line.as_str())
     }
 
     pub(crate) fn dropped(&self) -> u64 {
@@ -198,6 +249,39 @@ impl Log {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_entries_give_each_lines_parts_without_reading_it() {
+        let mut log = Log::new(10);
+        log.write(Time::from_millis(5), None, format_args!("node-1 starts"));
+        log.write_violation(Time::from_millis(6), NodeId(0), "dials itself");
+        let lines: Vec<&str> = log.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "0.005s sim: node-1 starts",
+                "0.006s node-1: VIOLATION dials itself"
+            ]
+        );
+        let entries: Vec<LogEntry<'_>> = log.entries().collect();
+        assert_eq!(
+            entries,
+            [
+                LogEntry {
+                    at: Time::from_millis(5),
+                    node: None,
+                    violation: false,
+                    text: "node-1 starts"
+                },
+                LogEntry {
+                    at: Time::from_millis(6),
+                    node: Some(NodeId(0)),
+                    violation: true,
+                    text: "VIOLATION dials itself"
+                }
+            ]
+        );
+    }
 
     #[test]
     fn spread_counts_the_hops_of_first_copies_and_every_copy_as_redundancy() {
