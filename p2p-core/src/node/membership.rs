@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::time::Duration;
 
 use super::rate::Rate;
-use super::{Action, DialId, Notice, Peer, PeerState, Reconciled, SeededHasher};
+use super::{Action, DialId, Notice, Peer, PeerState, SeededHasher};
 use crate::address::Address;
 use crate::config::Config;
 use crate::rng::Rng;
@@ -150,7 +150,6 @@ impl Membership {
                         failures: 0,
                         ours: false,
                         foreign: false,
-                        sync: Reconciled::default(),
                         opened_at: Time::ZERO,
                         learned_from: source,
                     },

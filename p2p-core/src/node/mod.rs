@@ -16,10 +16,10 @@ mod watch;
 use budget::Outbox;
 use membership::{Io, Membership, Wanted};
 pub use notice::{Level, Notice, Sent, Status};
-use relay::{Broadcast, Pool, Reconciled, Via};
+use relay::{Broadcast, Pool, Via};
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
 use std::hash::{BuildHasher, DefaultHasher, Hasher};
 use std::sync::Arc;
@@ -128,8 +128,6 @@ struct Peer {
     /// It is not one of ours: it sent a HANDSHAKE without `ext`, or its dial was open for
     /// `Sync::settle` without a word of it. What we get from ours we pass to it.
     foreign: bool,
-    /// Catch-up with it, if it is one of ours.
-    sync: Reconciled,
     /// When its last dialled connection opened.
     opened_at: Time,
     /// Only heard of, in a HANDSHAKE from this source, and never reached.
@@ -263,6 +261,7 @@ impl Node {
             conn_timers: BTreeSet::new(),
             broadcast: Broadcast {
                 pool,
+                reconciled: HashMap::with_hasher(SeededHasher(seed)),
                 sync_check: None,
                 packing: Vec::new(),
                 packing_at: Time::ZERO,
@@ -312,7 +311,9 @@ impl Node {
             peer.state = PeerState::Open { conn };
             peer.keep = true;
             peer.opened_at = now;
-            peer.sync.since = now;
+        }
+        if let Some(sync) = self.reconciled_mut(&address) {
+            sync.since = now;
         }
         let nonce = self.rng.next_u64();
         if duplicate {
@@ -707,6 +708,7 @@ impl Node {
             return false;
         };
         self.log(Notice::SelfAlias(alias.clone()));
+        self.broadcast.reconciled.remove(&alias);
         self.members.learned_aliases.insert(alias.clone());
         self.members.connected.retain(|a| *a != alias);
         self.members.forget(&alias);

@@ -27,10 +27,11 @@
 //! conversation that started after it arrived and ran to its end, or uncovered with a
 //! round due at a bounded time: any two pools of connected nodes of ours converge.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{Action, ConnId, Node, Notice, Payload, PeerState};
+use super::{Action, ConnId, Node, Notice, Payload, PeerState, SeededHasher};
 use crate::address::Address;
 use crate::frame;
 use crate::sync::{self, HashIndex};
@@ -109,6 +110,9 @@ impl Pool {
 #[derive(Debug)]
 pub(super) struct Broadcast {
     pub(super) pool: Pool,
+    /// What catch-up knows of each peer of ours it has worked with, by address (kept
+    /// for peers in the address book only).
+    pub(super) reconciled: HashMap<Address, Reconciled, SeededHasher>,
     /// When to look for catch-up rounds that are due (at or before the first one).
     pub(super) sync_check: Option<Time>,
     /// Connections with pushes gathered for packing (see `pack`), and when the first
@@ -311,6 +315,28 @@ impl Node {
         true
     }
 
+    /// Catch-up's record of `address`, made if need be; `None` if it is not in the
+    /// address book (a record lives no longer than the peer's entry).
+    pub(super) fn reconciled_mut(&mut self, address: &Address) -> Option<&mut Reconciled> {
+        if !self.members.peers.contains_key(address) {
+            return None;
+        }
+        let records = &mut self.broadcast.reconciled;
+        if !records.contains_key(address) {
+            records.insert(address.clone(), Reconciled::default());
+        }
+        records.get_mut(address)
+    }
+
+    /// Catch-up's record of `address` (a blank one if it has none).
+    fn reconciled(&self, address: &Address) -> Reconciled {
+        self.broadcast
+            .reconciled
+            .get(address)
+            .copied()
+            .unwrap_or_default()
+    }
+
     /// Whether we lead catch-up with `address`: of each pair of ours, the smaller
     /// address does; a dial-only node, which no one dials, always does.
     fn leads(&self, address: &Address) -> bool {
@@ -323,7 +349,7 @@ impl Node {
     /// `catch_up_rounds`.
     pub(super) fn open_catch_up(&mut self, address: &Address, now: Time) {
         let leads = self.leads(address);
-        let Some(peer) = self.members.peers.get_mut(address) else {
+        let Some(peer) = self.members.peers.get(address) else {
             return;
         };
         let PeerState::Open { conn } = peer.state else {
@@ -332,9 +358,12 @@ impl Node {
         if !peer.ours {
             return;
         }
-        let first = leads && peer.sync.synced_on != Some(conn);
+        let Some(sync) = self.reconciled_mut(address) else {
+            return;
+        };
+        let first = leads && sync.synced_on != Some(conn);
         if first {
-            peer.sync.synced_on = Some(conn);
+            sync.synced_on = Some(conn);
         }
         if !first {
             // The pair is ready: a follower's rounds are due from now on.
@@ -353,8 +382,8 @@ impl Node {
     /// costs the one opening frame.
     fn open_round(&mut self, address: &Address, conn: ConnId, frame: &Payload, now: Time) {
         self.conversation_started(address);
-        if let Some(peer) = self.members.peers.get_mut(address) {
-            peer.sync.last_round = now;
+        if let Some(sync) = self.reconciled_mut(address) {
+            sync.last_round = now;
         }
         if self.config.dial_only {
             self.arm_round(address);
@@ -370,17 +399,17 @@ impl Node {
     /// settles everything the pool holds now.
     pub(super) fn conversation_started(&mut self, address: &Address) {
         let len = self.broadcast.pool.len();
-        if let Some(peer) = self.members.peers.get_mut(address) {
-            peer.sync.covered = len;
+        if let Some(sync) = self.reconciled_mut(address) {
+            sync.covered = len;
         }
     }
 
     /// A connection with `address` closed: frames pushed on it may be lost and a
     /// conversation on it cut, so nothing is settled with it any more.
     pub(super) fn catch_up_reset(&mut self, address: &Address, now: Time) {
-        if let Some(peer) = self.members.peers.get_mut(address) {
-            peer.sync.covered = 0;
-            peer.sync.since = now;
+        if let Some(sync) = self.reconciled_mut(address) {
+            sync.covered = 0;
+            sync.since = now;
             self.arm_round(address);
         }
     }
@@ -407,8 +436,8 @@ impl Node {
             !fresh
         });
         if let (Some(index), Some(address)) = (held_from, address) {
-            if let Some(peer) = self.members.peers.get_mut(address) {
-                peer.sync.covered = peer.sync.covered.min(index);
+            if let Some(sync) = self.reconciled_mut(address) {
+                sync.covered = sync.covered.min(index);
                 self.arm_round(address);
             }
         }
@@ -432,9 +461,10 @@ impl Node {
         if !peer.ours {
             return None;
         }
-        let due = match self.round_due(self.leads(address), peer.sync) {
+        let sync = self.reconciled(address);
+        let due = match self.round_due(self.leads(address), sync) {
             Some(due) => due,
-            None if self.config.dial_only => peer.sync.last_round + self.config.sync.max_wait,
+            None if self.config.dial_only => sync.last_round + self.config.sync.max_wait,
             None => return None,
         };
         Some((conn, due))
