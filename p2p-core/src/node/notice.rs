@@ -90,6 +90,9 @@ pub enum Notice {
         hash: String,
         /// The peer it came from, if known.
         from: Option<Address>,
+        /// It was made at this node ([`Node::add_transaction`](crate::Node::add_transaction)),
+        /// not received.
+        made_here: bool,
         /// Pool size, this one included.
         pool: usize,
     },
@@ -276,7 +279,15 @@ impl fmt::Display for Notice {
                 }
                 Ok(())
             }
-            Notice::NewTransaction { hash, from, pool } => write!(
+            Notice::NewTransaction {
+                hash,
+                made_here: true,
+                pool,
+                ..
+            } => write!(f, "new transaction {hash} made here; pool holds {pool}"),
+            Notice::NewTransaction {
+                hash, from, pool, ..
+            } => write!(
                 f,
                 "new transaction {hash} from {}; pool holds {pool}",
                 OrUnknown(from)

@@ -226,6 +226,7 @@ impl Node {
         self.check_catch_up_at(now + sync.lull.max(sync.settle));
         self.log(Notice::NewTransaction {
             hash: tx.short_hash().to_owned(),
+            made_here: from.is_none() && source.is_none(),
             from,
             pool: self.broadcast.pool.len(),
         });
