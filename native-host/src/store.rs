@@ -335,15 +335,19 @@ impl<D: Disk> PoolStore<D> {
     /// Records `new` (just added to the end of the pool) in the journal.
     ///
     /// When this returns `Ok`, `new` is stored: durable, a power loss keeps it. That
-    /// costs one write and one fdatasync for the whole batch, so callers batch.
+    /// costs one fdatasync for the whole batch, so callers batch. The lines are written
+    /// a few thousand at a time: a batch can be a whole burst that queued behind a
+    /// rewrite (50,000 transactions, 15 MB rendered at once, measured as a receiving
+    /// node's peak memory).
     pub(crate) fn append(&mut self, new: &[Transaction]) -> Result<(), StoreError> {
         if new.is_empty() {
             return Ok(());
         }
-        let lines = journal_lines(new);
-        self.disk
-            .write(&mut self.journal, lines.as_bytes())
-            .map_err(at(&self.journal_path))?;
+        for lines in journal_chunks(new) {
+            self.disk
+                .write(&mut self.journal, lines.as_bytes())
+                .map_err(at(&self.journal_path))?;
+        }
         self.disk
             .sync(&self.journal)
             .map_err(at(&self.journal_path))?;
