@@ -39,6 +39,11 @@ pub(crate) struct NodeStatus {
     pub(crate) connected: Vec<String>,
     pub(crate) dialling: Vec<String>,
     pub(crate) inbound: usize,
+    /// Dial-only peers (pages) and watchers; nodes of older builds do not say.
+    #[serde(default)]
+    pub(crate) pages: usize,
+    #[serde(default)]
+    pub(crate) watchers: usize,
     pub(crate) pool: usize,
 }
 

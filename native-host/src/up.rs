@@ -129,6 +129,10 @@ fn table(rows: &[Row]) -> String {
                 if !s.dialling.is_empty() {
                     let _ = write!(line, "  (dialling {})", s.dialling.len());
                 }
+                if s.pages > 0 {
+                    let plural = if s.pages == 1 { "" } else { "s" };
+                    let _ = write!(line, "  + {} page{plural}", s.pages);
+                }
                 let _ = writeln!(
                     out,
                     "{:<9} {:>5}  {:<8} {:>6}  {}",
@@ -172,6 +176,8 @@ pub(crate) fn status(root: &Path, json: bool) -> Result<(), UpError> {
                     "connected": r.status.as_ref().map(|s| s.connected.clone()),
                     "dialling": r.status.as_ref().map(|s| s.dialling.clone()),
                     "inbound": r.status.as_ref().map(|s| s.inbound),
+                    "pages": r.status.as_ref().map(|s| s.pages),
+                    "watchers": r.status.as_ref().map(|s| s.watchers),
                     "pool": r.status.as_ref().map(|s| s.pool),
                 })
             })
@@ -328,4 +334,40 @@ pub(crate) fn up(root: &Path, count: u32, web: Option<u16>) -> Result<(), UpErro
     nodes.stop();
     println!("stopped; each pool is saved in its node's transactions.json");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(n: u16, connected: &[u16], pages: usize) -> Row {
+        let address = Address::localhost(4000 + n);
+        Row {
+            name: format!("node-{n}"),
+            port: 4000 + n,
+            status: Some(NodeStatus {
+                address: address.to_string(),
+                connected: connected
+                    .iter()
+                    .map(|&p| Address::localhost(4000 + p).to_string())
+                    .collect(),
+                dialling: Vec::new(),
+                inbound: connected.len() + pages,
+                pages,
+                watchers: pages,
+                pool: 3,
+            }),
+            address,
+        }
+    }
+
+    #[test]
+    fn the_table_shows_a_page_among_a_nodes_connections() {
+        let rows = [row(1, &[2], 1), row(2, &[1], 0)];
+        let text = table(&rows);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[1].ends_with("4002  + 1 page"), "{text}");
+        assert!(lines[2].ends_with("4001"), "{text}");
+        assert_eq!(lines[3], "2/2 running, full mesh");
+    }
 }

@@ -646,6 +646,8 @@ impl Node {
             connected: self.members.connected.clone(),
             dialling: self.members.dials.values().cloned().collect(),
             inbound: self.members.inbound,
+            pages: self.clients.len(),
+            watchers: self.watchers.len(),
             pool: self.broadcast.pool.order.len(),
             sent: self.sent,
         }

@@ -356,6 +356,10 @@ pub struct Status {
     pub dialling: Vec<Address>,
     /// Accepted connections open.
     pub inbound: usize,
+    /// Dial-only peers (browser tabs) pushed to, among the accepted connections.
+    pub pages: usize,
+    /// Connections streamed events (WATCH), among the accepted connections.
+    pub watchers: usize,
     /// Transactions in the pool.
     pub pool: usize,
     /// Frames sent since start, by type.

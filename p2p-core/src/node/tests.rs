@@ -763,7 +763,7 @@ fn status_request_is_answered_with_status_on_the_same_connection() {
         effects(&drain(&mut node)),
         [Action::Send {
             conn: ConnId(10),
-            frame: r#"{"type":"STATUS","data":{"address":"ws://localhost:4001","connected":["ws://localhost:4002"],"dialling":["ws://localhost:4003"],"inbound":1,"pool":1,"sent":{"handshake":1,"transaction":1,"transactions":0,"status":0,"hello":0,"sync":0,"txs":0,"event":0}}}"#.into(),
+            frame: r#"{"type":"STATUS","data":{"address":"ws://localhost:4001","connected":["ws://localhost:4002"],"dialling":["ws://localhost:4003"],"inbound":1,"pages":0,"watchers":0,"pool":1,"sent":{"handshake":1,"transaction":1,"transactions":0,"status":0,"hello":0,"sync":0,"txs":0,"event":0}}}"#.into(),
         }]
     );
 }
@@ -2433,6 +2433,7 @@ fn a_watcher_is_told_the_state_then_each_change_of_peers_and_of_the_pool() {
         [serde_json::json!({"kind": "peers",
             "connected": ["ws://localhost:4003", "ws://localhost:4004"]})]
     );
+    assert_eq!((node.status().watchers, node.status().pages), (1, 0));
     // Forty transactions handled before the host drains: one event names 32.
     let burst: Vec<Transaction> = (1..=40).map(tx).collect();
     for one in &burst {
@@ -2542,6 +2543,7 @@ fn dial_only_peers_beyond_their_limit_are_answered_but_pushed_nothing() {
             limit: 1
         }
     )));
+    assert_eq!(node.status().pages, 1);
     node.add_transaction(tx(1), ms(3));
     assert_eq!(pushed_to(&drain(&mut node)), [ConnId(1), ConnId(20)]);
     // Once the first leaves, a new one takes its place.
