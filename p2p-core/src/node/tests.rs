@@ -70,6 +70,17 @@ fn sends(actions: &[Action]) -> Vec<(ConnId, String)> {
         .collect()
 }
 
+/// The frames among `actions` sent on `conn`, as handed over (shared, not copied).
+fn frames_to(actions: &[Action], conn: ConnId) -> Vec<Payload> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Send { conn: c, frame } if *c == conn => Some(Arc::clone(frame)),
+            _ => None,
+        })
+        .collect()
+}
+
 fn closes(actions: &[Action]) -> Vec<ConnId> {
     actions
         .iter()
@@ -1207,15 +1218,7 @@ fn pushes_handled_before_the_host_takes_actions_go_to_each_peer_of_ours_in_one_f
         assert!(node.add_transaction(one.clone(), ms(3)));
     }
     let actions = drain(&mut node);
-    let frames = |conn: ConnId| -> Vec<Payload> {
-        actions
-            .iter()
-            .filter_map(|a| match a {
-                Action::Send { conn: c, frame } if *c == conn => Some(Arc::clone(frame)),
-                _ => None,
-            })
-            .collect()
-    };
+    let frames = |conn| frames_to(&actions, conn);
     let (one, two, js) = (frames(ConnId(1)), frames(ConnId(2)), frames(ConnId(3)));
     assert_eq!((one.len(), two.len()), (1, 1), "{actions:?}");
     assert!(Arc::ptr_eq(&one[0], &two[0]), "one frame, shared");
@@ -1245,15 +1248,6 @@ fn a_peer_of_ours_that_reads_later_is_sent_the_very_frames_the_others_got() {
         node.handle_text(conn, r#"{"type":"HELLO","data":1}"#, ms(2));
     }
     drain(&mut node);
-    let frames_to = |actions: &[Action], conn: ConnId| -> Vec<Payload> {
-        actions
-            .iter()
-            .filter_map(|a| match a {
-                Action::Send { conn: c, frame } if *c == conn => Some(Arc::clone(frame)),
-                _ => None,
-            })
-            .collect()
-    };
     // Connection 2 has its buffer full of a first burst it has not read.
     for n in 1..=30 {
         node.add_transaction(tx(n), ms(3));
@@ -2212,10 +2206,10 @@ const DIAL_ONLY_HANDSHAKE: &str =
 
 /// The EVENT frames among `actions` sent on `conn`, as JSON values of their `data`.
 fn events_to(actions: &[Action], conn: ConnId) -> Vec<serde_json::Value> {
-    sends(actions)
+    frames_to(actions, conn)
         .into_iter()
-        .filter(|(c, text)| *c == conn && text.starts_with(r#"{"type":"EVENT""#))
-        .map(|(_, text)| {
+        .filter(|text| text.starts_with(r#"{"type":"EVENT""#))
+        .map(|text| {
             let frame: serde_json::Value = serde_json::from_str(&text).expect("EVENT is JSON");
             frame["data"].clone()
         })
@@ -2527,15 +2521,12 @@ fn dial_only_peers_beyond_their_limit_are_answered_but_pushed_nothing() {
     }
     let actions = drain(&mut node);
     // Both are answered as peers of ours; only the first is told the network.
-    let to = |conn| -> Vec<String> {
-        sends(&actions)
-            .into_iter()
-            .filter(|(c, _)| *c == conn)
-            .map(|(_, f)| f)
-            .collect()
-    };
-    assert_eq!(to(ConnId(20)).len(), 2);
-    assert_eq!(to(ConnId(21)), [frame::HELLO]);
+    assert_eq!(frames_to(&actions, ConnId(20)).len(), 2);
+    let to_second: Vec<String> = frames_to(&actions, ConnId(21))
+        .iter()
+        .map(|f| f.to_string())
+        .collect();
+    assert_eq!(to_second, [frame::HELLO]);
     assert!(notices(&actions).iter().any(|n| matches!(
         n,
         Notice::Limit {
