@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use super::queue::Pending;
+use super::queue::{Pending, Queue};
 use super::{Command, Event, FrameCounts, FrameKind, NodeId, Sim, SimError};
 use crate::address::Address;
 use crate::node::{ConnId, DialId, Payload};
@@ -99,6 +99,25 @@ pub(super) struct Link {
     wanted: bool,
 }
 
+impl Link {
+    /// Starts closing this link's end at `side`, if it is open (its node is told at `now`);
+    /// false if it was not open.
+    fn start_closing(&mut self, link_id: u64, side: usize, queue: &mut Queue, now: Time) -> bool {
+        if self.ends[side] != End::Open {
+            return false;
+        }
+        self.ends[side] = End::Closing;
+        queue.push(
+            now,
+            Pending::ClosedHere {
+                link: link_id,
+                side,
+            },
+        );
+        true
+    }
+}
+
 pub(super) fn conn_id(link: u64, side: usize) -> ConnId {
     ConnId(link * 2 + side as u64)
 }
@@ -137,16 +156,7 @@ impl Sim {
                 continue;
             }
             for side in [DIALLER, SERVER] {
-                if link.ends[side] == End::Open {
-                    link.ends[side] = End::Closing;
-                    self.queue.push(
-                        self.now,
-                        Pending::ClosedHere {
-                            link: link_id,
-                            side,
-                        },
-                    );
-                }
+                link.start_closing(link_id, side, &mut self.queue, self.now);
             }
         }
         Ok(())
@@ -353,17 +363,9 @@ impl Sim {
             self.violation(id, format!("closes {conn}, a connection it does not hold"));
             return;
         };
-        if link.ends[side] != End::Open {
+        if !link.start_closing(link_id, side, &mut self.queue, self.now) {
             return;
         }
-        link.ends[side] = End::Closing;
-        self.queue.push(
-            self.now,
-            Pending::ClosedHere {
-                link: link_id,
-                side,
-            },
-        );
         let other = 1 - side;
         if link.ends[other] == End::Open {
             let at = link.last[other].max(self.now + self.config.latency.sample(&mut self.rng));
