@@ -31,6 +31,11 @@ pub struct Config {
     /// Ask every node of ours it dials to stream what it does (WATCH), and hand each
     /// EVENT to the host as [`Action::Watched`](crate::Action::Watched).
     pub watch: bool,
+    /// Join a bounded-degree overlay instead of the full mesh: peers of ours are linked
+    /// only within a small active view (HyParView) and transactions spread along a tree
+    /// of those links with lazy announcements on the others (Plumtree). `None`: the
+    /// curriculum's full mesh. JavaScript peers are served as in the mesh either way.
+    pub overlay: Option<Overlay>,
 }
 
 impl Config {
@@ -46,6 +51,7 @@ impl Config {
             sync: Sync::default(),
             dial_only: false,
             watch: false,
+            overlay: None,
         }
     }
 }
@@ -208,6 +214,52 @@ impl Default for Sync {
             max_wait: Duration::from_secs(3),
             follower_wait: Duration::from_secs(6),
             settle: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The sizes and periods of the overlay mode (see `Config::overlay` and the crate docs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Overlay {
+    /// Peers linked at once (the active view): transactions go only over these links.
+    pub active: usize,
+    /// Addresses kept to replace a lost link (the passive view).
+    pub passive: usize,
+    /// Hops a JOIN is walked through the overlay (HyParView's ARWL): where it ends, the
+    /// newcomer is linked.
+    pub active_walk: u8,
+    /// At this many hops left, a walked JOIN also leaves the newcomer in the passive
+    /// view of the node it passes (HyParView's PRWL).
+    pub passive_walk: u8,
+    /// How often a node swaps a few addresses with a random linked peer (SHUFFLE).
+    pub shuffle_every: Duration,
+    /// Addresses of the active view sent in a SHUFFLE (besides the sender's own).
+    pub shuffle_active: usize,
+    /// Addresses of the passive view sent in a SHUFFLE, and at most in its reply.
+    pub shuffle_passive: usize,
+    /// How often a node with fewer links than `active` promotes a passive address.
+    pub repair_every: Duration,
+    /// A transaction announced (IHAVE) and not received by push within this is asked
+    /// for (GRAFT), and the announcing link joins the tree.
+    pub graft_after: Duration,
+    /// Announced transactions awaited at once; more announcements are ignored (catch-up
+    /// brings what they named).
+    pub max_missing: usize,
+}
+
+impl Default for Overlay {
+    fn default() -> Overlay {
+        Overlay {
+            active: 5,
+            passive: 30,
+            active_walk: 6,
+            passive_walk: 3,
+            shuffle_every: Duration::from_secs(10),
+            shuffle_active: 3,
+            shuffle_passive: 4,
+            repair_every: Duration::from_secs(1),
+            graft_after: Duration::from_millis(80),
+            max_missing: 16_384,
         }
     }
 }

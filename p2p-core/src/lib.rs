@@ -80,9 +80,11 @@ mod time;
 mod transaction;
 
 pub use address::{Address, AddressError, MAX_ADDRESS_LEN};
-pub use config::{Backoff, Config, Limits, Sync};
+pub use config::{Backoff, Config, Limits, Overlay, Sync};
 pub use frame::{Frame, FrameError};
-pub use node::{Action, ConnId, DialId, Level, Node, Notice, Payload, Sent, Status};
+pub use node::{
+    Action, ConnId, DialId, Level, Node, Notice, OverlayStatus, Payload, Sent, Status,
+};
 pub use rng::Rng;
 pub use time::Time;
 pub use transaction::{

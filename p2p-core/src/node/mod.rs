@@ -15,7 +15,7 @@ mod watch;
 
 use budget::Outbox;
 use membership::{Io, Membership, Wanted};
-pub use notice::{Level, Notice, Sent, Status};
+pub use notice::{Level, Notice, OverlayStatus, Sent, Status};
 use relay::{Broadcast, Pool, Via};
 
 use std::borrow::Cow;
@@ -624,6 +624,12 @@ impl Node {
         &self.members.connected
     }
 
+    /// The overlay's active view: the peers of ours this node is linked to, in address
+    /// order (empty in the full mesh; see `Config::overlay`).
+    pub fn active_view(&self) -> impl Iterator<Item = &Address> + '_ {
+        std::iter::empty()
+    }
+
     /// Addresses being dialled now.
     pub fn dialling(&self) -> impl Iterator<Item = &Address> {
         self.members.dials.values()
@@ -650,6 +656,7 @@ impl Node {
             watchers: self.watchers.len(),
             pool: self.broadcast.pool.order.len(),
             sent: self.sent,
+            overlay: None,
         }
     }
 

@@ -364,6 +364,21 @@ pub struct Status {
     pub pool: usize,
     /// Frames sent since start, by type.
     pub sent: Sent,
+    /// The overlay's views (`null` in the full mesh): see [`OverlayStatus`].
+    pub overlay: Option<OverlayStatus>,
+}
+
+/// A node's place in the overlay (see `Config::overlay`), as STATUS reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OverlayStatus {
+    /// Peers linked now (the active view), in address order.
+    pub active: Vec<Address>,
+    /// Links that carry transactions by push (the rest get announcements).
+    pub eager: usize,
+    /// Addresses kept to replace a lost link (the passive view's size).
+    pub passive: usize,
+    /// The node wants links and has none: it is cut off from the overlay.
+    pub isolated: bool,
 }
 
 /// Frames a node has sent, by type (what benchmarks and the simulator count).
@@ -385,4 +400,9 @@ pub struct Sent {
     pub txs: u64,
     /// EVENT frames (to watchers).
     pub event: u64,
+    /// Overlay membership frames (JOIN, FORWARD_JOIN, NEIGHBOR, NEIGHBOR_REPLY,
+    /// DISCONNECT, SHUFFLE, SHUFFLE_REPLY).
+    pub membership: u64,
+    /// Overlay broadcast's control frames (IHAVE, GRAFT, PRUNE).
+    pub tree: u64,
 }
