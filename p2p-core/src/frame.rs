@@ -30,7 +30,13 @@ pub enum Frame<'a> {
         /// none reaches it, and is pushed transactions on the connection it opened. Marked
         /// with `"dialOnly":true`, which JavaScript nodes ignore (they see an empty list).
         dial_only: bool,
+        /// The sender runs the overlay (`Config::overlay`): it asks for no dial back, and
+        /// a JOIN or NEIGHBOR follows on this connection if it wants a link. Marked with
+        /// `"overlay":true`, which JavaScript nodes ignore.
+        overlay: bool,
     },
+    /// An overlay frame (ours; see [`Overlay`]).
+    Overlay(Overlay<'a>),
     /// `TRANSACTION`: a transaction to pool and pass on.
     Transaction(Transaction),
     /// `STATUS_REQUEST` (ours): asks for a [`STATUS`](crate::Status) reply on the same
@@ -54,6 +60,47 @@ pub enum Frame<'a> {
     Event(&'a str),
     /// A `type` we do not know: ignored, as the JavaScript nodes do.
     Unknown(String),
+}
+
+/// The overlay's frames (ours, between nodes that run `Config::overlay`; JavaScript
+/// nodes never get them). Addresses and hashes are kept as text, checked where used;
+/// hashes as they appear in transactions (their JSON text, escapes and all).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Overlay<'a> {
+    /// `JOIN`: the sender, new to the overlay, asks for a link (always granted) and to be
+    /// introduced to the overlay.
+    Join,
+    /// `FORWARD_JOIN {"node", "ttl"}`: `node` joined; walk it `ttl` more hops.
+    ForwardJoin {
+        /// The newcomer's address.
+        node: Cow<'a, str>,
+        /// Hops left.
+        ttl: u8,
+    },
+    /// `NEIGHBOR {"high"}`: the sender asks for a link; `high` when it has none (then it
+    /// must be granted).
+    Neighbor {
+        /// The sender has no link at all.
+        high: bool,
+    },
+    /// `NEIGHBOR_REPLY {"accept"}`: the answer to NEIGHBOR.
+    NeighborReply {
+        /// The link is granted.
+        accept: bool,
+    },
+    /// `DISCONNECT`: the sender drops this link (its active view was full).
+    Disconnect,
+    /// `SHUFFLE [addresses]`: a few addresses the sender knows, itself first; answered
+    /// with as many of the receiver's.
+    Shuffle(Vec<Cow<'a, str>>),
+    /// `SHUFFLE_REPLY [addresses]`.
+    ShuffleReply(Vec<Cow<'a, str>>),
+    /// `IHAVE [hashes]`: the sender has these transactions (announced lazily).
+    IHave(Vec<&'a str>),
+    /// `GRAFT [hashes]`: the sender misses these: push them, and push to it from now on.
+    Graft(Vec<&'a str>),
+    /// `PRUNE`: the sender got a transaction twice: announce to it from now on.
+    Prune,
 }
 
 /// Why a frame was refused.
@@ -103,6 +150,13 @@ pub enum FrameError {
     /// An EVENT whose `data` is not a JSON object.
     #[error("EVENT data is not a JSON object")]
     BadEvent,
+    /// An overlay frame whose `data` is not of its shape.
+    #[error("{0} data is not of its shape")]
+    BadOverlay(&'static str),
+    /// An overlay frame from a peer that is not in the overlay with us (no HANDSHAKE
+    /// marked `overlay`, or we do not run it).
+    #[error("{0} from a peer that is not in the overlay with this node")]
+    NotInOverlay(&'static str),
     /// A request while the connection already has as many waiting as it may.
     #[error("SYNC while {0} requests of this connection wait for an answer")]
     TooManyRequests(usize),
@@ -128,6 +182,62 @@ struct Envelope<'a> {
     ext: Option<&'a RawValue>,
     #[serde(rename = "dialOnly", borrow, default)]
     dial_only: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    overlay: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct ForwardJoinData<'a> {
+    #[serde(borrow)]
+    node: BorrowedOrOwned<'a>,
+    ttl: u8,
+}
+
+#[derive(Deserialize)]
+struct HighData {
+    high: bool,
+}
+
+#[derive(Deserialize)]
+struct AcceptData {
+    accept: bool,
+}
+
+/// A `data` array of strings, borrowed where they have no escapes.
+fn strings<'a>(
+    data: Option<&'a RawValue>,
+    kind: &'static str,
+) -> Result<Vec<Cow<'a, str>>, FrameError> {
+    let data = data.ok_or(FrameError::NoData(kind))?;
+    serde_json::from_str::<Vec<BorrowedOrOwned<'a>>>(data.get())
+        .map(|list| list.into_iter().map(|s| s.0).collect())
+        .map_err(|_| FrameError::BadOverlay(kind))
+}
+
+/// A `data` array of hashes, each as its JSON text between the quotes (as a transaction
+/// holds it).
+fn hashes<'a>(data: Option<&'a RawValue>, kind: &'static str) -> Result<Vec<&'a str>, FrameError> {
+    let data = data.ok_or(FrameError::NoData(kind))?;
+    let list: Vec<&'a RawValue> =
+        serde_json::from_str(data.get()).map_err(|_| FrameError::BadOverlay(kind))?;
+    list.into_iter()
+        .map(|raw| {
+            let text = raw.get();
+            match text.len() >= 2 && text.starts_with('"') && text.ends_with('"') {
+                true => Ok(&text[1..text.len() - 1]),
+                false => Err(FrameError::BadOverlay(kind)),
+            }
+        })
+        .collect()
+}
+
+/// The `data` object of an overlay frame.
+fn object<'a, T: Deserialize<'a>>(
+    data: Option<&'a RawValue>,
+    kind: &'static str,
+) -> Result<T, FrameError> {
+    let data = data.ok_or(FrameError::NoData(kind))?;
+    serde_json::from_str(data.get()).map_err(|_| FrameError::BadOverlay(kind))
 }
 
 /// Decodes one text frame, refusing anything longer than `max_len` bytes.
@@ -166,8 +276,45 @@ pub fn decode(text: &str, max_len: usize) -> Result<Frame<'_>, FrameError> {
                 ours: envelope.ext.is_some(),
                 nonce,
                 dial_only: envelope.dial_only.is_some_and(|raw| raw.get() == "true"),
+                overlay: envelope.overlay.is_some_and(|raw| raw.get() == "true"),
             })
         }
+        "JOIN" => Ok(Frame::Overlay(Overlay::Join)),
+        "FORWARD_JOIN" => {
+            let data: ForwardJoinData<'_> = object(envelope.data, "FORWARD_JOIN")?;
+            Ok(Frame::Overlay(Overlay::ForwardJoin {
+                node: data.node.0,
+                ttl: data.ttl,
+            }))
+        }
+        "NEIGHBOR" => {
+            let data: HighData = object(envelope.data, "NEIGHBOR")?;
+            Ok(Frame::Overlay(Overlay::Neighbor { high: data.high }))
+        }
+        "NEIGHBOR_REPLY" => {
+            let data: AcceptData = object(envelope.data, "NEIGHBOR_REPLY")?;
+            Ok(Frame::Overlay(Overlay::NeighborReply {
+                accept: data.accept,
+            }))
+        }
+        "DISCONNECT" => Ok(Frame::Overlay(Overlay::Disconnect)),
+        "SHUFFLE" => Ok(Frame::Overlay(Overlay::Shuffle(strings(
+            envelope.data,
+            "SHUFFLE",
+        )?))),
+        "SHUFFLE_REPLY" => Ok(Frame::Overlay(Overlay::ShuffleReply(strings(
+            envelope.data,
+            "SHUFFLE_REPLY",
+        )?))),
+        "IHAVE" => Ok(Frame::Overlay(Overlay::IHave(hashes(
+            envelope.data,
+            "IHAVE",
+        )?))),
+        "GRAFT" => Ok(Frame::Overlay(Overlay::Graft(hashes(
+            envelope.data,
+            "GRAFT",
+        )?))),
+        "PRUNE" => Ok(Frame::Overlay(Overlay::Prune)),
         "SYNC" => {
             let data = envelope.data.ok_or(FrameError::NoData("SYNC"))?;
             let ranges: Vec<Range> =
@@ -245,6 +392,78 @@ pub fn handshake_dial_only(nonce: u64) -> String {
     format!(r#"{{"type":"HANDSHAKE","data":[],"ext":"{nonce:016x}","dialOnly":true}}"#)
 }
 
+/// The HANDSHAKE of an overlay node (see [`Frame::Handshake`]'s `overlay`): only its
+/// own address (the receiver dials nothing), marked as ours and as the overlay's.
+pub fn handshake_overlay(own: &Address, nonce: u64) -> String {
+    format!(
+        r#"{{"type":"HANDSHAKE","data":["{}"],"ext":"{nonce:016x}","overlay":true}}"#,
+        own.as_str()
+    )
+}
+
+/// JOIN (see [`Overlay::Join`]).
+pub(crate) const JOIN: &str = r#"{"type":"JOIN"}"#;
+/// DISCONNECT (see [`Overlay::Disconnect`]).
+pub(crate) const DISCONNECT: &str = r#"{"type":"DISCONNECT"}"#;
+/// PRUNE (see [`Overlay::Prune`]).
+pub(crate) const PRUNE: &str = r#"{"type":"PRUNE"}"#;
+
+/// FORWARD_JOIN (see [`Overlay::ForwardJoin`]).
+pub(crate) fn forward_join(node: &Address, ttl: u8) -> String {
+    format!(
+        r#"{{"type":"FORWARD_JOIN","data":{{"node":"{}","ttl":{ttl}}}}}"#,
+        node.as_str()
+    )
+}
+
+/// NEIGHBOR (see [`Overlay::Neighbor`]).
+pub(crate) fn neighbor(high: bool) -> String {
+    format!(r#"{{"type":"NEIGHBOR","data":{{"high":{high}}}}}"#)
+}
+
+/// NEIGHBOR_REPLY (see [`Overlay::NeighborReply`]).
+pub(crate) fn neighbor_reply(accept: bool) -> String {
+    format!(r#"{{"type":"NEIGHBOR_REPLY","data":{{"accept":{accept}}}}}"#)
+}
+
+/// SHUFFLE or SHUFFLE_REPLY (`kind`) carrying `addresses`.
+pub(crate) fn shuffle<'a>(kind: &str, addresses: impl IntoIterator<Item = &'a Address>) -> String {
+    let mut out = format!(r#"{{"type":"{kind}","data":["#);
+    for (i, address) in addresses.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('"');
+        out.push_str(address.as_str());
+        out.push('"');
+    }
+    out.push_str("]}");
+    out
+}
+
+/// IHAVE or GRAFT (`kind`) carrying `hashes` (each as its JSON text, as a transaction
+/// holds it), and for IHAVE the hop they would arrive at.
+pub(crate) fn hashes_frame<'a>(
+    kind: &str,
+    hop: Option<u16>,
+    hashes: impl IntoIterator<Item = &'a str>,
+) -> String {
+    let mut out = match hop {
+        Some(hop) => format!(r#"{{"type":"{kind}","hop":{hop},"data":["#),
+        None => format!(r#"{{"type":"{kind}","data":["#),
+    };
+    for (i, hash) in hashes.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push('"');
+        out.push_str(hash);
+        out.push('"');
+    }
+    out.push_str("]}");
+    out
+}
+
 /// The WATCH frame (see [`Frame::Watch`]).
 pub(crate) const WATCH: &str = r#"{"type":"WATCH"}"#;
 
@@ -271,6 +490,27 @@ pub(crate) const TXS_TAIL: &str = "]}";
 /// [`TXS_TAIL`].
 pub(crate) const TRANSACTIONS_HEAD: &str = r#"{"type":"TRANSACTIONS","data":["#;
 
+/// How an overlay node's TRANSACTIONS (and IHAVE) frames start: with the hop the
+/// transactions arrive at (1 from their origin), which the overlay uses to shorten its
+/// tree. Read back by [`hop_of`]; [`decode`] ignores it.
+const HOP_PREFIX: &str = r#"{"type":""#;
+
+/// The head of a TRANSACTIONS frame carrying `hop`.
+pub(crate) fn transactions_head_with_hop(hop: u16) -> String {
+    format!(r#"{{"type":"TRANSACTIONS","hop":{hop},"data":["#)
+}
+
+/// The hop an overlay frame (TRANSACTIONS or IHAVE, as our nodes write them) carries,
+/// read from its head without parsing the frame again.
+pub(crate) fn hop_of(text: &str) -> Option<u16> {
+    let rest = text.strip_prefix(HOP_PREFIX)?;
+    let rest = rest
+        .strip_prefix(r#"TRANSACTIONS","hop":"#)
+        .or_else(|| rest.strip_prefix(r#"IHAVE","hop":"#))?;
+    let end = rest.find(|c: char| !c.is_ascii_digit())?;
+    rest[..end].parse().ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,7 +530,8 @@ mod tests {
                 ],
                 ours: false,
                 nonce: None,
-                dial_only: false
+                dial_only: false,
+                overlay: false,
             })
         );
     }
@@ -304,7 +545,8 @@ mod tests {
                 addresses: vec![],
                 ours: false,
                 nonce: None,
-                dial_only: false
+                dial_only: false,
+                overlay: false,
             })
         );
     }
@@ -372,7 +614,8 @@ mod tests {
                 addresses: vec![],
                 ours: true,
                 nonce: Some(7),
-                dial_only: true
+                dial_only: true,
+                overlay: false,
             })
         );
         // Only `true` marks it: any other value is an ordinary HANDSHAKE.
@@ -411,5 +654,70 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn overlay_frames_round_trip_and_refuse_the_wrong_shape() {
+        let me = Address::localhost(4001);
+        assert!(matches!(
+            decode(&handshake_overlay(&me, 9), 1000),
+            Ok(Frame::Handshake { ours: true, overlay: true, ref addresses, .. })
+                if addresses.len() == 1 && addresses[0] == me.as_str()
+        ));
+        assert_eq!(decode(JOIN, 1000), Ok(Frame::Overlay(Overlay::Join)));
+        assert_eq!(
+            decode(&forward_join(&me, 6), 1000),
+            Ok(Frame::Overlay(Overlay::ForwardJoin {
+                node: Cow::from(me.as_str()),
+                ttl: 6
+            }))
+        );
+        assert_eq!(
+            decode(&neighbor(true), 1000),
+            Ok(Frame::Overlay(Overlay::Neighbor { high: true }))
+        );
+        assert_eq!(
+            decode(&neighbor_reply(false), 1000),
+            Ok(Frame::Overlay(Overlay::NeighborReply { accept: false }))
+        );
+        assert_eq!(
+            decode(DISCONNECT, 1000),
+            Ok(Frame::Overlay(Overlay::Disconnect))
+        );
+        assert_eq!(decode(PRUNE, 1000), Ok(Frame::Overlay(Overlay::Prune)));
+        let two = [me.clone(), Address::localhost(4002)];
+        assert_eq!(
+            decode(&shuffle("SHUFFLE_REPLY", &two), 1000),
+            Ok(Frame::Overlay(Overlay::ShuffleReply(vec![
+                Cow::from(me.as_str()),
+                Cow::from("ws://localhost:4002")
+            ])))
+        );
+        // Hashes keep their JSON text: an escape stays as the transaction holds it.
+        assert_eq!(
+            decode(&hashes_frame("IHAVE", Some(3), ["ab", r#"c\"d"#]), 1000),
+            Ok(Frame::Overlay(Overlay::IHave(vec!["ab", r#"c\"d"#])))
+        );
+        for bad in [
+            r#"{"type":"FORWARD_JOIN","data":{"node":"x","ttl":300}}"#,
+            r#"{"type":"NEIGHBOR","data":{}}"#,
+            r#"{"type":"GRAFT","data":[1]}"#,
+            r#"{"type":"SHUFFLE","data":"x"}"#,
+        ] {
+            assert!(
+                matches!(decode(bad, 1000), Err(FrameError::BadOverlay(_))),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            decode(r#"{"type":"IHAVE"}"#, 1000),
+            Err(FrameError::NoData("IHAVE"))
+        );
+        assert_eq!(hop_of(&hashes_frame("IHAVE", Some(3), ["ab"])), Some(3));
+        assert_eq!(hop_of(&hashes_frame("GRAFT", None, ["ab"])), None);
+        let pushes = format!("{}{}", transactions_head_with_hop(12), "]}");
+        assert_eq!(hop_of(&pushes), Some(12));
+        assert_eq!(decode(&pushes, 1000), Ok(Frame::Transactions(vec![])));
+        assert_eq!(hop_of(r#"{"type":"TRANSACTIONS","hop":x}"#), None);
     }
 }

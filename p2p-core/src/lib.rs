@@ -81,10 +81,8 @@ mod transaction;
 
 pub use address::{Address, AddressError, MAX_ADDRESS_LEN};
 pub use config::{Backoff, Config, Limits, Overlay, Sync};
-pub use frame::{Frame, FrameError};
-pub use node::{
-    Action, ConnId, DialId, Level, Node, Notice, OverlayStatus, Payload, Sent, Status,
-};
+pub use frame::{Frame, FrameError, Overlay as OverlayFrame};
+pub use node::{Action, ConnId, DialId, Level, Node, Notice, OverlayStatus, Payload, Sent, Status};
 pub use rng::Rng;
 pub use time::Time;
 pub use transaction::{

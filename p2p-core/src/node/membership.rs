@@ -344,6 +344,13 @@ impl Membership {
         }
     }
 
+    /// A new dial's name, for a dial started elsewhere (the overlay's).
+    pub(super) fn new_dial_id(&mut self) -> DialId {
+        let dial = DialId(self.next_dial);
+        self.next_dial += 1;
+        dial
+    }
+
     /// When `pump_dials` can next start a dial, if a dial waits.
     pub(super) fn next_dial_at(&self, config: &Config) -> Option<Time> {
         if self.dials.len() >= config.limits.max_concurrent_dials {

@@ -9,6 +9,7 @@
 mod budget;
 mod membership;
 mod notice;
+mod overlay;
 mod rate;
 mod relay;
 mod watch;
@@ -16,6 +17,7 @@ mod watch;
 use budget::Outbox;
 use membership::{Io, Membership, Wanted};
 pub use notice::{Level, Notice, OverlayStatus, Sent, Status};
+use overlay::OverlayState;
 use relay::{Broadcast, Pool, Via};
 
 use std::borrow::Cow;
@@ -160,6 +162,9 @@ struct Conn {
     client: bool,
     /// It asked to be streamed events (see `watch`).
     watching: bool,
+    /// A connection of the overlay: our dial for a link, or accepted from a node that
+    /// said it runs the overlay (see `overlay`).
+    overlay: bool,
 }
 
 impl Conn {
@@ -173,6 +178,7 @@ impl Conn {
             identify_by: None,
             client: false,
             watching: false,
+            overlay: false,
         }
     }
 }
@@ -241,6 +247,8 @@ pub struct Node {
     watchers: Vec<ConnId>,
     /// Pool length when watchers were last told of new transactions.
     watch_mark: usize,
+    /// The overlay's views and tree, in overlay mode (`Config::overlay`).
+    overlay: Option<OverlayState>,
     rng: Rng,
     sent: Sent,
 }
@@ -250,6 +258,7 @@ impl Node {
     /// it are skipped). Nothing happens until [`Node::start`].
     pub fn new(config: Config, stored_pool: Vec<Transaction>) -> Node {
         let seed = config.seed;
+        let (config_overlay, dial_only) = (config.overlay.is_some(), config.dial_only);
         let pool = Pool::from_stored(stored_pool);
         let watch_mark = pool.len();
         Node {
@@ -270,6 +279,7 @@ impl Node {
             clients: Vec::new(),
             watchers: Vec::new(),
             watch_mark,
+            overlay: (config_overlay && !dial_only).then(|| OverlayState::new(seed)),
             sent: Sent::default(),
         }
     }
@@ -290,6 +300,10 @@ impl Node {
             });
             self.log(Notice::Listening(address));
         }
+        if self.overlay.is_some() {
+            // Known peers are contacts to JOIN through, not a mesh to dial.
+            return self.overlay_start(now);
+        }
         for address in self.config.known_peers.clone() {
             if let Some(peer) = self.want(address, now, Wanted::Known) {
                 peer.keep = true;
@@ -300,6 +314,9 @@ impl Node {
 
     /// The dial `dial` opened as connection `conn`.
     pub fn handle_dial_opened(&mut self, dial: DialId, conn: ConnId, now: Time) {
+        if self.overlay_dial_opened(dial, conn, now) {
+            return;
+        }
         let Some(address) = self.members.end_dial(dial) else {
             // It timed out before it opened, or was never ours: we do not want it.
             self.actions.push_back(Action::Close { conn });
@@ -358,6 +375,9 @@ impl Node {
 
     /// The dial `dial` failed (refused, unreachable, handshake error).
     pub fn handle_dial_failed(&mut self, dial: DialId, now: Time) {
+        if self.overlay_dial_failed(dial) {
+            return;
+        }
         if let Some(address) = self.members.end_dial(dial) {
             self.dial_failed(address, now);
         }
@@ -399,11 +419,17 @@ impl Node {
                 ours,
                 nonce,
                 dial_only,
+                overlay,
             }) => {
                 let from_us = addresses
                     .first()
                     .is_some_and(|first| first.as_ref() == self.config.address.as_str());
-                if !(from_us && self.caught_dialling_itself(nonce)) {
+                if from_us && self.caught_dialling_itself(nonce) {
+                    return;
+                }
+                if overlay && ours && self.overlay.is_some() {
+                    self.overlay_handshake(conn, addresses.first().map(AsRef::as_ref), now);
+                } else {
                     self.on_handshake(conn, addresses, ours, now);
                     if ours && dial_only {
                         self.client_joined(conn, now);
@@ -422,9 +448,12 @@ impl Node {
                     return self.refuse(conn, error);
                 }
                 let from = self.peer_of(conn);
+                let hop = self.overlay.as_ref().and_then(|_| frame::hop_of(text));
+                self.overlay_arriving(hop);
                 for tx in txs {
                     self.accept_transaction(tx, from.clone(), Some(conn), Via::Push, now);
                 }
+                self.overlay_arriving(None);
             }
             Ok(Frame::Sync(ranges)) => self.on_sync(conn, ranges, now),
             Ok(Frame::Txs(txs)) => {
@@ -467,6 +496,10 @@ impl Node {
                         self.send(conn, frame::WATCH.into(), now);
                     }
                 }
+            }
+            Ok(Frame::Overlay(message)) => {
+                let hop = self.overlay.as_ref().and_then(|_| frame::hop_of(text));
+                self.on_overlay(conn, message, hop, now);
             }
             Ok(Frame::Watch) => self.watch(conn, now),
             Ok(Frame::Event(event)) => match (self.conns.get(&conn), self.config.watch) {
@@ -517,6 +550,17 @@ impl Node {
         }
         if closed.client || closed.watching {
             self.forget_watcher(conn);
+        }
+        if closed.overlay {
+            let peer = match closed.kind {
+                ConnKind::Dialled(address, _) => Some(address),
+                ConnKind::Accepted(peer) => {
+                    self.members.inbound -= 1;
+                    peer
+                }
+            };
+            self.overlay_closed(conn, peer, now);
+            return self.pump_dials(now);
         }
         match closed.kind {
             ConnKind::Dialled(address, _) => {
@@ -572,6 +616,7 @@ impl Node {
             }
         }
         self.connection_timers(now);
+        self.overlay_timers(now);
         self.pump_dials(now);
     }
 
@@ -598,6 +643,9 @@ impl Node {
         if !self.broadcast.packing.is_empty() {
             self.pack();
         }
+        if self.announcing() {
+            self.flush_announcements();
+        }
         if self.watch_mark != self.broadcast.pool.len() {
             self.report_pooled();
         }
@@ -611,7 +659,11 @@ impl Node {
         let deadline = self.members.dial_deadlines.first().map(|&(at, _)| at);
         let sync = self.broadcast.sync_check;
         let conn = self.conn_timers.first().map(|&(at, _)| at);
-        [wakeup, deadline, sync, conn].into_iter().flatten().min()
+        let overlay = self.overlay.as_ref().and_then(OverlayState::next_timer);
+        [wakeup, deadline, sync, conn, overlay]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The node's advertised address.
@@ -627,7 +679,7 @@ impl Node {
     /// The overlay's active view: the peers of ours this node is linked to, in address
     /// order (empty in the full mesh; see `Config::overlay`).
     pub fn active_view(&self) -> impl Iterator<Item = &Address> + '_ {
-        std::iter::empty()
+        self.overlay.iter().flat_map(|state| state.links.keys())
     }
 
     /// Addresses being dialled now.
@@ -656,7 +708,12 @@ impl Node {
             watchers: self.watchers.len(),
             pool: self.broadcast.pool.order.len(),
             sent: self.sent,
-            overlay: None,
+            overlay: self.overlay.as_ref().map(|state| OverlayStatus {
+                active: state.links.keys().cloned().collect(),
+                eager: state.links.values().filter(|l| l.eager).count(),
+                passive: state.passive.len(),
+                isolated: state.links.is_empty(),
+            }),
         }
     }
 
@@ -760,6 +817,11 @@ impl Node {
             hasher.finish()
         };
         for (index, text) in list.iter().take(limit).enumerate() {
+            // In the overlay only the sender (a JavaScript node: ours send an overlay
+            // HANDSHAKE) is dialled back; what it lists is its own mesh.
+            if index > 0 && self.overlay.is_some() {
+                break;
+            }
             // Fast path: our nodes list canonical addresses, mostly of servers we are
             // already connected to or dialling; those need no parsing and no dial.
             if index > 0 {

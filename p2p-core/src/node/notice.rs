@@ -162,6 +162,22 @@ pub enum Notice {
         /// Transactions that were waiting.
         waiting: usize,
     },
+    /// The overlay linked a peer (it joined the active view).
+    Linked {
+        /// The peer.
+        address: Address,
+        /// Links now.
+        active: usize,
+    },
+    /// An overlay link ended.
+    Unlinked {
+        /// The peer.
+        address: Address,
+        /// Why.
+        why: &'static str,
+        /// Links now.
+        active: usize,
+    },
     /// A limit stopped the node from doing what a peer asked.
     Limit {
         /// Which limit.
@@ -183,6 +199,8 @@ impl Notice {
             | Notice::Disconnected { .. }
             | Notice::Handshake { .. }
             | Notice::NewTransaction { .. }
+            | Notice::Linked { .. }
+            | Notice::Unlinked { .. }
             | Notice::CaughtUp { .. } => Level::Info,
             Notice::DialFailed { attempt, .. } if *attempt <= 1 => Level::Info,
             Notice::Refused { .. }
@@ -340,6 +358,14 @@ impl fmt::Display for Notice {
                 "closing {conn} to {}: {waiting} transactions waiting and it is not keeping up",
                 OrUnknown(peer)
             ),
+            Notice::Linked { address, active } => {
+                write!(f, "linked to {address} in the overlay ({active} links)")
+            }
+            Notice::Unlinked {
+                address,
+                why,
+                active,
+            } => write!(f, "link to {address} ended: {why} ({active} links)"),
             Notice::Limit { what, limit } => write!(f, "limit reached: {what} ({limit})"),
         }
     }

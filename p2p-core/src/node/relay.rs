@@ -177,6 +177,7 @@ impl Node {
             via == Via::CatchUp || from.as_ref().is_some_and(|a| dial_only || self.is_ours(a));
         // One look-up in the index: the insert says whether the hash was held.
         if !self.broadcast.pool.insert(tx.clone(), now, from_ours) {
+            self.overlay_duplicate(source, via, now);
             self.log(Notice::Duplicate {
                 hash: tx.short_hash().to_owned(),
             });
@@ -220,6 +221,9 @@ impl Node {
                     self.push(conn, &tx, &mut frame, now);
                 }
             }
+        }
+        if self.overlay.is_some() {
+            self.overlay_relay(&tx, source, via, now);
         }
         // What this makes due (see `round_due`) is due no sooner than this.
         let sync = &self.config.sync;
@@ -319,7 +323,7 @@ impl Node {
     /// Catch-up's record of `address`, made if need be; `None` if it is not in the
     /// address book (a record lives no longer than the peer's entry).
     pub(super) fn reconciled_mut(&mut self, address: &Address) -> Option<&mut Reconciled> {
-        if !self.members.peers.contains_key(address) {
+        if !self.members.peers.contains_key(address) && self.link(address).is_none() {
             return None;
         }
         let records = &mut self.broadcast.reconciled;
@@ -445,6 +449,19 @@ impl Node {
         hashes
     }
 
+    /// Starts catch-up on a new overlay link `conn` to `address`, as on a new dialled
+    /// connection to a peer of ours in the mesh: the smaller address opens it.
+    pub(super) fn open_link_catch_up(&mut self, address: &Address, conn: ConnId, now: Time) {
+        if !self.leads(address) {
+            return self.arm_round(address);
+        }
+        if let Some(sync) = self.reconciled_mut(address) {
+            sync.synced_on = Some(conn);
+        }
+        let frame = frame::sync(&sync::open(&self.broadcast.pool.hashes)).into();
+        self.open_round(address, conn, &frame, now);
+    }
+
     /// Makes sure `catch_up_rounds` runs when a round with `address` is due.
     fn arm_round(&mut self, address: &Address) {
         if let Some((_, due)) = self.round_with(address) {
@@ -455,13 +472,16 @@ impl Node {
     /// The connection on which a round with `address` would open, and when it is due:
     /// only with an open peer of ours that is not caught up on everything.
     fn round_with(&self, address: &Address) -> Option<(ConnId, Time)> {
-        let peer = self.members.peers.get(address)?;
-        let PeerState::Open { conn } = peer.state else {
-            return None;
+        let conn = match self.link(address) {
+            Some(link) => link.conn,
+            None => {
+                let peer = self.members.peers.get(address)?;
+                match peer.state {
+                    PeerState::Open { conn } if peer.ours => conn,
+                    _ => return None,
+                }
+            }
         };
-        if !peer.ours {
-            return None;
-        }
         let sync = self.reconciled(address);
         let due = match self.round_due(self.leads(address), sync) {
             Some(due) => due,
@@ -499,7 +519,8 @@ impl Node {
     pub(super) fn catch_up_rounds(&mut self, now: Time) {
         let mut due_now = Vec::new();
         let mut next: Option<Time> = None;
-        for address in &self.members.connected {
+        let links = self.overlay.iter().flat_map(|state| state.links.keys());
+        for address in self.members.connected.iter().chain(links) {
             match self.round_with(address) {
                 Some((conn, due)) if due <= now => due_now.push((address.clone(), conn)),
                 Some((_, due)) => next = Some(next.map_or(due, |n| n.min(due))),

@@ -1,0 +1,957 @@
+//! The overlay mode (`Config::overlay`): a bounded-degree overlay of nodes of ours in
+//! place of the full mesh. Membership is HyParView's, broadcast Plumtree's, both as
+//! frames of ours over links (see `docs/overlay.md` for the design and its sources).
+//!
+//! **Links.** A link is one connection, dialled by either side, used both ways. A node
+//! keeps at most `Overlay::active` links (its active view) and up to `Overlay::passive`
+//! addresses to replace them (its passive view). A newcomer dials a known peer and sends
+//! JOIN: the contact links it (dropping a random link with DISCONNECT if its view is
+//! full) and walks FORWARD_JOIN from each of its other links for `Overlay::active_walk`
+//! hops; where a walk ends, that node dials the newcomer and asks for a link with
+//! NEIGHBOR, high priority (always granted). A walk also leaves the newcomer in the
+//! passive view of the node it passes at `Overlay::passive_walk` hops left. A link that
+//! fails is replaced from the passive view (NEIGHBOR, granted if the peer has room or
+//! high, when the asker has no link at all); every `Overlay::repair_every` a node short
+//! of links promotes another, and one with no link and no passive address JOINs a known
+//! peer again. Every `Overlay::shuffle_every` a node swaps a few addresses with a random
+//! link (SHUFFLE, SHUFFLE_REPLY), so passive views mix across the overlay.
+//!
+//! **Broadcast.** Each link is eager (a new transaction is pushed over it, as in the
+//! mesh, packed per drain) or lazy (it is announced, IHAVE, hashes gathered per drain).
+//! Links start eager. A transaction pushed twice makes the receiver PRUNE the second
+//! link (both ends make it lazy): the eager links settle into a spanning tree. A hash
+//! announced and not received within `Overlay::graft_after` is asked for with GRAFT on
+//! the link that announced it, which becomes eager again: the tree heals where it broke.
+//! Catch-up runs on links as between peers of ours in the mesh (the smaller address
+//! leads), so whatever a crash or a partition lost still arrives.
+//!
+//! **Budgets.** Overlay dials in flight: `MAX_DIALS`; addresses taken from one SHUFFLE:
+//! what one may carry; hashes taken from one IHAVE or GRAFT: `MAX_HASHES`; hashes awaited
+//! at once: `Overlay::max_missing`. Overlay frames are taken only from a connection whose
+//! HANDSHAKE said it runs the overlay, and those that act on a link only from a link.
+//! JavaScript nodes and the curriculum's frames are served as in the mesh: a JavaScript
+//! node is dialled back and pushed everything, a leaf that floods.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::relay::Via;
+use super::{Action, Conn, ConnId, ConnKind, DialId, Node, Notice, Payload, SeededHasher};
+use crate::address::Address;
+use crate::frame::{self, FrameError, Overlay as OverlayFrame};
+use crate::time::Time;
+use crate::transaction::{Transaction, TxHash};
+
+/// Overlay dials in flight at once: joining and repair are slow, careful work, and a
+/// peer's FORWARD_JOINs must not turn into a storm of dials.
+const MAX_DIALS: usize = 2;
+
+/// Hashes taken from one IHAVE or GRAFT frame; the rest are ignored.
+const MAX_HASHES: usize = 4096;
+
+/// Largest IHAVE or GRAFT frame the node builds.
+const HASHES_FRAME_BYTES: usize = 64 << 10;
+
+/// Repair's delay grows at most to this many times `Overlay::repair_every`.
+const MAX_REPAIR_BACKOFF: u32 = 32;
+
+/// Recent transactions whose hop and tree parent are remembered (for the tree's
+/// shortening, and the hop our pushes carry).
+const RECENT: usize = 16_384;
+
+/// An announcement this many hops shorter than the path a transaction came by moves the
+/// tree: the announcing link becomes eager, the parent lazy (Plumtree's optimisation).
+const SHORTER_BY: u16 = 1;
+
+/// Links that may announce one missing hash (asked in turn).
+const MAX_ANNOUNCERS: usize = 4;
+
+/// The overlay's state (present only in overlay mode).
+#[derive(Debug)]
+pub(super) struct OverlayState {
+    /// The active view: linked peers by address, with their link.
+    pub(super) links: BTreeMap<Address, Link>,
+    /// The passive view.
+    pub(super) passive: Vec<Address>,
+    /// Overlay dials in flight: to whom, and what the connection will ask for.
+    dials: BTreeMap<DialId, (Address, Ask)>,
+    dial_deadlines: BTreeSet<(Time, DialId)>,
+    /// Our dials that sent NEIGHBOR and wait for the reply, with the peer's address.
+    asking: BTreeMap<ConnId, Address>,
+    /// Hashes announced to us and not held: the links that announced them, in turn.
+    missing: HashMap<String, Vec<ConnId>, SeededHasher>,
+    /// When each missing hash is grafted (entries of hashes no longer missing are stale).
+    graft_timers: BTreeSet<(Time, String)>,
+    /// Announcements gathered for each lazy link until the host takes actions.
+    announce: BTreeMap<ConnId, Vec<TxHash>>,
+    /// When the first of `announce` was gathered.
+    announce_at: Time,
+    next_shuffle: Time,
+    /// When a node short of links next promotes one (`None`: it has its fill).
+    next_repair: Option<Time>,
+    /// How long repair waits between tries: `Overlay::repair_every`, doubled (up to
+    /// `MAX_REPAIR_BACKOFF` times) by each refusal, so a node short of links in a full
+    /// overlay asks ever more rarely; back to the period when a link is made or lost.
+    repair_delay: Duration,
+    /// Which known peer the next JOIN goes to.
+    next_contact: usize,
+    /// Recent transactions: the hop each arrived at here (0: made here) and the link it
+    /// came on, oldest first in `recent_order`.
+    recent: HashMap<TxHash, (u16, Option<ConnId>), SeededHasher>,
+    recent_order: VecDeque<TxHash>,
+    /// The hop the pushes being taken now carry (set while a frame is handled).
+    arriving_hop: Option<u16>,
+    /// Reused for the links a transaction goes to (no allocation per transaction).
+    scratch: Vec<(ConnId, bool)>,
+}
+
+/// One link of the active view.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Link {
+    pub(super) conn: ConnId,
+    /// Transactions are pushed over it (else announced).
+    pub(super) eager: bool,
+}
+
+/// What an overlay dial asks for once it opens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ask {
+    Join,
+    Neighbor { high: bool },
+}
+
+impl OverlayState {
+    pub(super) fn new(seed: u64) -> OverlayState {
+        OverlayState {
+            links: BTreeMap::new(),
+            passive: Vec::new(),
+            dials: BTreeMap::new(),
+            dial_deadlines: BTreeSet::new(),
+            asking: BTreeMap::new(),
+            missing: HashMap::with_hasher(SeededHasher(seed)),
+            graft_timers: BTreeSet::new(),
+            announce: BTreeMap::new(),
+            announce_at: Time::ZERO,
+            next_shuffle: Time::ZERO,
+            next_repair: None,
+            repair_delay: Duration::ZERO,
+            next_contact: 0,
+            recent: HashMap::with_hasher(SeededHasher(seed)),
+            recent_order: VecDeque::new(),
+            arriving_hop: None,
+            scratch: Vec::new(),
+        }
+    }
+
+    /// When the node next needs its timers run for the overlay.
+    pub(super) fn next_timer(&self) -> Option<Time> {
+        let deadline = self.dial_deadlines.first().map(|&(at, _)| at);
+        let graft = self.graft_timers.first().map(|(at, _)| *at);
+        let shuffle = (!self.links.is_empty()).then_some(self.next_shuffle);
+        [deadline, graft, shuffle, self.next_repair]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// The hop the transaction `hash` arrives at when we push it (ours plus one).
+    pub(super) fn hop_after(&self, hash: &str) -> u16 {
+        let hop = self.recent.get(hash).map_or(0, |&(hop, _)| hop);
+        hop.saturating_add(1)
+    }
+
+    fn is_dialling(&self, address: &Address) -> bool {
+        self.dials.values().any(|(a, _)| a == address)
+    }
+}
+
+impl Node {
+    fn overlay_config(&self) -> crate::config::Overlay {
+        self.config.overlay.clone().unwrap_or_default()
+    }
+
+    fn ov(&mut self) -> &mut OverlayState {
+        self.overlay.as_mut().expect("called in overlay mode only")
+    }
+
+    /// A random index below `len` (which is not zero).
+    fn pick(&mut self, len: usize) -> usize {
+        (self.rng.next_u64() % len as u64) as usize
+    }
+
+    /// Starts the overlay: the first repair (a JOIN) at once, shuffles from a random
+    /// point of the first period on.
+    pub(super) fn overlay_start(&mut self, now: Time) {
+        let every = self.overlay_config().shuffle_every;
+        let offset = super::membership::jitter(every, &mut self.rng);
+        let state = self.ov();
+        state.next_shuffle = now + offset;
+        state.next_repair = Some(now);
+        self.overlay_timers(now);
+    }
+
+    /// The link to `address`, if linked.
+    pub(super) fn link(&self, address: &Address) -> Option<Link> {
+        self.overlay.as_ref()?.links.get(address).copied()
+    }
+
+    /// The address `conn` is the link to, if it is one.
+    fn link_on(&self, conn: ConnId) -> Option<Address> {
+        let address = self.peer_of(conn)?;
+        (self.link(&address)?.conn == conn).then_some(address)
+    }
+
+    /// Starts an overlay dial to `address`, asking `ask` once open.
+    fn overlay_dial(&mut self, address: Address, ask: Ask, now: Time) {
+        let dial = self.members.new_dial_id();
+        let deadline = now + self.config.backoff.dial_timeout;
+        let state = self.ov();
+        state.dials.insert(dial, (address.clone(), ask));
+        state.dial_deadlines.insert((deadline, dial));
+        self.actions.push_back(Action::Dial {
+            dial,
+            address: address.clone(),
+        });
+        self.log(Notice::Dialling {
+            address,
+            attempt: 0,
+        });
+    }
+
+    /// The overlay's dial `dial` opened as `conn`: introduce ourselves and ask. False if
+    /// it was not an overlay dial.
+    pub(super) fn overlay_dial_opened(&mut self, dial: DialId, conn: ConnId, now: Time) -> bool {
+        let Some(state) = self.overlay.as_mut() else {
+            return false;
+        };
+        let Some((address, ask)) = state.dials.remove(&dial) else {
+            return false;
+        };
+        state.dial_deadlines.retain(|&(_, d)| d != dial);
+        if self.conns.contains_key(&conn) {
+            // The host reused a live id; refusing it keeps our books straight.
+            self.actions.push_back(Action::Close { conn });
+            return true;
+        }
+        let nonce = self.rng.next_u64();
+        let mut c = Conn::new(ConnKind::Dialled(address.clone(), nonce), self.config.seed);
+        c.overlay = true;
+        self.conns.insert(conn, c);
+        self.sent.handshake += 1;
+        let handshake = frame::handshake_overlay(&self.config.address, nonce);
+        self.send(conn, handshake.into(), now);
+        self.sent.membership += 1;
+        match ask {
+            Ask::Join => {
+                self.send(conn, frame::JOIN.into(), now);
+                self.add_link(address, conn, now);
+            }
+            Ask::Neighbor { high } => {
+                self.send(conn, frame::neighbor(high).into(), now);
+                self.ov().asking.insert(conn, address);
+            }
+        }
+        true
+    }
+
+    /// The overlay's dial `dial` failed: its address leaves the passive view. False if
+    /// it was not an overlay dial.
+    pub(super) fn overlay_dial_failed(&mut self, dial: DialId) -> bool {
+        let Some(state) = self.overlay.as_mut() else {
+            return false;
+        };
+        let Some((address, _)) = state.dials.remove(&dial) else {
+            return false;
+        };
+        state.dial_deadlines.retain(|&(_, d)| d != dial);
+        state.passive.retain(|a| *a != address);
+        self.repair_refused();
+        self.log(Notice::DialFailed {
+            address,
+            attempt: 1,
+            retry_in: None,
+        });
+        true
+    }
+
+    /// An overlay HANDSHAKE on accepted connection `conn`: note who it is, say HELLO,
+    /// dial nothing (a JOIN or NEIGHBOR follows if it wants a link).
+    pub(super) fn overlay_handshake(&mut self, conn: ConnId, sender: Option<&str>, now: Time) {
+        let address = sender.and_then(|text| text.parse::<Address>().ok());
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        let ConnKind::Accepted(peer) = &mut c.kind else {
+            return;
+        };
+        if peer.is_none() {
+            peer.clone_from(&address);
+        }
+        c.overlay = true;
+        if !c.ours {
+            c.ours = true;
+            self.sent.hello += 1;
+            self.send(conn, frame::HELLO.into(), now);
+        }
+        self.log(Notice::Handshake {
+            conn,
+            from: address,
+            listed: 1,
+            invalid: usize::from(sender.is_some_and(|s| s.parse::<Address>().is_err())),
+        });
+    }
+
+    /// An overlay frame arrived on `conn`.
+    pub(super) fn on_overlay(
+        &mut self,
+        conn: ConnId,
+        message: OverlayFrame<'_>,
+        hop: Option<u16>,
+        now: Time,
+    ) {
+        let kind = overlay_kind(&message);
+        let in_overlay = self.overlay.is_some() && self.conns.get(&conn).is_some_and(|c| c.overlay);
+        let Some(peer) = self.peer_of(conn).filter(|_| in_overlay) else {
+            return self.refuse(conn, FrameError::NotInOverlay(kind));
+        };
+        let linked = self.link(&peer).is_some_and(|l| l.conn == conn);
+        match message {
+            OverlayFrame::Join if self.is_accepted(conn) => {
+                self.add_link(peer.clone(), conn, now);
+                let walk = self.overlay_config().active_walk;
+                let frame: Payload = frame::forward_join(&peer, walk).into();
+                let others: Vec<ConnId> = self
+                    .ov()
+                    .links
+                    .iter()
+                    .filter(|(a, _)| **a != peer)
+                    .map(|(_, l)| l.conn)
+                    .collect();
+                for other in others {
+                    self.send_overlay(other, &frame, now);
+                }
+            }
+            OverlayFrame::ForwardJoin { node, ttl } if linked => {
+                let Ok(node) = node.parse::<Address>() else {
+                    return self.refuse(conn, FrameError::BadOverlay("FORWARD_JOIN"));
+                };
+                self.forward_join(node, ttl, &peer, now);
+            }
+            OverlayFrame::Neighbor { high } => {
+                if !self.is_accepted(conn) {
+                    return;
+                }
+                let room = self.ov().links.len() < self.overlay_config().active;
+                let accept = high || room || linked;
+                self.sent.membership += 1;
+                self.send(conn, frame::neighbor_reply(accept).into(), now);
+                if accept {
+                    self.add_link(peer, conn, now);
+                }
+            }
+            OverlayFrame::NeighborReply { accept } => {
+                if self.ov().asking.remove(&conn).is_none() {
+                    return;
+                }
+                if accept {
+                    self.add_link(peer, conn, now);
+                } else {
+                    self.add_passive(peer);
+                    self.close_conn(conn);
+                    self.repair_refused();
+                }
+            }
+            OverlayFrame::Disconnect if linked => {
+                self.remove_link(&peer, "it dropped the link", now);
+                self.add_passive(peer);
+                self.close_conn(conn);
+            }
+            OverlayFrame::Shuffle(list) if linked => {
+                let config = self.overlay_config();
+                let cap = 1 + config.shuffle_active + config.shuffle_passive;
+                let mut reply = Vec::new();
+                let mut pool = self.ov().passive.clone();
+                while reply.len() < list.len().min(cap) && !pool.is_empty() {
+                    let i = self.pick(pool.len());
+                    reply.push(pool.swap_remove(i));
+                }
+                self.sent.membership += 1;
+                self.send(conn, frame::shuffle("SHUFFLE_REPLY", &reply).into(), now);
+                self.integrate(&list, cap);
+            }
+            OverlayFrame::ShuffleReply(list) if linked => {
+                let config = self.overlay_config();
+                self.integrate(&list, 1 + config.shuffle_active + config.shuffle_passive);
+            }
+            OverlayFrame::IHave(hashes) if linked => self.on_ihave(conn, &hashes, hop, now),
+            OverlayFrame::Graft(hashes) if linked => {
+                self.set_eager(&peer, true);
+                let mut frame = None;
+                for hash in hashes.into_iter().take(MAX_HASHES) {
+                    if let Some(tx) = self.broadcast.pool.get(hash).cloned() {
+                        self.push(conn, &tx, &mut frame, now);
+                    }
+                }
+            }
+            OverlayFrame::Prune if linked => self.set_eager(&peer, false),
+            // A frame for a link that is gone (it crossed a DISCONNECT or a replacement
+            // on the way): nothing to do.
+            _ => {}
+        }
+    }
+
+    fn is_accepted(&self, conn: ConnId) -> bool {
+        self.conns
+            .get(&conn)
+            .is_some_and(|c| matches!(c.kind, ConnKind::Accepted(_)))
+    }
+
+    /// Sends an overlay membership frame if the connection has room (else it is lost,
+    /// as on a failing link: the overlay repairs itself).
+    fn send_overlay(&mut self, conn: ConnId, frame: &Payload, now: Time) {
+        if self.has_room(conn) {
+            self.sent.membership += 1;
+            self.send(conn, Arc::clone(frame), now);
+        }
+    }
+
+    /// A walk of the newcomer `node` reached us from `from` with `ttl` hops left.
+    fn forward_join(&mut self, node: Address, ttl: u8, from: &Address, now: Time) {
+        if node == self.config.address || self.link(&node).is_some() {
+            return;
+        }
+        let config = self.overlay_config();
+        let links = self.ov().links.len();
+        if ttl > 0 && links > 1 {
+            if ttl == config.passive_walk {
+                self.add_passive(node.clone());
+            }
+            let next: Vec<ConnId> = self
+                .ov()
+                .links
+                .iter()
+                .filter(|(a, _)| *a != from && **a != node)
+                .map(|(_, l)| l.conn)
+                .collect();
+            if !next.is_empty() {
+                let conn = next[self.pick(next.len())];
+                let frame: Payload = frame::forward_join(&node, ttl - 1).into();
+                return self.send_overlay(conn, &frame, now);
+            }
+        }
+        // The walk ends here: link the newcomer (it must accept), if a dial is free.
+        let state = self.ov();
+        if state.dials.len() < MAX_DIALS && !state.is_dialling(&node) {
+            self.overlay_dial(node, Ask::Neighbor { high: true }, now);
+        } else {
+            self.add_passive(node);
+        }
+    }
+
+    /// Links `address` over `conn`, making room if the view is full; a second
+    /// connection to a linked peer (both sides dialled at once) keeps the one dialled by
+    /// the smaller address, on both sides alike.
+    fn add_link(&mut self, address: Address, conn: ConnId, now: Time) {
+        if address == self.config.address || self.members.is_self(&self.config, &address) {
+            return self.close_conn(conn);
+        }
+        if let Some(existing) = self.link(&address) {
+            if existing.conn == conn {
+                return;
+            }
+            let dialler = |node: &Node, conn: ConnId| match node.conns.get(&conn).map(|c| &c.kind) {
+                Some(ConnKind::Dialled(..)) => node.config.address.clone(),
+                _ => address.clone(),
+            };
+            let keep_new = dialler(self, conn) < dialler(self, existing.conn);
+            if !keep_new {
+                return self.close_conn(conn);
+            }
+            self.ov()
+                .links
+                .insert(address.clone(), Link { conn, eager: true });
+            self.close_conn(existing.conn);
+            return;
+        }
+        let active = self.overlay_config().active;
+        if self.ov().links.len() >= active.max(1) {
+            let candidates: Vec<Address> = self.ov().links.keys().cloned().collect();
+            let dropped = candidates[self.pick(candidates.len())].clone();
+            if let Some(link) = self.link(&dropped) {
+                if self.has_room(link.conn) {
+                    self.sent.membership += 1;
+                    self.send(link.conn, frame::DISCONNECT.into(), now);
+                }
+                self.remove_link(&dropped, "the active view was full", now);
+                self.close_conn(link.conn);
+                self.add_passive(dropped);
+            }
+        }
+        let state = self.ov();
+        state.passive.retain(|a| *a != address);
+        state
+            .links
+            .insert(address.clone(), Link { conn, eager: true });
+        let count = state.links.len();
+        state.repair_delay = Duration::ZERO;
+        if count >= active {
+            state.next_repair = None;
+        }
+        self.log(Notice::Linked {
+            address: address.clone(),
+            active: count,
+        });
+        // Catch-up with the new link: the smaller address opens it.
+        self.broadcast.reconciled.remove(&address);
+        if let Some(sync) = self.reconciled_mut(&address) {
+            sync.since = now;
+        }
+        self.open_link_catch_up(&address, conn, now);
+    }
+
+    /// `address` is no longer linked (its connection is closed by whoever calls this).
+    fn remove_link(&mut self, address: &Address, why: &'static str, now: Time) {
+        let state = self.ov();
+        let Some(link) = state.links.remove(address) else {
+            return;
+        };
+        state.announce.remove(&link.conn);
+        state.repair_delay = Duration::ZERO;
+        let active = state.links.len();
+        self.broadcast.reconciled.remove(address);
+        self.log(Notice::Unlinked {
+            address: address.clone(),
+            why,
+            active,
+        });
+        self.want_repair(now);
+    }
+
+    /// A link was lost: promote a passive address now (tries that fail are retried
+    /// every `repair_delay` from then on).
+    fn want_repair(&mut self, now: Time) {
+        let active = self.overlay_config().active;
+        let state = self.ov();
+        if state.links.len() < active {
+            state.next_repair = Some(state.next_repair.map_or(now, |at| at.min(now)));
+        }
+    }
+
+    /// A try to add a link failed: the next waits longer.
+    fn repair_refused(&mut self) {
+        let every = self.overlay_config().repair_every;
+        let state = self.ov();
+        state.repair_delay = (state.repair_delay * 2).clamp(every, every * MAX_REPAIR_BACKOFF);
+    }
+
+    fn set_eager(&mut self, address: &Address, eager: bool) {
+        if let Some(link) = self.ov().links.get_mut(address) {
+            link.eager = eager;
+        }
+    }
+
+    /// Keeps `address` in the passive view (unless it is us, linked, or held already),
+    /// forgetting a random one if the view is full.
+    fn add_passive(&mut self, address: Address) {
+        let capacity = self.overlay_config().passive;
+        if self.members.is_self(&self.config, &address) || self.link(&address).is_some() {
+            return;
+        }
+        if self.ov().passive.contains(&address) || capacity == 0 {
+            return;
+        }
+        if self.ov().passive.len() >= capacity {
+            let i = self.pick(capacity);
+            self.ov().passive.swap_remove(i);
+        }
+        self.ov().passive.push(address);
+    }
+
+    /// Takes at most `cap` addresses of a SHUFFLE or its reply into the passive view.
+    fn integrate(&mut self, list: &[std::borrow::Cow<'_, str>], cap: usize) {
+        for text in list.iter().take(cap) {
+            if let Ok(address) = text.parse::<Address>() {
+                self.add_passive(address);
+            }
+        }
+    }
+
+    /// A connection of the overlay closed: if it was a link, the link is gone (and is
+    /// replaced from the passive view).
+    pub(super) fn overlay_closed(&mut self, conn: ConnId, address: Option<Address>, now: Time) {
+        if self.ov().asking.remove(&conn).is_some() {
+            self.repair_refused();
+        }
+        let Some(address) = address else {
+            return;
+        };
+        if self.link(&address).is_some_and(|l| l.conn == conn) {
+            self.remove_link(&address, "its connection closed", now);
+        }
+    }
+
+    /// Overlay dial deadlines, grafts, repair and shuffle that are due.
+    pub(super) fn overlay_timers(&mut self, now: Time) {
+        if self.overlay.is_none() {
+            return;
+        }
+        while let Some(&(at, dial)) = self.ov().dial_deadlines.first() {
+            if at > now {
+                break;
+            }
+            self.ov().dial_deadlines.pop_first();
+            if self.ov().dials.contains_key(&dial) {
+                self.actions.push_back(Action::AbandonDial { dial });
+                self.overlay_dial_failed(dial);
+            }
+        }
+        self.grafts_due(now);
+        if self.ov().next_repair.is_some_and(|at| at <= now) {
+            self.repair(now);
+        }
+        if !self.ov().links.is_empty() && self.ov().next_shuffle <= now {
+            self.shuffle(now);
+        }
+    }
+
+    /// Promotes a passive address to a link, or, with no link and no passive address,
+    /// JOINs a known peer again; runs every `Overlay::repair_every` while short.
+    fn repair(&mut self, now: Time) {
+        let config = self.overlay_config();
+        let state = self.ov();
+        if state.links.len() >= config.active {
+            state.next_repair = None;
+            return;
+        }
+        state.next_repair = Some(now + state.repair_delay.max(config.repair_every));
+        if state.dials.len() >= MAX_DIALS {
+            return;
+        }
+        let high = state.links.is_empty();
+        let candidates: Vec<Address> = state
+            .passive
+            .iter()
+            .filter(|a| !state.is_dialling(a) && !state.asking.values().any(|b| b == *a))
+            .cloned()
+            .collect();
+        if !candidates.is_empty() {
+            let address = candidates[self.pick(candidates.len())].clone();
+            return self.overlay_dial(address, Ask::Neighbor { high }, now);
+        }
+        if !high || !self.ov().asking.is_empty() {
+            return;
+        }
+        let contacts: Vec<Address> = self
+            .config
+            .known_peers
+            .iter()
+            .filter(|a| !self.members.is_self(&self.config, a))
+            .cloned()
+            .collect();
+        if contacts.is_empty() {
+            return;
+        }
+        let state = self.ov();
+        let contact = contacts[state.next_contact % contacts.len()].clone();
+        state.next_contact = state.next_contact.wrapping_add(1);
+        if !state.is_dialling(&contact) {
+            self.overlay_dial(contact, Ask::Join, now);
+        }
+    }
+
+    /// Swaps a few addresses with a random link.
+    fn shuffle(&mut self, now: Time) {
+        let config = self.overlay_config();
+        let every = config.shuffle_every;
+        let next = now + super::membership::jitter(every, &mut self.rng) + every / 2;
+        self.ov().next_shuffle = next;
+        let links: Vec<(Address, ConnId)> = self
+            .ov()
+            .links
+            .iter()
+            .map(|(a, l)| (a.clone(), l.conn))
+            .collect();
+        if links.is_empty() {
+            return;
+        }
+        let (to, conn) = links[self.pick(links.len())].clone();
+        let mut list = vec![self.config.address.clone()];
+        let mut actives: Vec<Address> = links
+            .into_iter()
+            .map(|(a, _)| a)
+            .filter(|a| *a != to)
+            .collect();
+        let mut passive = self.ov().passive.clone();
+        for (from, count) in [
+            (&mut actives, config.shuffle_active),
+            (&mut passive, config.shuffle_passive),
+        ] {
+            for _ in 0..count {
+                if from.is_empty() {
+                    break;
+                }
+                let i = (self.rng.next_u64() % from.len() as u64) as usize;
+                list.push(from.swap_remove(i));
+            }
+        }
+        let frame: Payload = frame::shuffle("SHUFFLE", &list).into();
+        self.send_overlay(conn, &frame, now);
+    }
+
+    /// Relay in the overlay: `tx` is new here; push it over eager links, announce it on
+    /// lazy ones (and on every link if catch-up brought it: its origin's pushes missed us,
+    /// and may have missed our neighbours).
+    pub(super) fn overlay_relay(
+        &mut self,
+        tx: &Transaction,
+        source: Option<ConnId>,
+        via: Via,
+        now: Time,
+    ) {
+        let Some(state) = self.overlay.as_mut() else {
+            return;
+        };
+        state.missing.remove(tx.hash());
+        if via == Via::Push {
+            let hop = if source.is_some() {
+                state.arriving_hop.unwrap_or(1)
+            } else {
+                0
+            };
+            if state.recent_order.len() >= RECENT {
+                if let Some(old) = state.recent_order.pop_front() {
+                    state.recent.remove(&old);
+                }
+            }
+            state.recent.insert(tx.shared_hash(), (hop, source));
+            state.recent_order.push_back(tx.shared_hash());
+        }
+        let mut targets = std::mem::take(&mut state.scratch);
+        targets.clear();
+        targets.extend(
+            state
+                .links
+                .values()
+                .filter(|l| Some(l.conn) != source)
+                .map(|l| (l.conn, l.eager && via == Via::Push)),
+        );
+        let mut frame = None;
+        for &(conn, eager) in &targets {
+            if eager {
+                self.push(conn, tx, &mut frame, now);
+            } else {
+                let state = self.ov();
+                if state.announce.is_empty() {
+                    state.announce_at = now;
+                }
+                state
+                    .announce
+                    .entry(conn)
+                    .or_default()
+                    .push(tx.shared_hash());
+            }
+        }
+        self.ov().scratch = targets;
+    }
+
+    /// Pushes taken from now on arrived at `hop` (as their frame said), until `None`.
+    pub(super) fn overlay_arriving(&mut self, hop: Option<u16>) {
+        if let Some(state) = self.overlay.as_mut() {
+            state.arriving_hop = hop;
+        }
+    }
+
+    /// A transaction we hold came again by push on `source`: that link leaves the tree.
+    pub(super) fn overlay_duplicate(&mut self, source: Option<ConnId>, via: Via, now: Time) {
+        if via != Via::Push || self.overlay.is_none() {
+            return;
+        }
+        let Some(conn) = source else {
+            return;
+        };
+        let Some(address) = self.link_on(conn) else {
+            return;
+        };
+        if self.link(&address).is_some_and(|l| l.eager) {
+            self.set_eager(&address, false);
+            if self.has_room(conn) {
+                self.sent.tree += 1;
+                self.send(conn, frame::PRUNE.into(), now);
+            }
+        }
+    }
+
+    /// Hashes announced on link `conn`: those we lack are awaited, and grafted if they
+    /// do not come by push in time.
+    fn on_ihave(&mut self, conn: ConnId, hashes: &[&str], hop: Option<u16>, now: Time) {
+        let config = self.overlay_config();
+        let mut shortened = false;
+        for &hash in hashes.iter().take(MAX_HASHES) {
+            if self.broadcast.pool.contains(hash) {
+                if let (Some(hop), false) = (hop, shortened) {
+                    shortened = self.shorten_tree(conn, hash, hop, now);
+                }
+                continue;
+            }
+            let state = self.ov();
+            let room = state.missing.len() < config.max_missing;
+            match state.missing.get_mut(hash) {
+                Some(announcers)
+                    if announcers.len() < MAX_ANNOUNCERS && !announcers.contains(&conn) =>
+                {
+                    announcers.push(conn);
+                }
+                Some(_) => {}
+                None if room => {
+                    state.missing.insert(hash.to_owned(), vec![conn]);
+                    state
+                        .graft_timers
+                        .insert((now + config.graft_after, hash.to_owned()));
+                }
+                None => {}
+            }
+        }
+    }
+
+    /// `hash`, which we hold, was announced on `conn` at `hop`: if that is much shorter
+    /// than the path it came by, the announcing link joins the tree and the link it came
+    /// on leaves it. Says whether the tree moved.
+    fn shorten_tree(&mut self, conn: ConnId, hash: &str, hop: u16, now: Time) -> bool {
+        let state = self.ov();
+        let Some(&(ours, Some(parent))) = state.recent.get(hash) else {
+            return false;
+        };
+        if parent == conn || ours <= hop.saturating_add(SHORTER_BY) {
+            return false;
+        }
+        let (Some(announcer), Some(old)) = (self.link_on(conn), self.link_on(parent)) else {
+            return false;
+        };
+        if let Some(entry) = self.ov().recent.get_mut(hash) {
+            *entry = (hop, Some(conn));
+        }
+        self.set_eager(&announcer, true);
+        self.set_eager(&old, false);
+        for (conn, frame) in [
+            (conn, frame::hashes_frame("GRAFT", None, [])),
+            (parent, frame::PRUNE.to_owned()),
+        ] {
+            if self.has_room(conn) {
+                self.sent.tree += 1;
+                self.send(conn, frame.into(), now);
+            }
+        }
+        true
+    }
+
+    /// Grafts the awaited hashes whose time has come, each from the next link that
+    /// announced it; that link joins the tree.
+    fn grafts_due(&mut self, now: Time) {
+        let graft_after = self.overlay_config().graft_after;
+        let mut grafts: BTreeMap<ConnId, Vec<String>> = BTreeMap::new();
+        while let Some((at, _)) = self.ov().graft_timers.first() {
+            if *at > now {
+                break;
+            }
+            let (_, hash) = self.ov().graft_timers.pop_first().expect("first exists");
+            if self.broadcast.pool.contains(&hash) {
+                self.ov().missing.remove(&hash);
+                continue;
+            }
+            let Some(mut announcers) = self.ov().missing.remove(&hash) else {
+                continue;
+            };
+            let chosen = loop {
+                if announcers.is_empty() {
+                    break None;
+                }
+                let conn = announcers.remove(0);
+                if self.link_on(conn).is_some() {
+                    break Some(conn);
+                }
+            };
+            let Some(conn) = chosen else {
+                continue;
+            };
+            if !announcers.is_empty() {
+                let state = self.ov();
+                state.graft_timers.insert((now + graft_after, hash.clone()));
+                state.missing.insert(hash.clone(), announcers);
+            }
+            grafts.entry(conn).or_default().push(hash);
+        }
+        for (conn, hashes) in grafts {
+            if let Some(address) = self.link_on(conn) {
+                self.set_eager(&address, true);
+            }
+            for chunk in hash_chunks(hashes.iter().map(String::as_str)) {
+                if self.has_room(conn) {
+                    self.sent.tree += 1;
+                    self.send(conn, frame::hashes_frame("GRAFT", None, chunk).into(), now);
+                }
+            }
+        }
+    }
+
+    /// Sends the announcements gathered since the host last took actions; a link
+    /// without room loses them (catch-up covers what it then misses).
+    pub(super) fn flush_announcements(&mut self) {
+        let Some(state) = self.overlay.as_mut() else {
+            return;
+        };
+        let gathered = std::mem::take(&mut state.announce);
+        let now = state.announce_at;
+        for (conn, hashes) in gathered {
+            let hop = hashes
+                .first()
+                .and_then(|h| Some(self.overlay.as_ref()?.hop_after(h)));
+            for chunk in hash_chunks(hashes.iter().map(|h| &**h)) {
+                if self.has_room(conn) {
+                    self.sent.tree += 1;
+                    self.send(conn, frame::hashes_frame("IHAVE", hop, chunk).into(), now);
+                }
+            }
+        }
+    }
+
+    /// Whether announcements wait to be sent.
+    pub(super) fn announcing(&self) -> bool {
+        self.overlay
+            .as_ref()
+            .is_some_and(|s| !s.announce.is_empty())
+    }
+}
+
+/// The name of an overlay frame's type, for notices.
+fn overlay_kind(message: &OverlayFrame<'_>) -> &'static str {
+    match message {
+        OverlayFrame::Join => "JOIN",
+        OverlayFrame::ForwardJoin { .. } => "FORWARD_JOIN",
+        OverlayFrame::Neighbor { .. } => "NEIGHBOR",
+        OverlayFrame::NeighborReply { .. } => "NEIGHBOR_REPLY",
+        OverlayFrame::Disconnect => "DISCONNECT",
+        OverlayFrame::Shuffle(_) => "SHUFFLE",
+        OverlayFrame::ShuffleReply(_) => "SHUFFLE_REPLY",
+        OverlayFrame::IHave(_) => "IHAVE",
+        OverlayFrame::Graft(_) => "GRAFT",
+        OverlayFrame::Prune => "PRUNE",
+    }
+}
+
+/// `hashes` cut into runs that fit one frame of at most `HASHES_FRAME_BYTES`.
+fn hash_chunks<'a>(hashes: impl Iterator<Item = &'a str>) -> Vec<Vec<&'a str>> {
+    let mut chunks = vec![Vec::new()];
+    let mut bytes = 0;
+    for hash in hashes {
+        if bytes + hash.len() + 3 > HASHES_FRAME_BYTES && !chunks.last().is_some_and(Vec::is_empty)
+        {
+            chunks.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += hash.len() + 3;
+        chunks.last_mut().expect("one at least").push(hash);
+    }
+    chunks.retain(|c| !c.is_empty());
+    chunks
+}

@@ -1,0 +1,277 @@
+//! Unit tests of the overlay mode (`Config::overlay`), one rule each.
+use super::*;
+use crate::config::Overlay;
+
+/// A node on [`PORT`] in overlay mode knowing `known`, with `active` links at most.
+fn overlay_config(known: &[&str], active: usize) -> Config {
+    let mut config = config(known);
+    config.overlay = Some(Overlay {
+        active,
+        ..Overlay::default()
+    });
+    config
+}
+
+/// Accepts `conn` from the overlay node at `port`, which sends `ask` (JOIN, NEIGHBOR…)
+/// after its HANDSHAKE; the actions that follow.
+fn link_from(node: &mut Node, conn: u64, port: u16, ask: &str, now: Time) -> Vec<Action> {
+    let conn = ConnId(conn);
+    node.handle_accepted(conn, now);
+    let handshake = frame::handshake_overlay(&Address::localhost(port), 1);
+    node.handle_text(conn, &handshake, now);
+    node.handle_text(conn, ask, now);
+    drain(node)
+}
+
+fn active(node: &Node) -> Vec<String> {
+    node.active_view().map(ToString::to_string).collect()
+}
+
+fn frames_on(actions: &[Action], conn: u64) -> Vec<String> {
+    frames_to(actions, ConnId(conn))
+        .iter()
+        .map(|f| f.to_string())
+        .collect()
+}
+
+#[test]
+fn a_new_node_dials_one_known_peer_and_joins_through_it() {
+    let (mut node, actions) = started(overlay_config(
+        &["ws://localhost:4002", "ws://localhost:4003"],
+        5,
+    ));
+    assert!(matches!(actions[0], Action::Listen { .. }));
+    let dialled = dialled_addresses(&actions);
+    assert_eq!(dialled, ["ws://localhost:4002"], "one contact, not a mesh");
+    node.handle_dial_opened(dial_to(&actions, "ws://localhost:4002"), ConnId(1), ms(5));
+    let sent = frames_on(&drain(&mut node), 1);
+    assert!(
+        sent[0].contains(r#""overlay":true"#) && sent[0].contains(r#"["ws://localhost:4001"]"#)
+    );
+    assert_eq!(sent[1], frame::JOIN);
+    assert_eq!(active(&node), ["ws://localhost:4002"]);
+    let status = node.status().overlay.expect("overlay status");
+    assert_eq!(
+        (status.eager, status.passive, status.isolated),
+        (1, 0, false)
+    );
+}
+
+#[test]
+fn a_join_is_linked_without_a_dial_back_and_walked_from_every_other_link() {
+    let (mut node, _) = started(overlay_config(&[], 5));
+    link_from(&mut node, 1, 4002, frame::JOIN, ms(1));
+    link_from(&mut node, 2, 4003, frame::JOIN, ms(2));
+    let actions = link_from(&mut node, 3, 4004, frame::JOIN, ms(3));
+    assert!(
+        dials(&actions).is_empty(),
+        "an overlay HANDSHAKE is not dialled back"
+    );
+    let walk = frame::forward_join(&Address::localhost(4004), 6);
+    for conn in [1, 2] {
+        assert!(frames_on(&actions, conn).contains(&walk), "{actions:?}");
+    }
+    assert!(!frames_on(&actions, 3).contains(&walk));
+    assert_eq!(active(&node).len(), 3);
+}
+
+#[test]
+fn a_full_view_refuses_a_low_neighbor_and_makes_room_for_a_high_one() {
+    let (mut node, _) = started(overlay_config(&[], 2));
+    link_from(&mut node, 1, 4002, frame::JOIN, ms(1));
+    link_from(&mut node, 2, 4003, frame::JOIN, ms(2));
+    let refused = link_from(&mut node, 3, 4004, &frame::neighbor(false), ms(3));
+    assert_eq!(
+        frames_on(&refused, 3),
+        [frame::HELLO.to_owned(), frame::neighbor_reply(false)]
+    );
+    assert_eq!(active(&node).len(), 2);
+    let granted = link_from(&mut node, 4, 4005, &frame::neighbor(true), ms(4));
+    assert!(frames_on(&granted, 4).contains(&frame::neighbor_reply(true)));
+    let dropped: Vec<ConnId> = closes(&granted);
+    assert_eq!(dropped.len(), 1, "one link makes room: {granted:?}");
+    assert_eq!(
+        frames_on(&granted, dropped[0].0),
+        [frame::DISCONNECT.to_owned()]
+    );
+    assert_eq!(active(&node).len(), 2);
+    assert!(active(&node).contains(&"ws://localhost:4005".to_owned()));
+    // The dropped peer is kept to replace a link later.
+    assert_eq!(node.status().overlay.map(|s| s.passive), Some(1));
+}
+
+/// A node linked to 4002 (conn 1) and 4003 (conn 2), and the transaction 4002 pushed.
+fn two_links_and_a_push() -> (Node, Transaction, Vec<Action>) {
+    let (mut node, _) = started(overlay_config(&[], 5));
+    link_from(&mut node, 1, 4002, frame::JOIN, ms(1));
+    link_from(&mut node, 2, 4003, frame::JOIN, ms(2));
+    let first = tx(1);
+    let push = format!(
+        "{}{}]}}",
+        frame::transactions_head_with_hop(1),
+        first.body()
+    );
+    node.handle_text(ConnId(1), &push, ms(10));
+    (node, first, drain(&mut Node::new(config(&[]), Vec::new())))
+}
+
+#[test]
+fn a_push_goes_on_over_eager_links_with_its_hop() {
+    let (mut node, first, _) = two_links_and_a_push();
+    let actions = drain(&mut node);
+    let on_2 = frames_on(&actions, 2);
+    assert!(
+        on_2.iter()
+            .any(|f| f.starts_with(&frame::transactions_head_with_hop(2))
+                && f.contains(first.hash())),
+        "{on_2:?}"
+    );
+    assert!(
+        frames_on(&actions, 1)
+            .iter()
+            .all(|f| !f.contains(first.hash())),
+        "not back"
+    );
+}
+
+#[test]
+fn a_duplicate_push_prunes_its_link_and_later_transactions_are_only_announced_there() {
+    let (mut node, first, _) = two_links_and_a_push();
+    drain(&mut node);
+    node.handle_text(ConnId(2), &first.to_frame(), ms(20));
+    let actions = drain(&mut node);
+    assert_eq!(frames_on(&actions, 2), [frame::PRUNE.to_owned()]);
+    assert_eq!(node.status().overlay.map(|s| s.eager), Some(1));
+    // A second duplicate on the pruned link prunes nothing more.
+    node.handle_text(ConnId(2), &first.to_frame(), ms(21));
+    assert!(frames_on(&drain(&mut node), 2).is_empty());
+    let second = tx(2);
+    node.handle_text(ConnId(1), &second.to_frame(), ms(30));
+    let on_2 = frames_on(&drain(&mut node), 2);
+    assert_eq!(on_2.len(), 1);
+    assert!(
+        on_2[0].starts_with(r#"{"type":"IHAVE","hop":2,"data":["#)
+            && on_2[0].contains(second.hash())
+    );
+}
+
+#[test]
+fn an_announced_transaction_not_pushed_in_time_is_grafted_from_its_announcer() {
+    let (mut node, _) = started(overlay_config(&[], 5));
+    link_from(&mut node, 1, 4002, frame::JOIN, ms(1));
+    let (late, early) = (tx(7), tx(8));
+    let ihave = frame::hashes_frame("IHAVE", Some(3), [late.hash(), early.hash()]);
+    node.handle_text(ConnId(1), &ihave, ms(100));
+    drain(&mut node);
+    let graft_after = Overlay::default().graft_after;
+    assert!(node
+        .poll_timeout()
+        .is_some_and(|t| t <= ms(100) + graft_after));
+    // One of them comes by push in time: only the other is asked for.
+    node.handle_text(ConnId(1), &early.to_frame(), ms(120));
+    node.handle_timeout(ms(100) + graft_after);
+    let sent = frames_on(&drain(&mut node), 1);
+    assert_eq!(sent, [frame::hashes_frame("GRAFT", None, [late.hash()])]);
+}
+
+#[test]
+fn a_graft_is_answered_with_the_bodies_asked_for_and_makes_the_link_eager() {
+    let (mut node, first, _) = two_links_and_a_push();
+    node.handle_text(ConnId(2), &first.to_frame(), ms(20));
+    drain(&mut node);
+    assert_eq!(node.status().overlay.map(|s| s.eager), Some(1));
+    let graft = frame::hashes_frame("GRAFT", None, [first.hash(), "unknown"]);
+    node.handle_text(ConnId(2), &graft, ms(30));
+    let sent = frames_on(&drain(&mut node), 2);
+    assert_eq!(sent.len(), 1);
+    assert!(sent[0].contains(first.hash()));
+    assert_eq!(node.status().overlay.map(|s| s.eager), Some(2));
+}
+
+#[test]
+fn overlay_frames_are_refused_from_outside_the_overlay() {
+    // A connection that never said it runs the overlay.
+    let (mut node, _) = started(overlay_config(&[], 5));
+    node.handle_accepted(ConnId(1), ms(1));
+    node.handle_text(ConnId(1), &handshake_frame(&["ws://localhost:4002"]), ms(1));
+    node.handle_text(ConnId(1), frame::JOIN, ms(2));
+    assert_eq!(refusals(&drain(&mut node)), 1);
+    assert!(active(&node).is_empty());
+    // A node of the full mesh takes none.
+    let (mut mesh, _) = started(config(&[]));
+    let actions = link_from(&mut mesh, 1, 4002, frame::JOIN, ms(1));
+    assert_eq!(refusals(&actions), 1);
+    assert!(active(&mesh).is_empty());
+    assert!(mesh.status().overlay.is_none());
+}
+
+#[test]
+fn a_lost_link_is_replaced_from_the_passive_view() {
+    let (mut node, _) = started(overlay_config(&[], 5));
+    link_from(&mut node, 1, 4002, frame::JOIN, ms(1));
+    let addresses = [Address::localhost(4002), Address::localhost(4009)];
+    node.handle_text(ConnId(1), &frame::shuffle("SHUFFLE", &addresses), ms(2));
+    let reply = frames_on(&drain(&mut node), 1);
+    assert!(
+        reply[0].starts_with(r#"{"type":"SHUFFLE_REPLY""#),
+        "{reply:?}"
+    );
+    node.handle_closed(ConnId(1), ms(3));
+    assert!(node.status().overlay.is_some_and(|s| s.isolated));
+    node.handle_timeout(ms(3));
+    let actions = drain(&mut node);
+    assert_eq!(
+        dialled_addresses(&actions),
+        ["ws://localhost:4009"],
+        "the passive address"
+    );
+    node.handle_dial_opened(dial_to(&actions, "ws://localhost:4009"), ConnId(5), ms(10));
+    let sent = frames_on(&drain(&mut node), 5);
+    assert_eq!(
+        sent[1],
+        frame::neighbor(true),
+        "no link at all: high priority"
+    );
+    node.handle_text(ConnId(5), &frame::neighbor_reply(true), ms(20));
+    assert_eq!(active(&node), ["ws://localhost:4009"]);
+}
+
+#[test]
+fn announced_hashes_awaited_at_once_are_capped() {
+    let mut config = overlay_config(&[], 5);
+    config.overlay.as_mut().expect("set").max_missing = 2;
+    let (mut node, _) = started(config);
+    link_from(&mut node, 1, 4002, frame::JOIN, ms(1));
+    let txs: Vec<Transaction> = (0..5).map(tx).collect();
+    let ihave = frame::hashes_frame("IHAVE", Some(1), txs.iter().map(|t| t.hash()));
+    node.handle_text(ConnId(1), &ihave, ms(10));
+    drain(&mut node);
+    node.handle_timeout(ms(10) + Overlay::default().graft_after);
+    let sent = frames_on(&drain(&mut node), 1);
+    assert_eq!(sent.len(), 1);
+    let asked = txs.iter().filter(|t| sent[0].contains(t.hash())).count();
+    assert_eq!(asked, 2, "{sent:?}");
+}
+
+#[test]
+fn a_much_shorter_announcement_moves_the_tree() {
+    let (mut node, _) = started(overlay_config(&[], 5));
+    link_from(&mut node, 1, 4002, frame::JOIN, ms(1));
+    link_from(&mut node, 2, 4003, frame::JOIN, ms(2));
+    let far = tx(3);
+    let push = format!("{}{}]}}", frame::transactions_head_with_hop(9), far.body());
+    node.handle_text(ConnId(1), &push, ms(10));
+    drain(&mut node);
+    // Announced two hops away on the other link: shorter by far.
+    node.handle_text(
+        ConnId(2),
+        &frame::hashes_frame("IHAVE", Some(2), [far.hash()]),
+        ms(20),
+    );
+    let actions = drain(&mut node);
+    assert_eq!(
+        frames_on(&actions, 2),
+        [frame::hashes_frame("GRAFT", None, [])]
+    );
+    assert_eq!(frames_on(&actions, 1), [frame::PRUNE.to_owned()]);
+}
