@@ -33,6 +33,9 @@ pub(crate) struct Env {
     /// `P2P_STALL_TIMEOUT`: seconds a connection may leave queued bytes unread before it
     /// is closed (`Limits::stall_timeout`).
     pub(crate) stall_timeout: Option<Duration>,
+    /// `P2P_OVERLAY`: `Some(true)` for `on` (join the bounded-degree overlay instead of
+    /// the full mesh), `Some(false)` for `off`, `None` when unset or empty (off).
+    pub(crate) overlay: Option<bool>,
 }
 
 /// The range `P2P_SEND_BUFFER` may take: at least one large frame's worth, at most 1 GiB.
@@ -133,6 +136,18 @@ pub(crate) enum FolderError {
         /// The value found.
         value: String,
     },
+    /// `P2P_OVERLAY` is neither `on` nor `off`.
+    #[error("{path}: P2P_OVERLAY={value:?} is not on or off (on: the overlay mode; off, empty or unset: the full mesh)")]
+    BadOverlay {
+        /// The file.
+        path: PathBuf,
+        /// The value found.
+        value: String,
+    },
+    /// `start --overlay` (as `up --overlay` runs it) in a folder whose `.env` says
+    /// `P2P_OVERLAY=off`: two explicit words that contradict each other.
+    #[error("{0} sets P2P_OVERLAY=off, but --overlay asks for the overlay mode: set it to on, or remove the line")]
+    OverlayOff(PathBuf),
     /// `P2P_SEND_QUEUE` (frames) is gone; the send buffer is counted in bytes now.
     #[error("{0}: P2P_SEND_QUEUE (frames) was replaced by P2P_SEND_BUFFER (bytes, 4194304 by default); remove it or set P2P_SEND_BUFFER")]
     SendQueueReplaced(PathBuf),
@@ -179,6 +194,7 @@ pub(crate) fn read_env(dir: &Path) -> Result<Env, FolderError> {
     })?;
     let (mut port, mut public_key, mut bind, mut advertise) = (None, None, None, None);
     let (mut send_buffer, mut stall_timeout, mut send_queue) = (None, None, false);
+    let mut overlay = None;
     for item in iter {
         let (key, value) = item.map_err(|e| FolderError::EnvSyntax {
             path: path.clone(),
@@ -191,6 +207,7 @@ pub(crate) fn read_env(dir: &Path) -> Result<Env, FolderError> {
             "P2P_ADVERTISE" if !value.is_empty() => advertise = Some(value),
             "P2P_SEND_BUFFER" if !value.is_empty() => send_buffer = Some(value),
             "P2P_STALL_TIMEOUT" if !value.is_empty() => stall_timeout = Some(value),
+            "P2P_OVERLAY" if !value.is_empty() => overlay = Some(value),
             "P2P_SEND_QUEUE" => send_queue = true,
             _ => {}
         }
@@ -240,6 +257,16 @@ pub(crate) fn read_env(dir: &Path) -> Result<Env, FolderError> {
             _ => return Err(FolderError::BadStallTimeout { path, value }),
         },
     };
+    // Only the two words the docs name: a `yes` or `1` that silently meant something
+    // would hide a typo such as `of` behind a node in the wrong topology.
+    let overlay = match overlay {
+        None => None,
+        Some(value) => match value.trim() {
+            "on" => Some(true),
+            "off" => Some(false),
+            _ => return Err(FolderError::BadOverlay { path, value }),
+        },
+    };
     Ok(Env {
         port,
         public_key,
@@ -247,7 +274,19 @@ pub(crate) fn read_env(dir: &Path) -> Result<Env, FolderError> {
         advertise,
         send_buffer,
         stall_timeout,
+        overlay,
     })
+}
+
+/// Whether the node of the folder `dir` (whose `.env` says `env`) runs in overlay mode:
+/// `P2P_OVERLAY=on`, or `forced` (`start --overlay`, which `up --overlay` passes to every
+/// node). A folder that says `P2P_OVERLAY=off` is refused when forced rather than
+/// overruled: one of the two words is a mistake, and the user knows which.
+pub(crate) fn overlay_mode(dir: &Path, env: &Env, forced: bool) -> Result<bool, FolderError> {
+    match (env.overlay, forced) {
+        (Some(false), true) => Err(FolderError::OverlayOff(dir.join(ENV_FILE))),
+        (said, forced) => Ok(forced || said == Some(true)),
+    }
 }
 
 /// Reads a whole node folder. A missing `transactions.json` is an empty pool. With
@@ -447,6 +486,72 @@ mod tests {
         assert_eq!(salvage_pool("garbage"), vec![]);
         let bad_entry = format!("[{}, 7, {}]", a.body(), a.body());
         assert_eq!(salvage_pool(&bad_entry), vec![a]);
+    }
+
+    /// `.env` of a scratch folder holding `PORT=4001` and `extra`, read.
+    fn env_with(extra: &str) -> (tempfile::TempDir, Result<Env, FolderError>) {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        fs::write(dir.path().join(ENV_FILE), format!("PORT=4001\n{extra}\n"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let env = read_env(dir.path());
+        (dir, env)
+    }
+
+    #[test]
+    fn p2p_overlay_is_on_off_or_left_out() {
+        for (line, expected) in [
+            ("P2P_OVERLAY=on", Some(true)),
+            ("P2P_OVERLAY=off", Some(false)),
+            ("P2P_OVERLAY=", None),
+            ("", None),
+        ] {
+            let (_dir, env) = env_with(line);
+            let env = env.unwrap_or_else(|e| panic!("{line}: {e}"));
+            assert_eq!(env.overlay, expected, "{line}");
+        }
+    }
+
+    #[test]
+    fn any_other_p2p_overlay_is_refused_in_one_line_naming_file_setting_and_value() {
+        for value in ["yes", "ON", "1", "true", "of"] {
+            let (dir, env) = env_with(&format!("P2P_OVERLAY={value}"));
+            let message = match env {
+                Err(e @ FolderError::BadOverlay { .. }) => e.to_string(),
+                other => panic!("P2P_OVERLAY={value}: {other:?}"),
+            };
+            assert!(!message.contains('\n'), "{message}");
+            let file = dir.path().join(ENV_FILE);
+            let wanted = format!("P2P_OVERLAY={value:?} is not on or off");
+            assert!(message.contains(&*file.to_string_lossy()), "{message}");
+            assert!(message.contains(&wanted), "{message}");
+        }
+    }
+
+    #[test]
+    fn overlay_mode_is_the_setting_or_forced_but_never_over_an_explicit_off() {
+        let dir = Path::new("node-2");
+        for (line, forced, expected) in [
+            ("", false, Some(false)),
+            ("", true, Some(true)),
+            ("P2P_OVERLAY=on", false, Some(true)),
+            ("P2P_OVERLAY=on", true, Some(true)),
+            ("P2P_OVERLAY=off", false, Some(false)),
+            ("P2P_OVERLAY=off", true, None),
+        ] {
+            let (_scratch, env) = env_with(line);
+            let env = env.unwrap_or_else(|e| panic!("{line}: {e}"));
+            match (overlay_mode(dir, &env, forced), expected) {
+                (Ok(mode), Some(expected)) => assert_eq!(mode, expected, "{line} {forced}"),
+                (Err(e @ FolderError::OverlayOff(_)), None) => {
+                    assert!(
+                        e.to_string()
+                            .starts_with("node-2/.env sets P2P_OVERLAY=off"),
+                        "{e}"
+                    )
+                }
+                (other, _) => panic!("{line}, forced {forced}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -18,8 +18,8 @@ use futures::future::{AbortHandle, Abortable, Either};
 use futures::io::{AsyncRead, AsyncWrite};
 use futures::{SinkExt, StreamExt};
 use p2p_core::{
-    is_rendered_pool, Action, Address, Config, ConnId, DialId, Level, Node, Notice, Payload, Time,
-    Transaction,
+    is_rendered_pool, Action, Address, Config, ConnId, DialId, Level, Node, Notice, Overlay,
+    Payload, Time, Transaction,
 };
 
 use crate::folder::{NodeFolder, POOL_FILE};
@@ -137,12 +137,13 @@ async fn bind(port: u16, bind: Option<IpAddr>) -> Result<Listener, RunError> {
     Err(last.unwrap_or(RunError::PortInUse { port }))
 }
 
-/// Runs the node of `folder` until Ctrl-C or SIGTERM.
-pub(crate) fn run(folder: NodeFolder) -> Result<(), RunError> {
-    runtime::block_on(run_async(folder))
+/// Runs the node of `folder` until Ctrl-C or SIGTERM; in the overlay mode with `overlay`
+/// (see `folder::overlay_mode`).
+pub(crate) fn run(folder: NodeFolder, overlay: bool) -> Result<(), RunError> {
+    runtime::block_on(run_async(folder, overlay))
 }
 
-async fn run_async(mut folder: NodeFolder) -> Result<(), RunError> {
+async fn run_async(mut folder: NodeFolder, overlay: bool) -> Result<(), RunError> {
     // Advertised: P2P_ADVERTISE, else the one IP of P2P_BIND, else ws://localhost:PORT.
     // Every other spelling this node answers to is an alias it never dials.
     let local = folder.env.local_address();
@@ -164,6 +165,11 @@ async fn run_async(mut folder: NodeFolder) -> Result<(), RunError> {
     }
     if let Some(timeout) = folder.env.stall_timeout {
         config.limits.stall_timeout = timeout;
+    }
+    if overlay {
+        config.overlay = Some(Overlay::default());
+        // Said once here: a node in the wrong topology is otherwise only seen in `status`.
+        log::info!("overlay mode: a bounded-degree overlay instead of the full mesh");
     }
     let listener = bind(folder.env.port, folder.env.bind).await?;
     let journal = folder.dir.join(store::JOURNAL_FILE);

@@ -22,7 +22,9 @@ mod writer;
     long_about = "A node of the \"Build a Peer-to-Peer Network\" curriculum's network, in Rust.\n\n\
         Nodes find each other by HANDSHAKE, keep a full mesh of WebSocket connections and \
         spread transactions into every node's transactions.json. They speak the curriculum's \
-        wire protocol, so they share a network with its JavaScript nodes.\n\n\
+        wire protocol, so they share a network with its JavaScript nodes. With \
+        P2P_OVERLAY=on in .env (or `up N --overlay`), a node joins a bounded-degree overlay \
+        instead of the full mesh.\n\n\
         Quick start, at the workspace root: `p2p-node up 3`.",
     after_help = "Logs go to stderr; set RUST_LOG=debug for more, RUST_LOG=warn for less."
 )]
@@ -35,10 +37,14 @@ struct Cli {
 enum Cmd {
     /// Run the node of a node folder (the curriculum's `node index.js`; `cargo node`).
     ///
-    /// Reads .env (PORT; optional MY_PUBLIC_KEY, P2P_BIND, P2P_ADVERTISE),
-    /// known-peers.json and transactions.json, serves on PORT, dials the known peers and
-    /// keeps the mesh until Ctrl-C or SIGTERM, appending new transactions to
-    /// transactions.json.
+    /// Reads .env (PORT; optional MY_PUBLIC_KEY, P2P_BIND, P2P_ADVERTISE, P2P_SEND_BUFFER,
+    /// P2P_STALL_TIMEOUT, P2P_OVERLAY), known-peers.json and transactions.json, serves on
+    /// PORT, dials the known peers and keeps the mesh (or its overlay links) until Ctrl-C
+    /// or SIGTERM, appending new transactions to transactions.json.
+    ///
+    /// P2P_OVERLAY=on: the overlay mode, a bounded-degree overlay (a few links per node)
+    /// instead of the full mesh; off, empty or unset: the full mesh. Any other value
+    /// stops the node at start.
     Start {
         /// The node folder.
         #[arg(long, default_value = ".")]
@@ -47,6 +53,10 @@ enum Cmd {
         /// damage (the old file is copied to transactions.json.before-repair) and start.
         #[arg(long)]
         repair: bool,
+        /// Run in the overlay mode, as P2P_OVERLAY=on in .env would (`up --overlay` passes
+        /// it to every node); refused if .env says P2P_OVERLAY=off.
+        #[arg(long)]
+        overlay: bool,
     },
     /// Copy node-1 to the lowest free node-N (N ≥ 2) with PORT=4000+N (`cargo clone-node`).
     Clone {
@@ -98,8 +108,18 @@ enum Cmd {
             value_parser = web::parse_port,
         )]
         web: Option<u16>,
+        /// Start every node in the overlay mode (`start --overlay`), as if each .env said
+        /// P2P_OVERLAY=on; the folders are left as they are.
+        ///
+        /// The table then shows each node's active view (the peers it is linked to) and
+        /// whether the overlay is connected. A folder whose .env says P2P_OVERLAY=off
+        /// stops `up` before any node starts. Without --overlay, each node runs as its
+        /// .env says.
+        #[arg(long)]
+        overlay: bool,
     },
-    /// Show every node folder's node: running or not, its connections and pool size.
+    /// Show every node folder's node: running or not, its connections and pool size;
+    /// for nodes in the overlay mode, its active view and whether the overlay is connected.
     Status {
         /// The workspace root.
         #[arg(long, default_value = ".")]
@@ -126,12 +146,20 @@ fn main() -> ExitCode {
 
 fn run(command: Cmd) -> Result<(), String> {
     match command {
-        Cmd::Start { dir, repair } => {
+        Cmd::Start {
+            dir,
+            repair,
+            overlay,
+        } => {
             // A journal left behind means the node did not stop cleanly and holds its
             // whole pool: a pool file damaged meanwhile (a power loss) is rebuilt from it.
             let repair = repair || store::journal_left(&dir);
+            // Checked before the folder is read: a repair would change it, and a refused
+            // start leaves the folder as it was.
+            let env = folder::read_env(&dir).map_err(|e| e.to_string())?;
+            let overlay = folder::overlay_mode(&dir, &env, overlay).map_err(|e| e.to_string())?;
             let folder = folder::read_folder(&dir, repair).map_err(|e| e.to_string())?;
-            host::run(folder).map_err(|e| e.to_string())
+            host::run(folder, overlay).map_err(|e| e.to_string())
         }
         Cmd::Clone { root } => {
             let (n, _) = folder::clone_node(&root).map_err(|e| e.to_string())?;
@@ -148,7 +176,12 @@ fn run(command: Cmd) -> Result<(), String> {
             Ok(())
         }
         Cmd::AddTransaction { dir, amount } => add_transaction(&dir, amount),
-        Cmd::Up { nodes, root, web } => up::up(&root, nodes, web).map_err(|e| e.to_string()),
+        Cmd::Up {
+            nodes,
+            root,
+            web,
+            overlay,
+        } => up::up(&root, nodes, web, overlay).map_err(|e| e.to_string()),
         Cmd::Status { root, json } => up::status(&root, json).map_err(|e| e.to_string()),
     }
 }

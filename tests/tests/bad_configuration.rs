@@ -76,6 +76,11 @@ const CASES: &[Case] = &[
         mentions: &["p2p_send_buffer"],
     },
     Case {
+        name: "P2P_OVERLAY neither on nor off",
+        breakage: Breakage::AppendEnv("P2P_OVERLAY=yes"),
+        mentions: &["p2p_overlay"],
+    },
+    Case {
         name: "known-peers.json not JSON",
         breakage: Breakage::Write("known-peers.json", "[\"ws://localhost:4001\","),
         mentions: &["known-peers.json"],
@@ -242,6 +247,31 @@ fn start_with_dir_reads_that_folder_not_the_working_directory() {
     assert!(
         line.contains(".env"),
         "the error line does not mention .env: {line}"
+    );
+}
+
+#[test]
+fn start_overlay_in_a_folder_that_says_p2p_overlay_off_is_refused() {
+    // What `up --overlay` runs in every folder: it must not overrule an explicit off.
+    let scratch = Scratch::new();
+    let spec = NodeSpec::new(ports::BAD_CONFIGURATION + 17).env("P2P_OVERLAY", "off");
+    let dir = scratch.node_folder("node-1", &spec);
+    let before = snapshot(&dir);
+    let run =
+        try_run_p2p_node(&["start", "--overlay"], &dir, LIMIT).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        !run.status.success(),
+        "expected a non-zero exit: {}",
+        run.describe()
+    );
+    let line = error_line(&run).unwrap_or_else(|| panic!("no `error:` line: {}", run.describe()));
+    assert!(
+        line.contains("P2P_OVERLAY=off") && line.contains("--overlay"),
+        "the error line does not name the setting and the option: {line}"
+    );
+    assert!(
+        snapshot(&dir) == before,
+        "the refused start changed the node folder"
     );
 }
 
