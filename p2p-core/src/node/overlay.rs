@@ -442,7 +442,8 @@ impl Node {
         }
         // The walk ends here: link the newcomer (it must accept), if a dial is free.
         let state = self.ov();
-        if state.dials.len() < MAX_DIALS && !state.is_dialling(&node) {
+        let asking = state.asking.values().any(|a| *a == node);
+        if state.dials.len() < MAX_DIALS && !state.is_dialling(&node) && !asking {
             self.overlay_dial(node, Ask::Neighbor { high: true }, now);
         } else {
             self.add_passive(node);
