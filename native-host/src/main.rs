@@ -86,8 +86,10 @@ enum Cmd {
     /// mesh forming and then a live table of the nodes until Ctrl-C; with --web, serve the
     /// browser page that shows it live.
     Up {
-        /// How many nodes (1 to 100).
-        #[arg(default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=i64::from(up::MAX_NODES)))]
+        /// How many nodes: 1 to 100 in the full mesh (every node connects to every other,
+        /// so N nodes hold N * (N - 1) connections), 1 to 250 with --overlay (a few links
+        /// per node). A clone node-N listens on port 4000 + N.
+        #[arg(default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=i64::from(up::MAX_OVERLAY_NODES)))]
         nodes: u32,
         /// The workspace root holding node-1.
         #[arg(long, default_value = ".")]

@@ -19,8 +19,14 @@ use crate::folder::{self, RootError};
 use crate::runtime;
 use crate::web::{self, Web};
 
-/// Most nodes `up` starts.
+/// Most nodes `up` starts in the full mesh: each node dials every other and accepts a
+/// connection from every other, so N nodes hold N * (N - 1) connections in all (9,900 at
+/// 100) and every HANDSHAKE names all N.
 pub(crate) const MAX_NODES: u32 = 100;
+
+/// Most nodes `up --overlay` starts: each node holds a few links (its active view), so the
+/// cost per node does not grow with N; the ports are 4001 on, one per node.
+pub(crate) const MAX_OVERLAY_NODES: u32 = 250;
 
 /// Why `up` or `status` failed.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +53,14 @@ pub(crate) enum UpError {
         /// What the system said.
         source: std::io::Error,
     },
+    /// More nodes than the full mesh is allowed.
+    #[error(
+        "up {0}: at most {MAX_NODES} nodes in the full mesh (every node connects to every \
+         other: {0} nodes would hold {conns} connections); up to {MAX_OVERLAY_NODES} with \
+         --overlay, where each node keeps a few links",
+        conns = u64::from(*.0) * u64::from(.0.saturating_sub(1))
+    )]
+    TooManyForMesh(u32),
     /// No node folders at all.
     #[error("no node folders (node-1, node-2, …) in {0}")]
     NoNodes(PathBuf),
@@ -340,7 +354,10 @@ impl Drop for Nodes {
 /// too, bound (and built if need be) before any node starts. With `overlay`, every node
 /// runs in the overlay mode (`start --overlay`); otherwise each as its `.env` says.
 pub(crate) fn up(root: &Path, count: u32, web: Option<u16>, overlay: bool) -> Result<(), UpError> {
-    let count = count.clamp(1, MAX_NODES);
+    if !overlay && count > MAX_NODES {
+        return Err(UpError::TooManyForMesh(count));
+    }
+    let count = count.clamp(1, MAX_OVERLAY_NODES);
     if !root.join("node-1").is_dir() {
         return Err(RootError::NoTemplate(root.to_owned()).into());
     }

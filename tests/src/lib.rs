@@ -108,7 +108,8 @@ pub use netns::{netns_node_folder, Host, Lab, NetnsNode};
 pub use node::Node;
 pub use peer::{Client, Frame, TestPeer};
 pub use process::{
-    open_fds, pid_of, raise_fd_limit, vm_hwm_kib, vm_rss_kib, MemoryWatch, KIB_PER_MIB,
+    established_tcp_connections, open_fds, pid_of, raise_fd_limit, vm_hwm_kib, vm_rss_kib,
+    MemoryWatch, KIB_PER_MIB,
 };
 pub use status::{request_status, wait_for_full_mesh, wait_for_settled_mesh, Sent, Status};
 pub use transactions::{
@@ -191,6 +192,9 @@ pub mod ports {
     pub const UP_WEB: u16 = 22400;
     /// `a_dial_only_watcher_joins_a_mixed_network.rs`: 22420 to 22429.
     pub const DIAL_ONLY_WATCHER: u16 = 22420;
+    /// `an_overlay_of_real_processes_with_a_javascript_node_gets_every_transaction.rs`:
+    /// 22500 to 22519.
+    pub const OVERLAY_WITH_JAVASCRIPT: u16 = 22500;
     /// `tests/perf/burst_cpu.py` (a measurement script, not a test): 29921 on, one port
     /// per node.
     pub const PERF_BURST_CPU: u16 = 29920;

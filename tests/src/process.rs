@@ -45,6 +45,38 @@ pub fn open_fds(pid: u32) -> Option<usize> {
         .map(|entries| entries.count())
 }
 
+/// How many established TCP connections process `pid` holds (its sockets, matched by inode
+/// against `/proc/net/tcp` and `tcp6`): dialled and accepted alike, listeners left out.
+pub fn established_tcp_connections(pid: u32) -> Option<usize> {
+    let inodes: std::collections::BTreeSet<String> = fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .filter_map(|entry| fs::read_link(entry.ok()?.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_string_lossy().into_owned();
+            Some(
+                target
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_owned(),
+            )
+        })
+        .collect();
+    let mut count = 0;
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = fs::read_to_string(table) else {
+            continue;
+        };
+        count += text
+            .lines()
+            .skip(1)
+            .map(|line| line.split_whitespace().collect::<Vec<_>>())
+            // st 01 is ESTABLISHED; column 9 the socket's inode.
+            .filter(|fields| fields.len() > 9 && fields[3] == "01" && inodes.contains(fields[9]))
+            .count();
+    }
+    Some(count)
+}
+
 /// The pid of a running node; panics if it is not running.
 pub fn pid_of(node: &Node) -> u32 {
     node.pid()
