@@ -95,12 +95,20 @@ pub enum Overlay<'a> {
     Shuffle(Vec<Cow<'a, str>>),
     /// `SHUFFLE_REPLY [addresses]`.
     ShuffleReply(Vec<Cow<'a, str>>),
-    /// `IHAVE [hashes]`: the sender has these transactions (announced lazily).
+    /// `IHAVE [hashes]`: the sender has these transactions (announced, not pushed).
     IHave(Vec<&'a str>),
-    /// `GRAFT [hashes]`: the sender misses these: push them, and push to it from now on.
+    /// `GRAFT [hashes]`: the sender misses these: push them.
     Graft(Vec<&'a str>),
-    /// `PRUNE`: the sender got a transaction twice: announce to it from now on.
-    Prune,
+    /// `TREE {"root", "dist", "parent"}`: the sender's place in the overlay's tree: the
+    /// root it knows, its distance to it, and whether the receiver is its parent.
+    Tree {
+        /// The root's address.
+        root: Cow<'a, str>,
+        /// Links between the sender and the root.
+        dist: u16,
+        /// The receiver is the sender's parent.
+        parent: bool,
+    },
 }
 
 /// Why a frame was refused.
@@ -191,6 +199,14 @@ struct ForwardJoinData<'a> {
     #[serde(borrow)]
     node: BorrowedOrOwned<'a>,
     ttl: u8,
+}
+
+#[derive(Deserialize)]
+struct TreeData<'a> {
+    #[serde(borrow)]
+    root: BorrowedOrOwned<'a>,
+    dist: u16,
+    parent: bool,
 }
 
 #[derive(Deserialize)]
@@ -314,7 +330,14 @@ pub fn decode(text: &str, max_len: usize) -> Result<Frame<'_>, FrameError> {
             envelope.data,
             "GRAFT",
         )?))),
-        "PRUNE" => Ok(Frame::Overlay(Overlay::Prune)),
+        "TREE" => {
+            let data: TreeData<'_> = object(envelope.data, "TREE")?;
+            Ok(Frame::Overlay(Overlay::Tree {
+                root: data.root.0,
+                dist: data.dist,
+                parent: data.parent,
+            }))
+        }
         "SYNC" => {
             let data = envelope.data.ok_or(FrameError::NoData("SYNC"))?;
             let ranges: Vec<Range> =
@@ -405,8 +428,13 @@ pub fn handshake_overlay(own: &Address, nonce: u64) -> String {
 pub(crate) const JOIN: &str = r#"{"type":"JOIN"}"#;
 /// DISCONNECT (see [`Overlay::Disconnect`]).
 pub(crate) const DISCONNECT: &str = r#"{"type":"DISCONNECT"}"#;
-/// PRUNE (see [`Overlay::Prune`]).
-pub(crate) const PRUNE: &str = r#"{"type":"PRUNE"}"#;
+/// TREE (see [`Overlay::Tree`]).
+pub(crate) fn tree(root: &Address, dist: u16, parent: bool) -> String {
+    format!(
+        r#"{{"type":"TREE","data":{{"root":"{}","dist":{dist},"parent":{parent}}}}}"#,
+        root.as_str()
+    )
+}
 
 /// FORWARD_JOIN (see [`Overlay::ForwardJoin`]).
 pub(crate) fn forward_join(node: &Address, ttl: u8) -> String {
@@ -442,16 +470,9 @@ pub(crate) fn shuffle<'a>(kind: &str, addresses: impl IntoIterator<Item = &'a Ad
 }
 
 /// IHAVE or GRAFT (`kind`) carrying `hashes` (each as its JSON text, as a transaction
-/// holds it), and for IHAVE the hop they would arrive at.
-pub(crate) fn hashes_frame<'a>(
-    kind: &str,
-    hop: Option<u16>,
-    hashes: impl IntoIterator<Item = &'a str>,
-) -> String {
-    let mut out = match hop {
-        Some(hop) => format!(r#"{{"type":"{kind}","hop":{hop},"data":["#),
-        None => format!(r#"{{"type":"{kind}","data":["#),
-    };
+/// holds it).
+pub(crate) fn hashes_frame<'a>(kind: &str, hashes: impl IntoIterator<Item = &'a str>) -> String {
+    let mut out = format!(r#"{{"type":"{kind}","data":["#);
     for (i, hash) in hashes.into_iter().enumerate() {
         if i > 0 {
             out.push(',');
@@ -489,27 +510,6 @@ pub(crate) const TXS_TAIL: &str = "]}";
 /// How a TRANSACTIONS frame starts: its bodies follow, separated by commas, then
 /// [`TXS_TAIL`].
 pub(crate) const TRANSACTIONS_HEAD: &str = r#"{"type":"TRANSACTIONS","data":["#;
-
-/// How an overlay node's TRANSACTIONS (and IHAVE) frames start: with the hop the
-/// transactions arrive at (1 from their origin), which the overlay uses to shorten its
-/// tree. Read back by [`hop_of`]; [`decode`] ignores it.
-const HOP_PREFIX: &str = r#"{"type":""#;
-
-/// The head of a TRANSACTIONS frame carrying `hop`.
-pub(crate) fn transactions_head_with_hop(hop: u16) -> String {
-    format!(r#"{{"type":"TRANSACTIONS","hop":{hop},"data":["#)
-}
-
-/// The hop an overlay frame (TRANSACTIONS or IHAVE, as our nodes write them) carries,
-/// read from its head without parsing the frame again.
-pub(crate) fn hop_of(text: &str) -> Option<u16> {
-    let rest = text.strip_prefix(HOP_PREFIX)?;
-    let rest = rest
-        .strip_prefix(r#"TRANSACTIONS","hop":"#)
-        .or_else(|| rest.strip_prefix(r#"IHAVE","hop":"#))?;
-    let end = rest.find(|c: char| !c.is_ascii_digit())?;
-    rest[..end].parse().ok()
-}
 
 #[cfg(test)]
 mod tests {
@@ -684,7 +684,14 @@ mod tests {
             decode(DISCONNECT, 1000),
             Ok(Frame::Overlay(Overlay::Disconnect))
         );
-        assert_eq!(decode(PRUNE, 1000), Ok(Frame::Overlay(Overlay::Prune)));
+        assert_eq!(
+            decode(&tree(&me, 3, true), 1000),
+            Ok(Frame::Overlay(Overlay::Tree {
+                root: Cow::from(me.as_str()),
+                dist: 3,
+                parent: true
+            }))
+        );
         let two = [me.clone(), Address::localhost(4002)];
         assert_eq!(
             decode(&shuffle("SHUFFLE_REPLY", &two), 1000),
@@ -695,7 +702,7 @@ mod tests {
         );
         // Hashes keep their JSON text: an escape stays as the transaction holds it.
         assert_eq!(
-            decode(&hashes_frame("IHAVE", Some(3), ["ab", r#"c\"d"#]), 1000),
+            decode(&hashes_frame("IHAVE", ["ab", r#"c\"d"#]), 1000),
             Ok(Frame::Overlay(Overlay::IHave(vec!["ab", r#"c\"d"#])))
         );
         for bad in [
@@ -713,11 +720,5 @@ mod tests {
             decode(r#"{"type":"IHAVE"}"#, 1000),
             Err(FrameError::NoData("IHAVE"))
         );
-        assert_eq!(hop_of(&hashes_frame("IHAVE", Some(3), ["ab"])), Some(3));
-        assert_eq!(hop_of(&hashes_frame("GRAFT", None, ["ab"])), None);
-        let pushes = format!("{}{}", transactions_head_with_hop(12), "]}");
-        assert_eq!(hop_of(&pushes), Some(12));
-        assert_eq!(decode(&pushes, 1000), Ok(Frame::Transactions(vec![])));
-        assert_eq!(hop_of(r#"{"type":"TRANSACTIONS","hop":x}"#), None);
     }
 }

@@ -59,18 +59,14 @@ fn frame_chunks(txs: &[Transaction]) -> impl Iterator<Item = &[Transaction]> {
     })
 }
 
-/// The frame that pushes `txs`: a TRANSACTION frame for one, else a TRANSACTIONS frame;
-/// in the overlay, always a TRANSACTIONS frame carrying the hop they arrive at.
-fn pushes_frame(txs: &[Transaction], hop: Option<u16>) -> Payload {
-    if let ([tx], None) = (txs, hop) {
+/// The frame that pushes `txs`: a TRANSACTION frame for one, else a TRANSACTIONS frame.
+fn pushes_frame(txs: &[Transaction]) -> Payload {
+    if let [tx] = txs {
         return tx.to_frame().into();
     }
     let size = txs.iter().map(|tx| tx.body().len() + 1).sum::<usize>();
-    let mut text = String::with_capacity(size + frame::TRANSACTIONS_HEAD.len() + 12);
-    match hop {
-        Some(hop) => text.push_str(&frame::transactions_head_with_hop(hop)),
-        None => text.push_str(frame::TRANSACTIONS_HEAD),
-    }
+    let mut text = String::with_capacity(size + frame::TRANSACTIONS_HEAD.len() + 2);
+    text.push_str(frame::TRANSACTIONS_HEAD);
     for (i, tx) in txs.iter().enumerate() {
         if i > 0 {
             text.push(',');
@@ -367,8 +363,7 @@ impl Node {
                 let payload = match known {
                     Some((_, payload)) => Arc::clone(payload),
                     None => {
-                        let hop = self.overlay.as_ref().map(|s| s.hop_after(chunk[0].hash()));
-                        let payload = pushes_frame(chunk, hop);
+                        let payload = pushes_frame(chunk);
                         built.push((chunk.to_vec(), Arc::clone(&payload)));
                         payload
                     }

@@ -259,6 +259,7 @@ impl Node {
     pub fn new(config: Config, stored_pool: Vec<Transaction>) -> Node {
         let seed = config.seed;
         let (config_overlay, dial_only) = (config.overlay.is_some(), config.dial_only);
+        let address = config.address.clone();
         let pool = Pool::from_stored(stored_pool);
         let watch_mark = pool.len();
         Node {
@@ -279,7 +280,7 @@ impl Node {
             clients: Vec::new(),
             watchers: Vec::new(),
             watch_mark,
-            overlay: (config_overlay && !dial_only).then(|| OverlayState::new(seed)),
+            overlay: (config_overlay && !dial_only).then(|| OverlayState::new(address, seed)),
             sent: Sent::default(),
         }
     }
@@ -448,12 +449,9 @@ impl Node {
                     return self.refuse(conn, error);
                 }
                 let from = self.peer_of(conn);
-                let hop = self.overlay.as_ref().and_then(|_| frame::hop_of(text));
-                self.overlay_arriving(hop);
                 for tx in txs {
                     self.accept_transaction(tx, from.clone(), Some(conn), Via::Push, now);
                 }
-                self.overlay_arriving(None);
             }
             Ok(Frame::Sync(ranges)) => self.on_sync(conn, ranges, now),
             Ok(Frame::Txs(txs)) => {
@@ -497,10 +495,7 @@ impl Node {
                     }
                 }
             }
-            Ok(Frame::Overlay(message)) => {
-                let hop = self.overlay.as_ref().and_then(|_| frame::hop_of(text));
-                self.on_overlay(conn, message, hop, now);
-            }
+            Ok(Frame::Overlay(message)) => self.on_overlay(conn, message, now),
             Ok(Frame::Watch) => self.watch(conn, now),
             Ok(Frame::Event(event)) => match (self.conns.get(&conn), self.config.watch) {
                 (
@@ -713,6 +708,8 @@ impl Node {
                 eager: state.links.values().filter(|l| l.eager).count(),
                 passive: state.passive.len(),
                 isolated: state.links.is_empty(),
+                root: state.root.clone(),
+                dist: state.dist,
             }),
         }
     }

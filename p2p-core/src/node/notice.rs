@@ -405,6 +405,11 @@ pub struct OverlayStatus {
     pub passive: usize,
     /// The node wants links and has none: it is cut off from the overlay.
     pub isolated: bool,
+    /// The root of the overlay's tree as the node knows it (the smallest address it
+    /// reaches), and its distance to it in links.
+    pub root: Address,
+    /// Links between the node and the root.
+    pub dist: u16,
 }
 
 /// Frames a node has sent, by type (what benchmarks and the simulator count).
@@ -429,6 +434,10 @@ pub struct Sent {
     /// Overlay membership frames (JOIN, FORWARD_JOIN, NEIGHBOR, NEIGHBOR_REPLY,
     /// DISCONNECT, SHUFFLE, SHUFFLE_REPLY).
     pub membership: u64,
-    /// Overlay broadcast's control frames (IHAVE, GRAFT, PRUNE).
+    /// IHAVE frames (overlay announcements).
+    pub ihave: u64,
+    /// GRAFT frames (overlay: asking for announced transactions).
+    pub graft: u64,
+    /// TREE frames (overlay: a node's place in the tree, told to its links).
     pub tree: u64,
 }

@@ -16,12 +16,19 @@
 //! peer again. Every `Overlay::shuffle_every` a node swaps a few addresses with a random
 //! link (SHUFFLE, SHUFFLE_REPLY), so passive views mix across the overlay.
 //!
-//! **Broadcast.** Each link is eager (a new transaction is pushed over it, as in the
-//! mesh, packed per drain) or lazy (it is announced, IHAVE, hashes gathered per drain).
-//! Links start eager. A transaction pushed twice makes the receiver PRUNE the second
-//! link (both ends make it lazy): the eager links settle into a spanning tree. A hash
-//! announced and not received within `Overlay::graft_after` is asked for with GRAFT on
-//! the link that announced it, which becomes eager again: the tree heals where it broke.
+//! **Broadcast.** The links carry one spanning tree of the overlay, rooted at the
+//! smallest address in it: every node tells its links (TREE) the root it knows, its
+//! distance to it and whether that link is its parent; each takes as parent the link
+//! offering the smallest root, then the shortest distance (never one whose parent it
+//! is). A link is eager if it is the node's parent or the node is its parent: a new
+//! transaction is pushed over eager links (as in the mesh, packed per drain) and
+//! announced over the others (IHAVE, hashes gathered per drain), so in a settled tree
+//! each node gets each transaction once, from at most twice the tree's depth away; the
+//! node where a transaction is made pushes it over all its links, which shortens that
+//! path for a few copies more. A hash announced and not received within
+//! `Overlay::graft_after` is asked for (GRAFT) from the link that announced it: that is
+//! how transactions cross a tree that is being rebuilt after a crash. A root that is
+//! gone is forgotten once the distances that still name it count up to `MAX_DIST`.
 //! Catch-up runs on links as between peers of ours in the mesh (the smaller address
 //! leads), so whatever a crash or a partition lost still arrives.
 //!
@@ -32,7 +39,7 @@
 //! JavaScript nodes and the curriculum's frames are served as in the mesh: a JavaScript
 //! node is dialled back and pushed everything, a leaf that floods.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -56,13 +63,13 @@ const HASHES_FRAME_BYTES: usize = 64 << 10;
 /// Repair's delay grows at most to this many times `Overlay::repair_every`.
 const MAX_REPAIR_BACKOFF: u32 = 32;
 
-/// Recent transactions whose hop and tree parent are remembered (for the tree's
-/// shortening, and the hop our pushes carry).
-const RECENT: usize = 16_384;
+/// Longest distance to the root a node takes from a link: a root that crashed is
+/// forgotten once the distances still naming it have counted up to this.
+const MAX_DIST: u16 = 32;
 
-/// An announcement this many hops shorter than the path a transaction came by moves the
-/// tree: the announcing link becomes eager, the parent lazy (Plumtree's optimisation).
-const SHORTER_BY: u16 = 1;
+/// Changes of a node's place in the tree within this long are told together: while links
+/// come and go (a burst of joins) a distance may change many times in a row.
+const TREE_DELAY: Duration = Duration::from_millis(20);
 
 /// Links that may announce one missing hash (asked in turn).
 const MAX_ANNOUNCERS: usize = 4;
@@ -96,22 +103,39 @@ pub(super) struct OverlayState {
     repair_delay: Duration,
     /// Which known peer the next JOIN goes to.
     next_contact: usize,
-    /// Recent transactions: the hop each arrived at here (0: made here) and the link it
-    /// came on, oldest first in `recent_order`.
-    recent: HashMap<TxHash, (u16, Option<ConnId>), SeededHasher>,
-    recent_order: VecDeque<TxHash>,
-    /// The hop the pushes being taken now carry (set while a frame is handled).
-    arriving_hop: Option<u16>,
+    /// The root of the tree as this node knows it, its distance to it, and the link
+    /// that leads there (none at the root).
+    pub(super) root: Address,
+    pub(super) dist: u16,
+    parent: Option<Address>,
+    /// Links to tell our place in the tree at `tree_at`.
+    tree_dirty: BTreeSet<Address>,
+    tree_at: Option<Time>,
     /// Reused for the links a transaction goes to (no allocation per transaction).
     scratch: Vec<(ConnId, bool)>,
 }
 
 /// One link of the active view.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(super) struct Link {
     pub(super) conn: ConnId,
-    /// Transactions are pushed over it (else announced).
+    /// Transactions are pushed over it (else announced): it is in the tree.
     pub(super) eager: bool,
+    /// The root and distance it last told (TREE).
+    tree: Option<(Address, u16)>,
+    /// It said we are its parent.
+    child: bool,
+}
+
+impl Link {
+    fn new(conn: ConnId) -> Link {
+        Link {
+            conn,
+            eager: false,
+            tree: None,
+            child: false,
+        }
+    }
 }
 
 /// What an overlay dial asks for once it opens.
@@ -122,7 +146,7 @@ enum Ask {
 }
 
 impl OverlayState {
-    pub(super) fn new(seed: u64) -> OverlayState {
+    pub(super) fn new(address: Address, seed: u64) -> OverlayState {
         OverlayState {
             links: BTreeMap::new(),
             passive: Vec::new(),
@@ -137,9 +161,11 @@ impl OverlayState {
             next_repair: None,
             repair_delay: Duration::ZERO,
             next_contact: 0,
-            recent: HashMap::with_hasher(SeededHasher(seed)),
-            recent_order: VecDeque::new(),
-            arriving_hop: None,
+            root: address,
+            dist: 0,
+            parent: None,
+            tree_dirty: BTreeSet::new(),
+            tree_at: None,
             scratch: Vec::new(),
         }
     }
@@ -149,16 +175,10 @@ impl OverlayState {
         let deadline = self.dial_deadlines.first().map(|&(at, _)| at);
         let graft = self.graft_timers.first().map(|(at, _)| *at);
         let shuffle = (!self.links.is_empty()).then_some(self.next_shuffle);
-        [deadline, graft, shuffle, self.next_repair]
+        [deadline, graft, shuffle, self.next_repair, self.tree_at]
             .into_iter()
             .flatten()
             .min()
-    }
-
-    /// The hop the transaction `hash` arrives at when we push it (ours plus one).
-    pub(super) fn hop_after(&self, hash: &str) -> u16 {
-        let hop = self.recent.get(hash).map_or(0, |&(hop, _)| hop);
-        hop.saturating_add(1)
     }
 
     fn is_dialling(&self, address: &Address) -> bool {
@@ -191,15 +211,15 @@ impl Node {
         self.overlay_timers(now);
     }
 
-    /// The link to `address`, if linked.
-    pub(super) fn link(&self, address: &Address) -> Option<Link> {
-        self.overlay.as_ref()?.links.get(address).copied()
+    /// The connection of the link to `address`, if linked.
+    pub(super) fn link(&self, address: &Address) -> Option<ConnId> {
+        Some(self.overlay.as_ref()?.links.get(address)?.conn)
     }
 
     /// The address `conn` is the link to, if it is one.
     fn link_on(&self, conn: ConnId) -> Option<Address> {
         let address = self.peer_of(conn)?;
-        (self.link(&address)?.conn == conn).then_some(address)
+        (self.link(&address)? == conn).then_some(address)
     }
 
     /// Starts an overlay dial to `address`, asking `ask` once open.
@@ -303,19 +323,13 @@ impl Node {
     }
 
     /// An overlay frame arrived on `conn`.
-    pub(super) fn on_overlay(
-        &mut self,
-        conn: ConnId,
-        message: OverlayFrame<'_>,
-        hop: Option<u16>,
-        now: Time,
-    ) {
+    pub(super) fn on_overlay(&mut self, conn: ConnId, message: OverlayFrame<'_>, now: Time) {
         let kind = overlay_kind(&message);
         let in_overlay = self.overlay.is_some() && self.conns.get(&conn).is_some_and(|c| c.overlay);
         let Some(peer) = self.peer_of(conn).filter(|_| in_overlay) else {
             return self.refuse(conn, FrameError::NotInOverlay(kind));
         };
-        let linked = self.link(&peer).is_some_and(|l| l.conn == conn);
+        let linked = self.link(&peer) == Some(conn);
         match message {
             OverlayFrame::Join if self.is_accepted(conn) => {
                 self.add_link(peer.clone(), conn, now);
@@ -384,9 +398,18 @@ impl Node {
                 let config = self.overlay_config();
                 self.integrate(&list, 1 + config.shuffle_active + config.shuffle_passive);
             }
-            OverlayFrame::IHave(hashes) if linked => self.on_ihave(conn, &hashes, hop, now),
+            OverlayFrame::Tree { root, dist, parent } if linked => {
+                let Ok(root) = root.parse::<Address>() else {
+                    return self.refuse(conn, FrameError::BadOverlay("TREE"));
+                };
+                if let Some(link) = self.ov().links.get_mut(&peer) {
+                    link.tree = Some((root, dist));
+                    link.child = parent;
+                }
+                self.retree(now);
+            }
+            OverlayFrame::IHave(hashes) if linked => self.on_ihave(conn, &hashes, now),
             OverlayFrame::Graft(hashes) if linked => {
-                self.set_eager(&peer, true);
                 let mut frame = None;
                 for hash in hashes.into_iter().take(MAX_HASHES) {
                     if let Some(tx) = self.broadcast.pool.get(hash).cloned() {
@@ -394,7 +417,6 @@ impl Node {
                     }
                 }
             }
-            OverlayFrame::Prune if linked => self.set_eager(&peer, false),
             // A frame for a link that is gone (it crossed a DISCONNECT or a replacement
             // on the way): nothing to do.
             _ => {}
@@ -458,42 +480,39 @@ impl Node {
             return self.close_conn(conn);
         }
         if let Some(existing) = self.link(&address) {
-            if existing.conn == conn {
+            if existing == conn {
                 return;
             }
             let dialler = |node: &Node, conn: ConnId| match node.conns.get(&conn).map(|c| &c.kind) {
                 Some(ConnKind::Dialled(..)) => node.config.address.clone(),
                 _ => address.clone(),
             };
-            let keep_new = dialler(self, conn) < dialler(self, existing.conn);
+            let keep_new = dialler(self, conn) < dialler(self, existing);
             if !keep_new {
                 return self.close_conn(conn);
             }
-            self.ov()
-                .links
-                .insert(address.clone(), Link { conn, eager: true });
-            self.close_conn(existing.conn);
-            return;
+            self.ov().links.insert(address.clone(), Link::new(conn));
+            self.close_conn(existing);
+            self.ov().tree_dirty.insert(address.clone());
+            return self.retree(now);
         }
         let active = self.overlay_config().active;
         if self.ov().links.len() >= active.max(1) {
             let candidates: Vec<Address> = self.ov().links.keys().cloned().collect();
             let dropped = candidates[self.pick(candidates.len())].clone();
             if let Some(link) = self.link(&dropped) {
-                if self.has_room(link.conn) {
+                if self.has_room(link) {
                     self.sent.membership += 1;
-                    self.send(link.conn, frame::DISCONNECT.into(), now);
+                    self.send(link, frame::DISCONNECT.into(), now);
                 }
                 self.remove_link(&dropped, "the active view was full", now);
-                self.close_conn(link.conn);
+                self.close_conn(link);
                 self.add_passive(dropped);
             }
         }
         let state = self.ov();
         state.passive.retain(|a| *a != address);
-        state
-            .links
-            .insert(address.clone(), Link { conn, eager: true });
+        state.links.insert(address.clone(), Link::new(conn));
         let count = state.links.len();
         state.repair_delay = Duration::ZERO;
         if count >= active {
@@ -509,6 +528,9 @@ impl Node {
             sync.since = now;
         }
         self.open_link_catch_up(&address, conn, now);
+        let state = self.ov();
+        state.tree_dirty.insert(address);
+        state.tree_at.get_or_insert(now + TREE_DELAY);
     }
 
     /// `address` is no longer linked (its connection is closed by whoever calls this).
@@ -526,6 +548,7 @@ impl Node {
             why,
             active,
         });
+        self.retree(now);
         self.want_repair(now);
     }
 
@@ -544,12 +567,6 @@ impl Node {
         let every = self.overlay_config().repair_every;
         let state = self.ov();
         state.repair_delay = (state.repair_delay * 2).clamp(every, every * MAX_REPAIR_BACKOFF);
-    }
-
-    fn set_eager(&mut self, address: &Address, eager: bool) {
-        if let Some(link) = self.ov().links.get_mut(address) {
-            link.eager = eager;
-        }
     }
 
     /// Keeps `address` in the passive view (unless it is us, linked, or held already),
@@ -587,7 +604,7 @@ impl Node {
         let Some(address) = address else {
             return;
         };
-        if self.link(&address).is_some_and(|l| l.conn == conn) {
+        if self.link(&address) == Some(conn) {
             self.remove_link(&address, "its connection closed", now);
         }
     }
@@ -608,6 +625,13 @@ impl Node {
             }
         }
         self.grafts_due(now);
+        if self.ov().tree_at.is_some_and(|at| at <= now) {
+            let state = self.ov();
+            state.tree_at = None;
+            for address in std::mem::take(&mut state.tree_dirty) {
+                self.tell_tree(&address, now);
+            }
+        }
         if self.ov().next_repair.is_some_and(|at| at <= now) {
             self.repair(now);
         }
@@ -700,9 +724,10 @@ impl Node {
         self.send_overlay(conn, &frame, now);
     }
 
-    /// Relay in the overlay: `tx` is new here; push it over eager links, announce it on
-    /// lazy ones (and on every link if catch-up brought it: its origin's pushes missed us,
-    /// and may have missed our neighbours).
+    /// Relay in the overlay: `tx` is new here. Made here, it is pushed over every link;
+    /// pushed to us, it goes on over the tree's other links and is announced on the
+    /// rest; brought by catch-up (its pushes missed us, and may have missed our
+    /// neighbours), it is announced on every link but the one it came on.
     pub(super) fn overlay_relay(
         &mut self,
         tx: &Transaction,
@@ -714,20 +739,7 @@ impl Node {
             return;
         };
         state.missing.remove(tx.hash());
-        if via == Via::Push {
-            let hop = if source.is_some() {
-                state.arriving_hop.unwrap_or(1)
-            } else {
-                0
-            };
-            if state.recent_order.len() >= RECENT {
-                if let Some(old) = state.recent_order.pop_front() {
-                    state.recent.remove(&old);
-                }
-            }
-            state.recent.insert(tx.shared_hash(), (hop, source));
-            state.recent_order.push_back(tx.shared_hash());
-        }
+        let made_here = source.is_none() && via == Via::Push;
         let mut targets = std::mem::take(&mut state.scratch);
         targets.clear();
         targets.extend(
@@ -735,11 +747,11 @@ impl Node {
                 .links
                 .values()
                 .filter(|l| Some(l.conn) != source)
-                .map(|l| (l.conn, l.eager && via == Via::Push)),
+                .map(|l| (l.conn, made_here || (l.eager && via == Via::Push))),
         );
         let mut frame = None;
-        for &(conn, eager) in &targets {
-            if eager {
+        for &(conn, push) in &targets {
+            if push {
                 self.push(conn, tx, &mut frame, now);
             } else {
                 let state = self.ov();
@@ -756,43 +768,71 @@ impl Node {
         self.ov().scratch = targets;
     }
 
-    /// Pushes taken from now on arrived at `hop` (as their frame said), until `None`.
-    pub(super) fn overlay_arriving(&mut self, hop: Option<u16>) {
-        if let Some(state) = self.overlay.as_mut() {
-            state.arriving_hop = hop;
+    /// Takes the parent that offers the smallest root, then the shortest distance (not
+    /// a link whose parent we are), marks the tree's links eager, and tells the links
+    /// that need to know: all of them if our root or distance changed, else the old
+    /// and the new parent if only the parent did.
+    fn retree(&mut self, now: Time) {
+        let me = self.config.address.clone();
+        let state = self.ov();
+        let mut best: (Address, u16, Option<Address>) = (me, 0, None);
+        for (address, link) in &state.links {
+            let Some((root, dist)) = &link.tree else {
+                continue;
+            };
+            let dist = dist.saturating_add(1);
+            if link.child || dist > MAX_DIST {
+                continue;
+            }
+            if (root, dist) < (&best.0, best.1) {
+                best = (root.clone(), dist, Some(address.clone()));
+            }
+        }
+        let (root, dist, parent) = best;
+        let moved = root != state.root || dist != state.dist;
+        let old_parent = std::mem::replace(&mut state.parent, parent);
+        state.root = root;
+        state.dist = dist;
+        for (address, link) in state.links.iter_mut() {
+            link.eager = link.child || state.parent.as_ref() == Some(address);
+        }
+        let tell: Vec<Address> = if moved {
+            state.links.keys().cloned().collect()
+        } else if old_parent != state.parent {
+            old_parent.into_iter().chain(state.parent.clone()).collect()
+        } else {
+            Vec::new()
+        };
+        if !tell.is_empty() {
+            state.tree_dirty.extend(tell);
+            state.tree_at.get_or_insert(now + TREE_DELAY);
         }
     }
 
-    /// A transaction we hold came again by push on `source`: that link leaves the tree.
-    pub(super) fn overlay_duplicate(&mut self, source: Option<ConnId>, via: Via, now: Time) {
-        if via != Via::Push || self.overlay.is_none() {
-            return;
-        }
-        let Some(conn) = source else {
+    /// Sends `address`'s link our place in the tree (TREE).
+    fn tell_tree(&mut self, address: &Address, now: Time) {
+        let state = self.ov();
+        let Some(link) = state.links.get(address) else {
             return;
         };
-        let Some(address) = self.link_on(conn) else {
-            return;
-        };
-        if self.link(&address).is_some_and(|l| l.eager) {
-            self.set_eager(&address, false);
-            if self.has_room(conn) {
-                self.sent.tree += 1;
-                self.send(conn, frame::PRUNE.into(), now);
-            }
+        let frame = frame::tree(
+            &state.root,
+            state.dist,
+            state.parent.as_ref() == Some(address),
+        );
+        let conn = link.conn;
+        if self.has_room(conn) {
+            self.sent.tree += 1;
+            self.send(conn, frame.into(), now);
         }
     }
 
     /// Hashes announced on link `conn`: those we lack are awaited, and grafted if they
     /// do not come by push in time.
-    fn on_ihave(&mut self, conn: ConnId, hashes: &[&str], hop: Option<u16>, now: Time) {
+    fn on_ihave(&mut self, conn: ConnId, hashes: &[&str], now: Time) {
         let config = self.overlay_config();
-        let mut shortened = false;
         for &hash in hashes.iter().take(MAX_HASHES) {
             if self.broadcast.pool.contains(hash) {
-                if let (Some(hop), false) = (hop, shortened) {
-                    shortened = self.shorten_tree(conn, hash, hop, now);
-                }
                 continue;
             }
             let state = self.ov();
@@ -815,39 +855,8 @@ impl Node {
         }
     }
 
-    /// `hash`, which we hold, was announced on `conn` at `hop`: if that is much shorter
-    /// than the path it came by, the announcing link joins the tree and the link it came
-    /// on leaves it. Says whether the tree moved.
-    fn shorten_tree(&mut self, conn: ConnId, hash: &str, hop: u16, now: Time) -> bool {
-        let state = self.ov();
-        let Some(&(ours, Some(parent))) = state.recent.get(hash) else {
-            return false;
-        };
-        if parent == conn || ours <= hop.saturating_add(SHORTER_BY) {
-            return false;
-        }
-        let (Some(announcer), Some(old)) = (self.link_on(conn), self.link_on(parent)) else {
-            return false;
-        };
-        if let Some(entry) = self.ov().recent.get_mut(hash) {
-            *entry = (hop, Some(conn));
-        }
-        self.set_eager(&announcer, true);
-        self.set_eager(&old, false);
-        for (conn, frame) in [
-            (conn, frame::hashes_frame("GRAFT", None, [])),
-            (parent, frame::PRUNE.to_owned()),
-        ] {
-            if self.has_room(conn) {
-                self.sent.tree += 1;
-                self.send(conn, frame.into(), now);
-            }
-        }
-        true
-    }
-
     /// Grafts the awaited hashes whose time has come, each from the next link that
-    /// announced it; that link joins the tree.
+    /// announced it.
     fn grafts_due(&mut self, now: Time) {
         let graft_after = self.overlay_config().graft_after;
         let mut grafts: BTreeMap<ConnId, Vec<String>> = BTreeMap::new();
@@ -883,13 +892,10 @@ impl Node {
             grafts.entry(conn).or_default().push(hash);
         }
         for (conn, hashes) in grafts {
-            if let Some(address) = self.link_on(conn) {
-                self.set_eager(&address, true);
-            }
             for chunk in hash_chunks(hashes.iter().map(String::as_str)) {
                 if self.has_room(conn) {
-                    self.sent.tree += 1;
-                    self.send(conn, frame::hashes_frame("GRAFT", None, chunk).into(), now);
+                    self.sent.graft += 1;
+                    self.send(conn, frame::hashes_frame("GRAFT", chunk).into(), now);
                 }
             }
         }
@@ -904,13 +910,10 @@ impl Node {
         let gathered = std::mem::take(&mut state.announce);
         let now = state.announce_at;
         for (conn, hashes) in gathered {
-            let hop = hashes
-                .first()
-                .and_then(|h| Some(self.overlay.as_ref()?.hop_after(h)));
             for chunk in hash_chunks(hashes.iter().map(|h| &**h)) {
                 if self.has_room(conn) {
-                    self.sent.tree += 1;
-                    self.send(conn, frame::hashes_frame("IHAVE", hop, chunk).into(), now);
+                    self.sent.ihave += 1;
+                    self.send(conn, frame::hashes_frame("IHAVE", chunk).into(), now);
                 }
             }
         }
@@ -936,7 +939,7 @@ fn overlay_kind(message: &OverlayFrame<'_>) -> &'static str {
         OverlayFrame::ShuffleReply(_) => "SHUFFLE_REPLY",
         OverlayFrame::IHave(_) => "IHAVE",
         OverlayFrame::Graft(_) => "GRAFT",
-        OverlayFrame::Prune => "PRUNE",
+        OverlayFrame::Tree { .. } => "TREE",
     }
 }
 

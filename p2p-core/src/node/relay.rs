@@ -177,7 +177,6 @@ impl Node {
             via == Via::CatchUp || from.as_ref().is_some_and(|a| dial_only || self.is_ours(a));
         // One look-up in the index: the insert says whether the hash was held.
         if !self.broadcast.pool.insert(tx.clone(), now, from_ours) {
-            self.overlay_duplicate(source, via, now);
             self.log(Notice::Duplicate {
                 hash: tx.short_hash().to_owned(),
             });
@@ -473,7 +472,7 @@ impl Node {
     /// only with an open peer of ours that is not caught up on everything.
     fn round_with(&self, address: &Address) -> Option<(ConnId, Time)> {
         let conn = match self.link(address) {
-            Some(link) => link.conn,
+            Some(conn) => conn,
             None => {
                 let peer = self.members.peers.get(address)?;
                 match peer.state {

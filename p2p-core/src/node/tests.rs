@@ -774,7 +774,7 @@ fn status_request_is_answered_with_status_on_the_same_connection() {
         effects(&drain(&mut node)),
         [Action::Send {
             conn: ConnId(10),
-            frame: r#"{"type":"STATUS","data":{"address":"ws://localhost:4001","connected":["ws://localhost:4002"],"dialling":["ws://localhost:4003"],"inbound":1,"pages":0,"watchers":0,"pool":1,"sent":{"handshake":1,"transaction":1,"transactions":0,"status":0,"hello":0,"sync":0,"txs":0,"event":0,"membership":0,"tree":0},"overlay":null}}"#.into(),
+            frame: r#"{"type":"STATUS","data":{"address":"ws://localhost:4001","connected":["ws://localhost:4002"],"dialling":["ws://localhost:4003"],"inbound":1,"pages":0,"watchers":0,"pool":1,"sent":{"handshake":1,"transaction":1,"transactions":0,"status":0,"hello":0,"sync":0,"txs":0,"event":0,"membership":0,"ihave":0,"graft":0,"tree":0},"overlay":null}}"#.into(),
         }]
     );
 }

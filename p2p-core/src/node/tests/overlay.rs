@@ -23,6 +23,15 @@ fn link_from(node: &mut Node, conn: u64, port: u16, ask: &str, now: Time) -> Vec
     drain(node)
 }
 
+/// The frames of `kind` among `frames`.
+fn of_type(frames: Vec<String>, kind: &str) -> Vec<String> {
+    let head = format!(r#"{{"type":"{kind}""#);
+    frames
+        .into_iter()
+        .filter(|f| f.starts_with(&head))
+        .collect()
+}
+
 fn active(node: &Node) -> Vec<String> {
     node.active_view().map(ToString::to_string).collect()
 }
@@ -51,9 +60,11 @@ fn a_new_node_dials_one_known_peer_and_joins_through_it() {
     assert_eq!(sent[1], frame::JOIN);
     assert_eq!(active(&node), ["ws://localhost:4002"]);
     let status = node.status().overlay.expect("overlay status");
+    // Linked, not yet in a tree: until the contact says where the root is, nothing is
+    // pushed over the link, only announced.
     assert_eq!(
         (status.eager, status.passive, status.isolated),
-        (1, 0, false)
+        (0, 0, false)
     );
 }
 
@@ -100,31 +111,65 @@ fn a_full_view_refuses_a_low_neighbor_and_makes_room_for_a_high_one() {
     assert_eq!(node.status().overlay.map(|s| s.passive), Some(1));
 }
 
-/// A node linked to 4002 (conn 1) and 4003 (conn 2), and the transaction 4002 pushed.
-fn two_links_and_a_push() -> (Node, Transaction, Vec<Action>) {
+/// A node linked to 4002 (conn 1), its parent toward the root 4000 (a smaller address
+/// than its own), and to 4003 (conn 2), whose parent it is; the tree told both ways.
+fn in_a_tree() -> Node {
     let (mut node, _) = started(overlay_config(&[], 5));
     link_from(&mut node, 1, 4002, frame::JOIN, ms(1));
     link_from(&mut node, 2, 4003, frame::JOIN, ms(2));
-    let first = tx(1);
-    let push = format!(
-        "{}{}]}}",
-        frame::transactions_head_with_hop(1),
-        first.body()
-    );
-    node.handle_text(ConnId(1), &push, ms(10));
-    (node, first, drain(&mut Node::new(config(&[]), Vec::new())))
+    let root = Address::localhost(4000);
+    node.handle_text(ConnId(1), &frame::tree(&root, 1, false), ms(3));
+    node.handle_text(ConnId(2), &frame::tree(&root, 3, true), ms(3));
+    node.handle_timeout(ms(100));
+    drain(&mut node);
+    node
 }
 
 #[test]
-fn a_push_goes_on_over_eager_links_with_its_hop() {
-    let (mut node, first, _) = two_links_and_a_push();
+fn a_node_takes_as_parent_the_link_nearest_the_smallest_root_and_tells_it() {
+    let (mut node, _) = started(overlay_config(&[], 5));
+    link_from(&mut node, 1, 4002, frame::JOIN, ms(1));
+    link_from(&mut node, 2, 4003, frame::JOIN, ms(2));
+    node.handle_timeout(ms(100));
+    // Alone, the node is its own root; each new link is told so.
+    let alone = frame::tree(&Address::localhost(PORT), 0, false);
+    let told = drain(&mut node);
+    assert!(frames_on(&told, 1).contains(&alone) && frames_on(&told, 2).contains(&alone));
+    let root = Address::localhost(4000);
+    node.handle_text(ConnId(2), &frame::tree(&root, 4, false), ms(110));
+    node.handle_text(ConnId(1), &frame::tree(&root, 1, false), ms(111));
+    node.handle_timeout(ms(200));
     let actions = drain(&mut node);
-    let on_2 = frames_on(&actions, 2);
+    // Told together, once: 4002 is the parent (distance 2 through it), 4003 is not.
+    assert_eq!(frames_on(&actions, 1), [frame::tree(&root, 2, true)]);
+    assert_eq!(frames_on(&actions, 2), [frame::tree(&root, 2, false)]);
+    let status = node.status().overlay.expect("overlay status");
+    assert_eq!((status.root, status.dist, status.eager), (root, 2, 1));
+}
+
+#[test]
+fn a_push_goes_on_over_the_tree_and_is_announced_elsewhere() {
+    let mut node = in_a_tree();
+    assert_eq!(
+        node.status().overlay.map(|s| s.eager),
+        Some(2),
+        "parent and child"
+    );
+    link_from(&mut node, 3, 4004, frame::JOIN, ms(5));
+    drain(&mut node);
+    let first = tx(1);
+    node.handle_text(ConnId(1), &first.to_frame(), ms(10));
+    let actions = drain(&mut node);
     assert!(
-        on_2.iter()
-            .any(|f| f.starts_with(&frame::transactions_head_with_hop(2))
-                && f.contains(first.hash())),
-        "{on_2:?}"
+        frames_on(&actions, 2)
+            .iter()
+            .any(|f| f.contains(first.body())),
+        "pushed to the child"
+    );
+    assert_eq!(
+        frames_on(&actions, 3),
+        [frame::hashes_frame("IHAVE", [first.hash()])],
+        "announced off the tree"
     );
     assert!(
         frames_on(&actions, 1)
@@ -132,27 +177,56 @@ fn a_push_goes_on_over_eager_links_with_its_hop() {
             .all(|f| !f.contains(first.hash())),
         "not back"
     );
+    // A duplicate changes nothing: the tree is the TREE frames' to decide.
+    node.handle_text(ConnId(3), &first.to_frame(), ms(20));
+    assert!(effects(&drain(&mut node)).is_empty());
 }
 
 #[test]
-fn a_duplicate_push_prunes_its_link_and_later_transactions_are_only_announced_there() {
-    let (mut node, first, _) = two_links_and_a_push();
+fn a_transaction_made_here_goes_over_every_link() {
+    let mut node = in_a_tree();
+    link_from(&mut node, 3, 4004, frame::JOIN, ms(5));
     drain(&mut node);
-    node.handle_text(ConnId(2), &first.to_frame(), ms(20));
+    let mine = tx(2);
+    node.add_transaction(mine.clone(), ms(10));
     let actions = drain(&mut node);
-    assert_eq!(frames_on(&actions, 2), [frame::PRUNE.to_owned()]);
-    assert_eq!(node.status().overlay.map(|s| s.eager), Some(1));
-    // A second duplicate on the pruned link prunes nothing more.
-    node.handle_text(ConnId(2), &first.to_frame(), ms(21));
-    assert!(frames_on(&drain(&mut node), 2).is_empty());
-    let second = tx(2);
-    node.handle_text(ConnId(1), &second.to_frame(), ms(30));
-    let on_2 = frames_on(&drain(&mut node), 2);
-    assert_eq!(on_2.len(), 1);
-    assert!(
-        on_2[0].starts_with(r#"{"type":"IHAVE","hop":2,"data":["#)
-            && on_2[0].contains(second.hash())
-    );
+    for conn in [1, 2, 3] {
+        assert!(
+            frames_on(&actions, conn)
+                .iter()
+                .any(|f| f.contains(mine.body())),
+            "{conn}"
+        );
+    }
+}
+
+#[test]
+fn losing_the_parent_makes_the_next_best_link_the_parent() {
+    let mut node = in_a_tree();
+    node.handle_closed(ConnId(1), ms(10));
+    node.handle_timeout(ms(50));
+    let actions = drain(&mut node);
+    // 4003 was its child: never taken as the parent, so the node is its own root again,
+    // until 4003 hears of a better way.
+    let alone = frame::tree(&Address::localhost(PORT), 0, false);
+    assert_eq!(frames_on(&actions, 2), [alone]);
+    let root = Address::localhost(4000);
+    node.handle_text(ConnId(2), &frame::tree(&root, 5, false), ms(60));
+    node.handle_timeout(ms(100));
+    let actions = drain(&mut node);
+    assert_eq!(frames_on(&actions, 2), [frame::tree(&root, 6, true)]);
+}
+
+#[test]
+fn a_root_that_is_gone_is_forgotten_when_the_distances_count_past_the_bound() {
+    let (mut node, _) = started(overlay_config(&[], 5));
+    link_from(&mut node, 1, 4002, frame::JOIN, ms(1));
+    let root = Address::localhost(4000);
+    node.handle_text(ConnId(1), &frame::tree(&root, 31, false), ms(2));
+    assert_eq!(node.status().overlay.map(|s| s.dist), Some(32));
+    node.handle_text(ConnId(1), &frame::tree(&root, 32, false), ms(3));
+    let status = node.status().overlay.expect("overlay status");
+    assert_eq!((status.root, status.dist), (Address::localhost(PORT), 0));
 }
 
 #[test]
@@ -160,7 +234,7 @@ fn an_announced_transaction_not_pushed_in_time_is_grafted_from_its_announcer() {
     let (mut node, _) = started(overlay_config(&[], 5));
     link_from(&mut node, 1, 4002, frame::JOIN, ms(1));
     let (late, early) = (tx(7), tx(8));
-    let ihave = frame::hashes_frame("IHAVE", Some(3), [late.hash(), early.hash()]);
+    let ihave = frame::hashes_frame("IHAVE", [late.hash(), early.hash()]);
     node.handle_text(ConnId(1), &ihave, ms(100));
     drain(&mut node);
     let graft_after = Overlay::default().graft_after;
@@ -170,22 +244,21 @@ fn an_announced_transaction_not_pushed_in_time_is_grafted_from_its_announcer() {
     // One of them comes by push in time: only the other is asked for.
     node.handle_text(ConnId(1), &early.to_frame(), ms(120));
     node.handle_timeout(ms(100) + graft_after);
-    let sent = frames_on(&drain(&mut node), 1);
-    assert_eq!(sent, [frame::hashes_frame("GRAFT", None, [late.hash()])]);
+    let sent = of_type(frames_on(&drain(&mut node), 1), "GRAFT");
+    assert_eq!(sent, [frame::hashes_frame("GRAFT", [late.hash()])]);
 }
 
 #[test]
-fn a_graft_is_answered_with_the_bodies_asked_for_and_makes_the_link_eager() {
-    let (mut node, first, _) = two_links_and_a_push();
-    node.handle_text(ConnId(2), &first.to_frame(), ms(20));
+fn a_graft_is_answered_with_the_bodies_asked_for() {
+    let mut node = in_a_tree();
+    let first = tx(1);
+    node.handle_text(ConnId(1), &first.to_frame(), ms(10));
     drain(&mut node);
-    assert_eq!(node.status().overlay.map(|s| s.eager), Some(1));
-    let graft = frame::hashes_frame("GRAFT", None, [first.hash(), "unknown"]);
+    let graft = frame::hashes_frame("GRAFT", [first.hash(), "unknown"]);
     node.handle_text(ConnId(2), &graft, ms(30));
     let sent = frames_on(&drain(&mut node), 2);
     assert_eq!(sent.len(), 1);
-    assert!(sent[0].contains(first.hash()));
-    assert_eq!(node.status().overlay.map(|s| s.eager), Some(2));
+    assert!(sent[0].contains(first.body()));
 }
 
 #[test]
@@ -243,35 +316,12 @@ fn announced_hashes_awaited_at_once_are_capped() {
     let (mut node, _) = started(config);
     link_from(&mut node, 1, 4002, frame::JOIN, ms(1));
     let txs: Vec<Transaction> = (0..5).map(tx).collect();
-    let ihave = frame::hashes_frame("IHAVE", Some(1), txs.iter().map(|t| t.hash()));
+    let ihave = frame::hashes_frame("IHAVE", txs.iter().map(|t| t.hash()));
     node.handle_text(ConnId(1), &ihave, ms(10));
     drain(&mut node);
     node.handle_timeout(ms(10) + Overlay::default().graft_after);
-    let sent = frames_on(&drain(&mut node), 1);
+    let sent = of_type(frames_on(&drain(&mut node), 1), "GRAFT");
     assert_eq!(sent.len(), 1);
     let asked = txs.iter().filter(|t| sent[0].contains(t.hash())).count();
     assert_eq!(asked, 2, "{sent:?}");
-}
-
-#[test]
-fn a_much_shorter_announcement_moves_the_tree() {
-    let (mut node, _) = started(overlay_config(&[], 5));
-    link_from(&mut node, 1, 4002, frame::JOIN, ms(1));
-    link_from(&mut node, 2, 4003, frame::JOIN, ms(2));
-    let far = tx(3);
-    let push = format!("{}{}]}}", frame::transactions_head_with_hop(9), far.body());
-    node.handle_text(ConnId(1), &push, ms(10));
-    drain(&mut node);
-    // Announced two hops away on the other link: shorter by far.
-    node.handle_text(
-        ConnId(2),
-        &frame::hashes_frame("IHAVE", Some(2), [far.hash()]),
-        ms(20),
-    );
-    let actions = drain(&mut node);
-    assert_eq!(
-        frames_on(&actions, 2),
-        [frame::hashes_frame("GRAFT", None, [])]
-    );
-    assert_eq!(frames_on(&actions, 1), [frame::PRUNE.to_owned()]);
 }
