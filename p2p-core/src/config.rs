@@ -237,6 +237,10 @@ pub struct Overlay {
     pub shuffle_active: usize,
     /// Addresses of the passive view sent in a SHUFFLE, and at most in its reply.
     pub shuffle_passive: usize,
+    /// For this many shuffles after it starts, a node with a full view also trades one
+    /// link with a passive address (SWAP): links formed while many nodes join at once
+    /// are local; trading them for random ones gives the overlay a short diameter.
+    pub rewire_rounds: u32,
     /// How often a node with fewer links than `active` promotes a passive address.
     pub repair_every: Duration,
     /// A transaction announced (IHAVE) and not received by push within this is asked
@@ -257,6 +261,7 @@ impl Default for Overlay {
             shuffle_every: Duration::from_secs(10),
             shuffle_active: 3,
             shuffle_passive: 4,
+            rewire_rounds: 6,
             repair_every: Duration::from_secs(1),
             graft_after: Duration::from_millis(80),
             max_missing: 16_384,

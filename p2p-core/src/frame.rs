@@ -90,6 +90,27 @@ pub enum Overlay<'a> {
     },
     /// `DISCONNECT`: the sender drops this link (its active view was full).
     Disconnect,
+    /// `SWAP {"drop"}`: the sender, whose view is full, asks for a link and will drop
+    /// its link to `drop` for it (a degree-keeping exchange of links that mixes an
+    /// overlay formed in a hurry).
+    Swap {
+        /// The link the sender gives up.
+        drop: Cow<'a, str>,
+    },
+    /// `SWAP_REPLY {"accept", "to"}`: the answer to SWAP; `to`, the link the receiver
+    /// gave up for it (the sender tells `drop` to link with it), if it gave one up.
+    SwapReply {
+        /// The link is granted.
+        accept: bool,
+        /// The link given up for it.
+        to: Option<Cow<'a, str>>,
+    },
+    /// `REWIRE {"to"}`: the sender drops this link for a SWAP; the receiver links with
+    /// `to`, which lost one the same way (the smaller address of the two dials).
+    Rewire {
+        /// Whom to link with.
+        to: Cow<'a, str>,
+    },
     /// `SHUFFLE [addresses]`: a few addresses the sender knows, itself first; answered
     /// with as many of the receiver's.
     Shuffle(Vec<Cow<'a, str>>),
@@ -210,6 +231,25 @@ struct TreeData<'a> {
 }
 
 #[derive(Deserialize)]
+struct SwapData<'a> {
+    #[serde(borrow)]
+    drop: BorrowedOrOwned<'a>,
+}
+
+#[derive(Deserialize)]
+struct SwapReplyData<'a> {
+    accept: bool,
+    #[serde(borrow, default)]
+    to: Option<BorrowedOrOwned<'a>>,
+}
+
+#[derive(Deserialize)]
+struct RewireData<'a> {
+    #[serde(borrow)]
+    to: BorrowedOrOwned<'a>,
+}
+
+#[derive(Deserialize)]
 struct HighData {
     high: bool,
 }
@@ -314,6 +354,21 @@ pub fn decode(text: &str, max_len: usize) -> Result<Frame<'_>, FrameError> {
             }))
         }
         "DISCONNECT" => Ok(Frame::Overlay(Overlay::Disconnect)),
+        "SWAP" => {
+            let data: SwapData<'_> = object(envelope.data, "SWAP")?;
+            Ok(Frame::Overlay(Overlay::Swap { drop: data.drop.0 }))
+        }
+        "SWAP_REPLY" => {
+            let data: SwapReplyData<'_> = object(envelope.data, "SWAP_REPLY")?;
+            Ok(Frame::Overlay(Overlay::SwapReply {
+                accept: data.accept,
+                to: data.to.map(|to| to.0),
+            }))
+        }
+        "REWIRE" => {
+            let data: RewireData<'_> = object(envelope.data, "REWIRE")?;
+            Ok(Frame::Overlay(Overlay::Rewire { to: data.to.0 }))
+        }
         "SHUFFLE" => Ok(Frame::Overlay(Overlay::Shuffle(strings(
             envelope.data,
             "SHUFFLE",
@@ -442,6 +497,27 @@ pub(crate) fn forward_join(node: &Address, ttl: u8) -> String {
         r#"{{"type":"FORWARD_JOIN","data":{{"node":"{}","ttl":{ttl}}}}}"#,
         node.as_str()
     )
+}
+
+/// SWAP (see [`Overlay::Swap`]).
+pub(crate) fn swap(drop: &Address) -> String {
+    format!(r#"{{"type":"SWAP","data":{{"drop":"{}"}}}}"#, drop.as_str())
+}
+
+/// SWAP_REPLY (see [`Overlay::SwapReply`]).
+pub(crate) fn swap_reply(accept: bool, to: Option<&Address>) -> String {
+    match to {
+        Some(to) => format!(
+            r#"{{"type":"SWAP_REPLY","data":{{"accept":{accept},"to":"{}"}}}}"#,
+            to.as_str()
+        ),
+        None => format!(r#"{{"type":"SWAP_REPLY","data":{{"accept":{accept}}}}}"#),
+    }
+}
+
+/// REWIRE (see [`Overlay::Rewire`]).
+pub(crate) fn rewire(to: &Address) -> String {
+    format!(r#"{{"type":"REWIRE","data":{{"to":"{}"}}}}"#, to.as_str())
 }
 
 /// NEIGHBOR (see [`Overlay::Neighbor`]).
@@ -683,6 +759,33 @@ mod tests {
         assert_eq!(
             decode(DISCONNECT, 1000),
             Ok(Frame::Overlay(Overlay::Disconnect))
+        );
+        let other = Address::localhost(4002);
+        assert_eq!(
+            decode(&swap(&other), 1000),
+            Ok(Frame::Overlay(Overlay::Swap {
+                drop: Cow::from(other.as_str())
+            }))
+        );
+        assert_eq!(
+            decode(&swap_reply(true, Some(&other)), 1000),
+            Ok(Frame::Overlay(Overlay::SwapReply {
+                accept: true,
+                to: Some(Cow::from(other.as_str()))
+            }))
+        );
+        assert_eq!(
+            decode(&swap_reply(false, None), 1000),
+            Ok(Frame::Overlay(Overlay::SwapReply {
+                accept: false,
+                to: None
+            }))
+        );
+        assert_eq!(
+            decode(&rewire(&other), 1000),
+            Ok(Frame::Overlay(Overlay::Rewire {
+                to: Cow::from(other.as_str())
+            }))
         );
         assert_eq!(
             decode(&tree(&me, 3, true), 1000),

@@ -376,7 +376,7 @@ impl Node {
 
     /// The dial `dial` failed (refused, unreachable, handshake error).
     pub fn handle_dial_failed(&mut self, dial: DialId, now: Time) {
-        if self.overlay_dial_failed(dial) {
+        if self.overlay_dial_failed(dial, now) {
             return;
         }
         if let Some(address) = self.members.end_dial(dial) {

@@ -84,8 +84,13 @@ pub(super) struct OverlayState {
     /// Overlay dials in flight: to whom, and what the connection will ask for.
     dials: BTreeMap<DialId, (Address, Ask)>,
     dial_deadlines: BTreeSet<(Time, DialId)>,
-    /// Our dials that sent NEIGHBOR and wait for the reply, with the peer's address.
+    /// Our dials that sent NEIGHBOR or SWAP and wait for the reply, with the peer's
+    /// address.
     asking: BTreeMap<ConnId, Address>,
+    /// Of those, the SWAPs, with the link each offers to drop.
+    swapping: BTreeMap<ConnId, Address>,
+    /// Shuffles run since start (SWAPs are tried in the first `rewire_rounds`).
+    shuffles: u32,
     /// Hashes announced to us and not held: the links that announced them, in turn.
     missing: HashMap<String, Vec<ConnId>, SeededHasher>,
     /// When each missing hash is grafted (entries of hashes no longer missing are stale).
@@ -139,10 +144,16 @@ impl Link {
 }
 
 /// What an overlay dial asks for once it opens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Ask {
     Join,
-    Neighbor { high: bool },
+    Neighbor {
+        high: bool,
+    },
+    /// A link in exchange for ours to this address (see `Overlay::rewire_rounds`).
+    Swap {
+        drop: Address,
+    },
 }
 
 impl OverlayState {
@@ -153,6 +164,8 @@ impl OverlayState {
             dials: BTreeMap::new(),
             dial_deadlines: BTreeSet::new(),
             asking: BTreeMap::new(),
+            swapping: BTreeMap::new(),
+            shuffles: 0,
             missing: HashMap::with_hasher(SeededHasher(seed)),
             graft_timers: BTreeSet::new(),
             announce: BTreeMap::new(),
@@ -271,13 +284,19 @@ impl Node {
                 self.send(conn, frame::neighbor(high).into(), now);
                 self.ov().asking.insert(conn, address);
             }
+            Ask::Swap { drop } => {
+                self.send(conn, frame::swap(&drop).into(), now);
+                let state = self.ov();
+                state.asking.insert(conn, address);
+                state.swapping.insert(conn, drop);
+            }
         }
         true
     }
 
     /// The overlay's dial `dial` failed: its address leaves the passive view. False if
     /// it was not an overlay dial.
-    pub(super) fn overlay_dial_failed(&mut self, dial: DialId) -> bool {
+    pub(super) fn overlay_dial_failed(&mut self, dial: DialId, now: Time) -> bool {
         let Some(state) = self.overlay.as_mut() else {
             return false;
         };
@@ -286,7 +305,12 @@ impl Node {
         };
         state.dial_deadlines.retain(|&(_, d)| d != dial);
         state.passive.retain(|a| *a != address);
-        self.repair_refused();
+        // A dead address is no refusal: the next passive address is tried at once (each
+        // failure removes one, so this ends).
+        let short = state.links.len() < self.config.overlay.as_ref().map_or(0, |o| o.active);
+        if short {
+            state.next_repair = Some(now);
+        }
         self.log(Notice::DialFailed {
             address,
             attempt: 1,
@@ -375,6 +399,49 @@ impl Node {
                     self.close_conn(conn);
                     self.repair_refused();
                 }
+            }
+            OverlayFrame::Swap { drop } => {
+                if !self.is_accepted(conn) {
+                    return;
+                }
+                let Ok(drop) = drop.parse::<Address>() else {
+                    return self.refuse(conn, FrameError::BadOverlay("SWAP"));
+                };
+                self.on_swap(peer, conn, drop, now);
+            }
+            OverlayFrame::SwapReply { accept, to } => {
+                if self.ov().asking.remove(&conn).is_none() {
+                    return;
+                }
+                let drop = self.ov().swapping.remove(&conn);
+                if !accept {
+                    self.add_passive(peer);
+                    return self.close_conn(conn);
+                }
+                let to = to.and_then(|to| to.parse::<Address>().ok());
+                if let Some((drop, old)) = drop.and_then(|d| Some((d.clone(), self.link(&d)?))) {
+                    let frame = match &to {
+                        Some(to) => frame::rewire(to),
+                        None => frame::DISCONNECT.to_owned(),
+                    };
+                    if self.has_room(old) {
+                        self.sent.membership += 1;
+                        self.send(old, frame.into(), now);
+                    }
+                    self.remove_link(&drop, "traded for another", now);
+                    self.close_conn(old);
+                    self.add_passive(drop);
+                }
+                self.add_link(peer, conn, now);
+            }
+            OverlayFrame::Rewire { to } if linked => {
+                let Ok(to) = to.parse::<Address>() else {
+                    return self.refuse(conn, FrameError::BadOverlay("REWIRE"));
+                };
+                self.remove_link(&peer, "traded for another", now);
+                self.add_passive(peer);
+                self.close_conn(conn);
+                self.rewired_to(to, now);
             }
             OverlayFrame::Disconnect if linked => {
                 self.remove_link(&peer, "it dropped the link", now);
@@ -598,6 +665,7 @@ impl Node {
     /// A connection of the overlay closed: if it was a link, the link is gone (and is
     /// replaced from the passive view).
     pub(super) fn overlay_closed(&mut self, conn: ConnId, address: Option<Address>, now: Time) {
+        self.ov().swapping.remove(&conn);
         if self.ov().asking.remove(&conn).is_some() {
             self.repair_refused();
         }
@@ -621,7 +689,7 @@ impl Node {
             self.ov().dial_deadlines.pop_first();
             if self.ov().dials.contains_key(&dial) {
                 self.actions.push_back(Action::AbandonDial { dial });
-                self.overlay_dial_failed(dial);
+                self.overlay_dial_failed(dial, now);
             }
         }
         self.grafts_due(now);
@@ -685,12 +753,73 @@ impl Node {
         }
     }
 
-    /// Swaps a few addresses with a random link.
+    /// A SWAP from `peer` on `conn`, which offers to drop its link to `drop`: with
+    /// room, it is linked as for NEIGHBOR; with a full view, a random link of ours
+    /// (not `drop`'s, nor `drop` itself) is told to link with `drop` instead (REWIRE)
+    /// and gives its place to `peer`. Both views keep their size.
+    fn on_swap(&mut self, peer: Address, conn: ConnId, drop: Address, now: Time) {
+        let active = self.overlay_config().active;
+        let itself = self.members.is_self(&self.config, &drop);
+        let state = self.ov();
+        if state.links.len() < active {
+            self.sent.membership += 1;
+            self.send(conn, frame::swap_reply(true, None).into(), now);
+            return self.add_link(peer, conn, now);
+        }
+        let usable = !itself && !state.links.contains_key(&drop);
+        let others: Vec<Address> = state
+            .links
+            .keys()
+            .filter(|a| **a != peer && **a != drop)
+            .cloned()
+            .collect();
+        if !usable || others.is_empty() || state.links.contains_key(&peer) {
+            self.sent.membership += 1;
+            return self.send(conn, frame::swap_reply(false, None).into(), now);
+        }
+        let given = others[self.pick(others.len())].clone();
+        if let Some(old) = self.link(&given) {
+            if self.has_room(old) {
+                self.sent.membership += 1;
+                self.send(old, frame::rewire(&drop).into(), now);
+            }
+            self.remove_link(&given, "traded for another", now);
+            self.close_conn(old);
+            self.add_passive(given.clone());
+        }
+        self.sent.membership += 1;
+        self.send(conn, frame::swap_reply(true, Some(&given)).into(), now);
+        self.add_link(peer, conn, now);
+    }
+
+    /// Our link was traded away (REWIRE): link with `to`, which lost one the same way.
+    /// The smaller address of the two dials; the other keeps its slot for it a while.
+    fn rewired_to(&mut self, to: Address, now: Time) {
+        if self.members.is_self(&self.config, &to) || self.link(&to).is_some() {
+            return;
+        }
+        if self.config.address < to {
+            let state = self.ov();
+            if state.dials.len() < MAX_DIALS && !state.is_dialling(&to) {
+                return self.overlay_dial(to, Ask::Neighbor { high: true }, now);
+            }
+        }
+        let every = self.overlay_config().repair_every;
+        self.ov().next_repair = Some(now + every);
+        self.add_passive(to);
+    }
+
+    /// Swaps a few addresses with a random link; in its first `rewire_rounds`, also
+    /// trades a link for a random passive address (SWAP).
     fn shuffle(&mut self, now: Time) {
         let config = self.overlay_config();
         let every = config.shuffle_every;
         let next = now + super::membership::jitter(every, &mut self.rng) + every / 2;
         self.ov().next_shuffle = next;
+        self.ov().shuffles += 1;
+        if self.ov().shuffles <= config.rewire_rounds {
+            self.try_swap(now);
+        }
         let links: Vec<(Address, ConnId)> = self
             .ov()
             .links
@@ -722,6 +851,28 @@ impl Node {
         }
         let frame: Payload = frame::shuffle("SHUFFLE", &list).into();
         self.send_overlay(conn, &frame, now);
+    }
+
+    /// With a full view, offers a random link for a link to a random passive address.
+    fn try_swap(&mut self, now: Time) {
+        let active = self.overlay_config().active;
+        let state = self.ov();
+        if state.links.len() < active || state.dials.len() >= MAX_DIALS {
+            return;
+        }
+        let candidates: Vec<Address> = state
+            .passive
+            .iter()
+            .filter(|a| !state.is_dialling(a) && !state.asking.values().any(|b| b == *a))
+            .cloned()
+            .collect();
+        if candidates.is_empty() {
+            return;
+        }
+        let links: Vec<Address> = state.links.keys().cloned().collect();
+        let to = candidates[self.pick(candidates.len())].clone();
+        let drop = links[self.pick(links.len())].clone();
+        self.overlay_dial(to, Ask::Swap { drop }, now);
     }
 
     /// Relay in the overlay: `tx` is new here. Made here, it is pushed over every link;
@@ -935,6 +1086,9 @@ fn overlay_kind(message: &OverlayFrame<'_>) -> &'static str {
         OverlayFrame::Neighbor { .. } => "NEIGHBOR",
         OverlayFrame::NeighborReply { .. } => "NEIGHBOR_REPLY",
         OverlayFrame::Disconnect => "DISCONNECT",
+        OverlayFrame::Swap { .. } => "SWAP",
+        OverlayFrame::SwapReply { .. } => "SWAP_REPLY",
+        OverlayFrame::Rewire { .. } => "REWIRE",
         OverlayFrame::Shuffle(_) => "SHUFFLE",
         OverlayFrame::ShuffleReply(_) => "SHUFFLE_REPLY",
         OverlayFrame::IHave(_) => "IHAVE",

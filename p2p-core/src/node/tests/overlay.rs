@@ -325,3 +325,105 @@ fn announced_hashes_awaited_at_once_are_capped() {
     let asked = txs.iter().filter(|t| sent[0].contains(t.hash())).count();
     assert_eq!(asked, 2, "{sent:?}");
 }
+
+/// A node with a full view of two: 4002 (conn 1) and 4003 (conn 2).
+fn full_of_two() -> Node {
+    let (mut node, _) = started(overlay_config(&[], 2));
+    link_from(&mut node, 1, 4002, frame::JOIN, ms(1));
+    link_from(&mut node, 2, 4003, frame::JOIN, ms(2));
+    node
+}
+
+#[test]
+fn a_swap_into_a_full_view_trades_a_link_and_tells_it_whom_to_link_with() {
+    let mut node = full_of_two();
+    let drop = Address::localhost(4009);
+    let actions = link_from(&mut node, 3, 4005, &frame::swap(&drop), ms(3));
+    let given = closes(&actions);
+    assert_eq!(given.len(), 1, "{actions:?}");
+    let (given_conn, given_port) = if given[0] == ConnId(1) {
+        (1, 4002)
+    } else {
+        (2, 4003)
+    };
+    assert_eq!(frames_on(&actions, given_conn), [frame::rewire(&drop)]);
+    let reply = frame::swap_reply(true, Some(&Address::localhost(given_port)));
+    assert!(frames_on(&actions, 3).contains(&reply), "{actions:?}");
+    assert_eq!(active(&node).len(), 2, "the view keeps its size");
+    assert!(active(&node).contains(&"ws://localhost:4005".to_owned()));
+}
+
+#[test]
+fn a_swap_offering_a_link_we_hold_is_refused() {
+    let mut node = full_of_two();
+    let actions = link_from(
+        &mut node,
+        3,
+        4005,
+        &frame::swap(&Address::localhost(4002)),
+        ms(3),
+    );
+    assert!(frames_on(&actions, 3).contains(&frame::swap_reply(false, None)));
+    assert!(closes(&actions).is_empty());
+    assert_eq!(
+        active(&node),
+        ["ws://localhost:4002", "ws://localhost:4003"]
+    );
+}
+
+#[test]
+fn a_full_node_trades_a_link_at_a_shuffle_and_rewires_the_one_it_drops() {
+    let mut config = overlay_config(&[], 2);
+    let sizes = config.overlay.as_mut().expect("set");
+    sizes.rewire_rounds = 1;
+    // Within the stall timeout: these tests never report frames written.
+    sizes.shuffle_every = Duration::from_secs(1);
+    let (mut node, _) = started(config);
+    link_from(&mut node, 1, 4002, frame::JOIN, ms(1));
+    link_from(&mut node, 2, 4003, frame::JOIN, ms(2));
+    let passive = [Address::localhost(4002), Address::localhost(4009)];
+    node.handle_text(ConnId(1), &frame::shuffle("SHUFFLE_REPLY", &passive), ms(3));
+    drain(&mut node);
+    let shuffle_at = ms(2_000);
+    node.handle_timeout(shuffle_at);
+    let actions = drain(&mut node);
+    assert_eq!(dialled_addresses(&actions), ["ws://localhost:4009"]);
+    node.handle_dial_opened(
+        dial_to(&actions, "ws://localhost:4009"),
+        ConnId(7),
+        shuffle_at,
+    );
+    let sent = frames_on(&drain(&mut node), 7);
+    let offered = sent
+        .iter()
+        .find(|f| f.starts_with(r#"{"type":"SWAP""#))
+        .expect("a SWAP");
+    let drop_port = if offered.contains("4002") { 4002 } else { 4003 };
+    let drop_conn = if drop_port == 4002 { 1 } else { 2 };
+    // 4009 gave up its link to 4020 for us: the link we drop is told to link with it.
+    let to = Address::localhost(4020);
+    node.handle_text(ConnId(7), &frame::swap_reply(true, Some(&to)), shuffle_at);
+    let actions = drain(&mut node);
+    assert_eq!(frames_on(&actions, drop_conn), [frame::rewire(&to)]);
+    assert_eq!(closes(&actions), [ConnId(drop_conn)]);
+    assert!(active(&node).contains(&"ws://localhost:4009".to_owned()));
+    assert_eq!(active(&node).len(), 2);
+    // The next shuffle trades nothing: the rounds are over.
+    node.handle_timeout(ms(4_000));
+    assert!(dials(&drain(&mut node)).is_empty());
+}
+
+#[test]
+fn a_rewired_link_is_replaced_by_the_one_named_the_smaller_address_dialling() {
+    let mut node = full_of_two();
+    // To a larger address: we dial it, and it must accept.
+    node.handle_text(ConnId(1), &frame::rewire(&Address::localhost(4030)), ms(5));
+    let actions = drain(&mut node);
+    assert_eq!(closes(&actions), [ConnId(1)]);
+    assert_eq!(dialled_addresses(&actions), ["ws://localhost:4030"]);
+    node.handle_dial_opened(dial_to(&actions, "ws://localhost:4030"), ConnId(8), ms(6));
+    assert!(frames_on(&drain(&mut node), 8).contains(&frame::neighbor(true)));
+    // To a smaller one: it dials us; we wait.
+    node.handle_text(ConnId(2), &frame::rewire(&Address::localhost(4000)), ms(7));
+    assert!(dials(&drain(&mut node)).is_empty());
+}
