@@ -799,8 +799,9 @@ impl Node {
             return;
         }
         if self.config.address < to {
-            let state = self.ov();
-            if state.dials.len() < MAX_DIALS && !state.is_dialling(&to) {
+            // Not held to `MAX_DIALS`: the trade only keeps both views' size if this
+            // link is made, and only a link of ours can ask for it (and loses its link).
+            if !self.ov().is_dialling(&to) {
                 return self.overlay_dial(to, Ask::Neighbor { high: true }, now);
             }
         }
