@@ -638,9 +638,6 @@ impl Node {
         if !self.broadcast.packing.is_empty() {
             self.pack();
         }
-        if self.announcing() {
-            self.flush_announcements();
-        }
         if self.watch_mark != self.broadcast.pool.len() {
             self.report_pooled();
         }

@@ -71,6 +71,11 @@ const MAX_DIST: u16 = 32;
 /// come and go (a burst of joins) a distance may change many times in a row.
 const TREE_DELAY: Duration = Duration::from_millis(20);
 
+/// Announcements (IHAVE) gathered this long go out together: one frame per lazy link for
+/// all the transactions of a busy spell, and a tree push that is a little late is not
+/// asked for again.
+const ANNOUNCE_DELAY: Duration = Duration::from_millis(50);
+
 /// Links that may announce one missing hash (asked in turn).
 const MAX_ANNOUNCERS: usize = 4;
 
@@ -97,8 +102,8 @@ pub(super) struct OverlayState {
     graft_timers: BTreeSet<(Time, String)>,
     /// Announcements gathered for each lazy link until the host takes actions.
     announce: BTreeMap<ConnId, Vec<TxHash>>,
-    /// When the first of `announce` was gathered.
-    announce_at: Time,
+    /// When the announcements gathered go out (`ANNOUNCE_DELAY` after the first).
+    announce_at: Option<Time>,
     next_shuffle: Time,
     /// When a node short of links next promotes one (`None`: it has its fill).
     next_repair: Option<Time>,
@@ -169,7 +174,7 @@ impl OverlayState {
             missing: HashMap::with_hasher(SeededHasher(seed)),
             graft_timers: BTreeSet::new(),
             announce: BTreeMap::new(),
-            announce_at: Time::ZERO,
+            announce_at: None,
             next_shuffle: Time::ZERO,
             next_repair: None,
             repair_delay: Duration::ZERO,
@@ -188,10 +193,17 @@ impl OverlayState {
         let deadline = self.dial_deadlines.first().map(|&(at, _)| at);
         let graft = self.graft_timers.first().map(|(at, _)| *at);
         let shuffle = (!self.links.is_empty()).then_some(self.next_shuffle);
-        [deadline, graft, shuffle, self.next_repair, self.tree_at]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            deadline,
+            graft,
+            shuffle,
+            self.next_repair,
+            self.tree_at,
+            self.announce_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn is_dialling(&self, address: &Address) -> bool {
@@ -239,9 +251,10 @@ impl Node {
     fn overlay_dial(&mut self, address: Address, ask: Ask, now: Time) {
         // One dialled connection per server: one still open (a NEIGHBOR or SWAP waiting
         // for its answer, a link on its way out) makes this one wait for a later turn.
-        let open = self.conns.values().any(|c| {
-            !c.closing && matches!(&c.kind, ConnKind::Dialled(a, _) if *a == address)
-        });
+        let open = self
+            .conns
+            .values()
+            .any(|c| !c.closing && matches!(&c.kind, ConnKind::Dialled(a, _) if *a == address));
         if open {
             return;
         }
@@ -701,6 +714,9 @@ impl Node {
             }
         }
         self.grafts_due(now);
+        if self.ov().announce_at.is_some_and(|at| at <= now) {
+            self.flush_announcements(now);
+        }
         if self.ov().tree_at.is_some_and(|at| at <= now) {
             let state = self.ov();
             state.tree_at = None;
@@ -915,9 +931,7 @@ impl Node {
                 self.push(conn, tx, &mut frame, now);
             } else {
                 let state = self.ov();
-                if state.announce.is_empty() {
-                    state.announce_at = now;
-                }
+                state.announce_at.get_or_insert(now + ANNOUNCE_DELAY);
                 state
                     .announce
                     .entry(conn)
@@ -1061,14 +1075,12 @@ impl Node {
         }
     }
 
-    /// Sends the announcements gathered since the host last took actions; a link
-    /// without room loses them (catch-up covers what it then misses).
-    pub(super) fn flush_announcements(&mut self) {
-        let Some(state) = self.overlay.as_mut() else {
-            return;
-        };
+    /// Sends the announcements gathered (see `ANNOUNCE_DELAY`); a link without room
+    /// loses them (catch-up covers what it then misses).
+    fn flush_announcements(&mut self, now: Time) {
+        let state = self.ov();
+        state.announce_at = None;
         let gathered = std::mem::take(&mut state.announce);
-        let now = state.announce_at;
         for (conn, hashes) in gathered {
             for chunk in hash_chunks(hashes.iter().map(|h| &**h)) {
                 if self.has_room(conn) {
@@ -1077,13 +1089,6 @@ impl Node {
                 }
             }
         }
-    }
-
-    /// Whether announcements wait to be sent.
-    pub(super) fn announcing(&self) -> bool {
-        self.overlay
-            .as_ref()
-            .is_some_and(|s| !s.announce.is_empty())
     }
 }
 

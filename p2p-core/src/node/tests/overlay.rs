@@ -166,9 +166,19 @@ fn a_push_goes_on_over_the_tree_and_is_announced_elsewhere() {
             .any(|f| f.contains(first.body())),
         "pushed to the child"
     );
+    // Announced off the tree, together with what else comes within 50 ms.
+    assert!(
+        of_type(frames_on(&actions, 3), "IHAVE").is_empty(),
+        "not yet"
+    );
+    let second = tx(2);
+    node.handle_text(ConnId(1), &second.to_frame(), ms(40));
+    drain(&mut node);
+    node.handle_timeout(ms(60));
+    let later = drain(&mut node);
     assert_eq!(
-        frames_on(&actions, 3),
-        [frame::hashes_frame("IHAVE", [first.hash()])],
+        of_type(frames_on(&later, 3), "IHAVE"),
+        [frame::hashes_frame("IHAVE", [first.hash(), second.hash()])],
         "announced off the tree"
     );
     assert!(
