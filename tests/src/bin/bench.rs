@@ -169,6 +169,16 @@ struct Args {
     /// watcher: what it left unread is reported).
     #[arg(long, value_enum, default_value_t = WatcherMode::None, value_name = "MODE")]
     watchers: WatcherMode,
+    /// Instead of the usual run: the full mesh against the overlay mode (`P2P_OVERLAY=on`),
+    /// in the same run. Two fresh networks of --nodes of our nodes, started one after
+    /// another (each knowing all earlier ones), the first in the full mesh, the second in
+    /// the overlay (ready once every node has a link and the links form one connected
+    /// graph; then until its tree settles, then 2 s more); each gets one burst of --burst into node 1, timed until
+    /// every transactions.json holds it (and in memory). Reports both, overlay tx/s over
+    /// mesh tx/s, connections per node, frames per transaction and peak memory; with
+    /// --write, into the `<!-- bench:overlay:begin/end -->` section.
+    #[arg(long, conflicts_with_all = ["sweep", "watchers", "js", "js_burst", "single"])]
+    overlay: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -186,10 +196,17 @@ fn main() {
     // The harness starts whatever P2P_NODE_BIN names: the release build, for the bench.
     std::env::set_var("P2P_NODE_BIN", &bin);
     eprintln!("bench: p2p-node is {}", bin.display());
-    let js = !args.no_js && js_available();
+    // The overlay comparison runs only nodes of ours.
+    let js = !args.no_js && !args.overlay && js_available();
     let machine = Machine::read();
     let js_timeout = Duration::from_secs(args.js_timeout);
-    if args.sweep {
+    if args.overlay {
+        let report = task::block_on(run_overlay(args.nodes, args.burst));
+        print_overlay(&report);
+        if let Some(path) = &args.write {
+            write_overlay(path, &command, &machine, &report);
+        }
+    } else if args.sweep {
         let mut reports = Vec::new();
         for point in SWEEP {
             let report = task::block_on(run(point, js, js_timeout, args.watchers));
@@ -396,6 +413,9 @@ mod block {
     pub(super) const JS_ALL_AT_ONCE: u16 = 300;
     pub(super) const JS_SEQUENTIAL: u16 = 400;
     pub(super) const JS_BURST: u16 = 500;
+    /// `--overlay`: the full mesh, then the overlay.
+    pub(super) const OVERLAY_MESH: u16 = 600;
+    pub(super) const OVERLAY: u16 = 700;
     pub(super) const OBSERVERS: u16 = 900;
 }
 
@@ -695,8 +715,25 @@ struct OursCluster {
 impl OursCluster {
     /// Starts the network and times it from the first start to full mesh.
     async fn start(n: u16, block: u16, layout: Layout) -> (OursCluster, Measured) {
+        OursCluster::start_in(n, block, layout, false).await
+    }
+
+    /// [`OursCluster::start`], with every node in the overlay mode (`P2P_OVERLAY=on`) if
+    /// `overlay`: then timed until the overlay is connected ([`OursCluster::wait_overlay`]).
+    async fn start_in(
+        n: u16,
+        block: u16,
+        layout: Layout,
+        overlay: bool,
+    ) -> (OursCluster, Measured) {
         let scratch = Scratch::new();
-        let specs = specs(n, block, layout);
+        let mut specs = specs(n, block, layout);
+        if overlay {
+            specs = specs
+                .into_iter()
+                .map(|spec| spec.env("P2P_OVERLAY", "on"))
+                .collect();
+        }
         let dirs: Vec<PathBuf> = specs
             .iter()
             .enumerate()
@@ -734,7 +771,11 @@ impl OursCluster {
                 Err(e) => return (cluster, Err(e)),
             }
         }
-        let mesh = cluster.wait_mesh(started, OURS_LIMIT).await;
+        let mesh = if overlay {
+            cluster.wait_overlay(started, OURS_LIMIT).await
+        } else {
+            cluster.wait_mesh(started, OURS_LIMIT).await
+        };
         (cluster, mesh)
     }
 
@@ -779,6 +820,37 @@ impl OursCluster {
                 ));
             }
             task::sleep(POLL).await;
+        }
+    }
+
+    /// Waits until every node reports (STATUS `overlay`) an active view that is not empty
+    /// and the links (both directions together) join all nodes into one graph.
+    async fn wait_overlay(&mut self, started: Instant, limit: Duration) -> Measured {
+        let addresses = self.addresses();
+        loop {
+            let all = statuses(&mut self.probes).await;
+            let elapsed = started.elapsed();
+            let views: Vec<Option<Vec<String>>> = all
+                .iter()
+                .map(|s| s.as_ref().ok().and_then(active_view))
+                .collect();
+            let linked = views
+                .iter()
+                .filter(|v| v.as_ref().is_some_and(|v| !v.is_empty()))
+                .count();
+            let components = overlay_components(&addresses, &views);
+            if linked == addresses.len() && components == 1 {
+                return Ok(ms(elapsed));
+            }
+            if elapsed > limit {
+                return Err(format!(
+                    "no connected overlay after {} s ({linked} of {} nodes with a link, {components} \
+                     parts)",
+                    limit.as_secs(),
+                    addresses.len()
+                ));
+            }
+            task::sleep(POLL.max(Duration::from_millis(20))).await;
         }
     }
 
@@ -3055,6 +3127,624 @@ fn draw_chart(path: &Path, reports: &[Report]) -> Result<(), String> {
 }
 
 // ---------------------------------------------------------------------------------------
+// --overlay: the full mesh against the overlay mode
+
+/// How long an overlay gets to settle before the burst, once its tree has.
+const OVERLAY_SETTLE: Duration = Duration::from_secs(2);
+/// How long a connected overlay's tree gets to settle (see [`wait_tree`]).
+const TREE_LIMIT: Duration = Duration::from_secs(30);
+/// A tree has settled when no TREE frame was sent and no link changed for this long.
+const TREE_QUIET: Duration = Duration::from_millis(500);
+
+/// Waits until every node of a connected overlay names the same root and no node has sent
+/// a TREE frame or changed a link for [`TREE_QUIET`]; says how long that took.
+async fn wait_tree(cluster: &mut OursCluster, limit: Duration) -> Measured {
+    let started = Instant::now();
+    let mut last: Option<(u64, Vec<Option<Vec<String>>>)> = None;
+    loop {
+        let all = statuses(&mut cluster.probes).await;
+        let roots: BTreeSet<Option<&str>> = all
+            .iter()
+            .map(|s| {
+                s.as_ref()
+                    .ok()
+                    .and_then(|s| s.raw["data"]["overlay"]["root"].as_str())
+            })
+            .collect();
+        let tree: u64 = all
+            .iter()
+            .filter_map(|s| s.as_ref().ok())
+            .map(|s| s.raw["data"]["sent"]["tree"].as_u64().unwrap_or(0))
+            .sum();
+        let views: Vec<Option<Vec<String>>> = all
+            .iter()
+            .map(|s| s.as_ref().ok().and_then(active_view))
+            .collect();
+        let now = (tree, views);
+        let one_root = roots.len() == 1 && roots.iter().all(Option::is_some);
+        if one_root && last.as_ref() == Some(&now) {
+            return Ok(ms(started.elapsed().saturating_sub(TREE_QUIET)));
+        }
+        if started.elapsed() > limit {
+            return Err(format!(
+                "no settled tree after {} s ({} roots named)",
+                limit.as_secs(),
+                roots.len()
+            ));
+        }
+        last = Some(now);
+        task::sleep(TREE_QUIET).await;
+    }
+}
+
+/// The addresses of a node's active view (STATUS `overlay.active`); `None` in the full mesh
+/// or from a node that reports no overlay.
+fn active_view(status: &Status) -> Option<Vec<String>> {
+    let active = status.raw["data"]["overlay"]["active"].as_array()?;
+    Some(
+        active
+            .iter()
+            .filter_map(|a| a.as_str().map(str::to_owned))
+            .collect(),
+    )
+}
+
+/// Into how many parts the links of `views` (node i's active view, by address; both
+/// directions count) split the nodes of `addresses`.
+fn overlay_components(addresses: &[String], views: &[Option<Vec<String>>]) -> usize {
+    let index: HashMap<&str, usize> = addresses
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (a.as_str(), i))
+        .collect();
+    let mut parent: Vec<usize> = (0..addresses.len()).collect();
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    for (i, view) in views.iter().enumerate() {
+        for peer in view.iter().flatten() {
+            if let Some(&j) = index.get(peer.as_str()) {
+                let (a, b) = (root(&mut parent, i), root(&mut parent, j));
+                parent[a] = b;
+            }
+        }
+    }
+    (0..addresses.len())
+        .filter(|&i| root(&mut parent, i) == i)
+        .count()
+}
+
+/// CPU time (user and system) the processes `pids` have used so far, in seconds.
+fn cpu_seconds(pids: &[u32]) -> Option<f64> {
+    // USER_HZ, 100 on Linux.
+    let ticks = 100.0;
+    let mut total = 0u64;
+    for pid in pids {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // Fields after the command (in parentheses, which may hold spaces): state is 3rd,
+        // utime the 14th and stime the 15th of the whole line.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        total += fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    }
+    Some(total as f64 / ticks)
+}
+
+/// Smallest, mean and largest of a count per node.
+#[derive(Debug, Clone, Copy)]
+struct PerNode {
+    min: u64,
+    mean: f64,
+    max: u64,
+}
+
+impl PerNode {
+    fn of(values: &[u64]) -> Option<PerNode> {
+        Some(PerNode {
+            min: *values.iter().min()?,
+            mean: values.iter().sum::<u64>() as f64 / values.len() as f64,
+            max: *values.iter().max()?,
+        })
+    }
+
+    fn show(&self) -> String {
+        if self.min == self.max {
+            format!("{}", self.min)
+        } else {
+            format!("{} to {} (mean {:.1})", self.min, self.max, self.mean)
+        }
+    }
+
+    fn json(&self) -> Value {
+        json!({ "min": self.min, "mean": (self.mean * 100.0).round() / 100.0, "max": self.max })
+    }
+}
+
+/// One network of the comparison.
+#[derive(Debug, Clone)]
+struct Side {
+    overlay: bool,
+    /// Time from the first start to full mesh, or to a connected overlay.
+    ready: Measured,
+    /// Overlay: time from connected to a settled tree ([`wait_tree`]).
+    tree: Option<Measured>,
+    /// Connections per node once ready: in the full mesh STATUS `connected` (dialled) plus
+    /// `inbound` (accepted), the bench's status probe left out; in the overlay its links
+    /// (STATUS `overlay.active` length: a link is one connection, used both ways).
+    connections: Option<PerNode>,
+    /// Overlay links per node after the burst.
+    links_after: Option<PerNode>,
+    /// Overlay nodes that said they were isolated after the burst.
+    isolated: usize,
+    burst: Result<Burst, String>,
+    /// IHAVE, GRAFT and TREE frames sent by all nodes over the burst.
+    control: Option<(u64, u64, u64)>,
+    /// CPU time all nodes used over the burst (until the frame counters settled), seconds.
+    cpu_s: Option<f64>,
+    memory: Option<Result<Memory, String>>,
+}
+
+impl Side {
+    fn files_tx_per_s(&self) -> Option<f64> {
+        self.burst.as_ref().ok().and_then(Burst::files_tx_per_s)
+    }
+
+    fn memory_tx_per_s(&self) -> Option<f64> {
+        self.burst.as_ref().ok().and_then(Burst::memory_tx_per_s)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct OverlayReport {
+    nodes: u16,
+    burst: u64,
+    mesh: Side,
+    overlay: Side,
+    seconds: f64,
+    load: (String, String),
+}
+
+impl OverlayReport {
+    /// Overlay tx/s over mesh tx/s, on the pool files and in memory.
+    fn ratios(&self) -> (Option<f64>, Option<f64>) {
+        let r = |o: Option<f64>, m: Option<f64>| match (o, m) {
+            (Some(o), Some(m)) if m > 0.0 && o.is_finite() && m.is_finite() => Some(o / m),
+            _ => None,
+        };
+        (
+            r(self.overlay.files_tx_per_s(), self.mesh.files_tx_per_s()),
+            r(self.overlay.memory_tx_per_s(), self.mesh.memory_tx_per_s()),
+        )
+    }
+}
+
+async fn run_overlay(n: u16, size: u64) -> OverlayReport {
+    let started = Instant::now();
+    let load_before = load_average();
+    eprintln!(
+        "bench: N = {n}, the full mesh against the overlay, a burst of {} into node 1 each",
+        fmt_count(size as f64)
+    );
+    eprintln!("bench: ours, full mesh, burst");
+    let mesh = overlay_side(n, size, false).await;
+    eprintln!("bench: ours, overlay, burst");
+    let overlay = overlay_side(n, size, true).await;
+    OverlayReport {
+        nodes: n,
+        burst: size,
+        mesh,
+        overlay,
+        seconds: started.elapsed().as_secs_f64(),
+        load: (load_before, load_average()),
+    }
+}
+
+async fn overlay_side(n: u16, size: u64, overlay: bool) -> Side {
+    let block = if overlay {
+        block::OVERLAY
+    } else {
+        block::OVERLAY_MESH
+    };
+    let (mut cluster, ready) = OursCluster::start_in(n, block, Layout::Sequential, overlay).await;
+    let mut side = Side {
+        overlay,
+        ready: ready.clone(),
+        tree: None,
+        connections: None,
+        links_after: None,
+        isolated: 0,
+        burst: Err("not run".to_owned()),
+        control: None,
+        cpu_s: None,
+        memory: None,
+    };
+    if let Err(e) = ready {
+        side.burst = Err(format!(
+            "no {} to burst into: {e}",
+            if overlay { "overlay" } else { "mesh" }
+        ));
+        return side;
+    }
+    if overlay {
+        side.tree = Some(wait_tree(&mut cluster, TREE_LIMIT).await);
+        task::sleep(OVERLAY_SETTLE).await;
+    }
+    let views = |all: &[Result<Status, String>]| -> Option<PerNode> {
+        let lengths: Option<Vec<u64>> = all
+            .iter()
+            .map(|s| {
+                s.as_ref()
+                    .ok()
+                    .and_then(active_view)
+                    .map(|v| v.len() as u64)
+            })
+            .collect();
+        PerNode::of(&lengths?)
+    };
+    let before = statuses(&mut cluster.probes).await;
+    side.connections = if overlay {
+        views(&before)
+    } else {
+        let connections: Option<Vec<u64>> = before
+            .iter()
+            .map(|s| {
+                s.as_ref()
+                    .ok()
+                    .map(|s| (s.connected.len() as u64 + s.inbound).saturating_sub(1))
+            })
+            .collect();
+        connections.and_then(|c| PerNode::of(&c))
+    };
+    let cpu_before = cpu_seconds(&cluster.pids());
+    side.burst = cluster.burst(size, 1).await;
+    side.cpu_s = cpu_seconds(&cluster.pids())
+        .zip(cpu_before)
+        .map(|(after, before)| after - before);
+    let after = statuses(&mut cluster.probes).await;
+    side.links_after = views(&after);
+    side.isolated = after
+        .iter()
+        .filter(|s| {
+            s.as_ref()
+                .is_ok_and(|s| s.raw["data"]["overlay"]["isolated"] == true)
+        })
+        .count();
+    let sent = |all: &[Result<Status, String>], key: &str| -> u64 {
+        all.iter()
+            .filter_map(|s| s.as_ref().ok())
+            .map(|s| s.raw["data"]["sent"][key].as_u64().unwrap_or(0))
+            .sum()
+    };
+    let delta = |key: &str| sent(&after, key).saturating_sub(sent(&before, key));
+    side.control = Some((delta("ihave"), delta("graft"), delta("tree")));
+    let pooled = cluster.min_pool().await;
+    side.memory = Some(memory(&cluster.pids(), pooled));
+    side
+}
+
+/// The comparison's table: one row per measure, mesh and overlay side by side.
+fn overlay_table(report: &OverlayReport) -> String {
+    let mut rows: Vec<(String, String, String, String)> = Vec::new();
+    let both = |f: &dyn Fn(&Side) -> String| (f(&report.mesh), f(&report.overlay));
+    let per_node = |p: Option<PerNode>| p.map_or("-".to_owned(), |p| p.show());
+    let (m, o) = both(&|s| cell(Some(&s.ready), |v| fmt_ms(*v)));
+    rows.push((
+        "ready: from the first start to full mesh / to a connected overlay".to_owned(),
+        m,
+        o,
+        "-".to_owned(),
+    ));
+    let (m, o) = both(&|s| {
+        s.tree
+            .as_ref()
+            .map_or("-".to_owned(), |t| cell(Some(t), |v| fmt_ms(*v)))
+    });
+    rows.push((
+        "then until the tree settled (one root, no TREE frame and no link change for 0.5 s)"
+            .to_owned(),
+        m,
+        o,
+        "-".to_owned(),
+    ));
+    let (m, o) = both(&|s| per_node(s.connections));
+    rows.push((
+        "connections per node once ready (mesh: STATUS connected + inbound; overlay: links, \
+         STATUS overlay.active)"
+            .to_owned(),
+        m,
+        o,
+        "-".to_owned(),
+    ));
+    let (m2, o2) = both(&|s| per_node(s.links_after));
+    rows.push((
+        "overlay links per node after the burst".to_owned(),
+        m2,
+        format!(
+            "{o2}{}",
+            if report.overlay.isolated > 0 {
+                format!(", {} isolated", report.overlay.isolated)
+            } else {
+                String::new()
+            }
+        ),
+        "-".to_owned(),
+    ));
+    let (files, memory) = report.ratios();
+    let ratio_cell = |r: Option<f64>| {
+        r.map_or("-".to_owned(), |r| {
+            if r >= 1.0 {
+                format!("{} (overlay {r:.1}x faster)", fmt_ratio(r))
+            } else {
+                format!("{} (overlay {:.1}x slower)", fmt_ratio(r), 1.0 / r)
+            }
+        })
+    };
+    let (m, o) = both(&|s| {
+        cell(Some(&s.burst), |b| {
+            cell(Some(&b.files), |r| {
+                format!(
+                    "{} ({} tx/s)",
+                    fmt_ms(r.all_ms),
+                    fmt_count(r.tx_per_s(b.size))
+                )
+            })
+        })
+    });
+    rows.push((
+        format!(
+            "burst of {}: in every transactions.json",
+            fmt_count(report.burst as f64)
+        ),
+        m,
+        o,
+        ratio_cell(files),
+    ));
+    let (m, o) = both(&|s| {
+        cell(Some(&s.burst), |b| {
+            b.memory.map_or("-".to_owned(), |r| {
+                format!(
+                    "{} ({} tx/s)",
+                    fmt_ms(r.all_ms),
+                    fmt_count(r.tx_per_s(b.size))
+                )
+            })
+        })
+    });
+    rows.push((
+        "burst: in every pool in memory (STATUS)".to_owned(),
+        m,
+        o,
+        ratio_cell(memory),
+    ));
+    let (m, o) = both(&|s| {
+        cell(Some(&s.burst), |b| {
+            cell(Some(&b.files), |r| fmt_ms(r.origin_ms))
+        })
+    });
+    rows.push((
+        "burst: in node 1's transactions.json".to_owned(),
+        m,
+        o,
+        "-".to_owned(),
+    ));
+    let (m, o) = both(&|s| cell(Some(&s.burst), |b| fmt_ms(b.send_ms)));
+    rows.push((
+        "burst: the client's time to write every frame".to_owned(),
+        m,
+        o,
+        "-".to_owned(),
+    ));
+    let (m, o) = both(&|s| {
+        cell(Some(&s.burst), |b| {
+            cell(Some(&b.frames_per_tx), |v| format!("{v:.2}"))
+        })
+    });
+    rows.push((
+        "frames carrying transactions sent per transaction (TRANSACTION, TRANSACTIONS, TXS)"
+            .to_owned(),
+        m,
+        o,
+        "-".to_owned(),
+    ));
+    let (m, o) = both(&|s| {
+        s.control.map_or("-".to_owned(), |(ihave, graft, tree)| {
+            format!(
+                "{} / {} / {}",
+                fmt_count(ihave as f64),
+                fmt_count(graft as f64),
+                fmt_count(tree as f64)
+            )
+        })
+    });
+    rows.push((
+        "IHAVE / GRAFT / TREE frames sent over the burst".to_owned(),
+        m,
+        o,
+        "-".to_owned(),
+    ));
+    let (m, o) = both(&|s| {
+        cell(Some(&s.burst), |b| {
+            b.catch_up.map_or("-".to_owned(), |(sync, txs)| {
+                format!("{} / {}", fmt_count(sync as f64), fmt_count(txs as f64))
+            })
+        })
+    });
+    rows.push((
+        "catch-up SYNC / TXS frames sent over the burst".to_owned(),
+        m,
+        o,
+        "-".to_owned(),
+    ));
+    let (m, o) = both(&|s| s.cpu_s.map_or("-".to_owned(), |v| format!("{v:.1} s")));
+    rows.push((
+        format!(
+            "CPU time of all nodes over the burst, until the counters settled (user + system; \
+             {} cores)",
+            std::thread::available_parallelism().map_or(0, |n| n.get())
+        ),
+        m,
+        o,
+        "-".to_owned(),
+    ));
+    let (m, o) = both(&|s| cell(s.memory.as_ref(), |m| fmt_mib(m.max_hwm_kib)));
+    rows.push((
+        "peak resident memory per node (max VmHWM)".to_owned(),
+        m,
+        o,
+        "-".to_owned(),
+    ));
+    let mut out = String::new();
+    out.push_str("| measure | full mesh | overlay | overlay / mesh |\n");
+    out.push_str("|---|---|---|---|\n");
+    for (label, mesh, overlay, ratio) in rows {
+        let _ = writeln!(out, "| {label} | {mesh} | {overlay} | {ratio} |");
+    }
+    out
+}
+
+/// Issue 12's figure: at N = 50 the overlay carries a burst at least 5x faster.
+fn overlay_target(report: &OverlayReport) -> String {
+    let conditions = if report.nodes == 50 {
+        String::new()
+    } else {
+        format!(
+            " (the figure is for N = 50; this run has N = {})",
+            report.nodes
+        )
+    };
+    match report.ratios().0 {
+        Some(r) => format!(
+            "The overlay carries a burst at least 5x faster than the full mesh (into every \
+             transactions.json): {}x, {}{conditions}.",
+            fmt_ratio(r),
+            if r >= 5.0 { "met" } else { "NOT met" }
+        ),
+        None => format!(
+            "The overlay carries a burst at least 5x faster than the full mesh: no figure, a \
+             burst did not complete{conditions}."
+        ),
+    }
+}
+
+const OVERLAY_HOW: &str = "How it is measured: two fresh networks of our nodes (release \
+    build) on loopback, started one after another, each knowing all earlier ones; the first \
+    in the full mesh (ready at full mesh), the second with P2P_OVERLAY=on (ready once every \
+    node reports an active view that is not empty and the links, both directions together, \
+    join all nodes; then until every node names the same root and no TREE frame was sent and \
+    no link changed for 0.5 s; then 2 s more). Each gets the same burst into node 1 from one client \
+    connection (pre-serialised TRANSACTION frames), timed from the first frame until every \
+    node's transactions.json holds it (polled by length, then each read whole once to check), \
+    and until every STATUS pool count does. Frames are the STATUS `sent` counters' growth \
+    over the burst, once they stop moving (TRANSACTIONS frames pack many transactions, so \
+    frames per transaction may be well below 1). Connections per node: in the full mesh \
+    STATUS `connected` plus `inbound`, less the bench's status probe; in the overlay the \
+    links (STATUS `overlay.active`), each one connection used both ways.";
+
+fn overlay_json(report: &OverlayReport) -> Value {
+    let round = |v: f64| (v * 100.0).round() / 100.0;
+    let side = |s: &Side| {
+        let burst = match &s.burst {
+            Ok(b) => json!({
+                "send_ms": round(b.send_ms),
+                "files_ms": b.files.as_ref().ok().map(|r| round(r.all_ms)),
+                "files_tx_per_s": b.files_tx_per_s().map(|v| v.round()),
+                "files_error": b.files.as_ref().err(),
+                "origin_files_ms": b.files.as_ref().ok().map(|r| round(r.origin_ms)),
+                "memory_ms": b.memory.map(|r| round(r.all_ms)),
+                "memory_tx_per_s": b.memory_tx_per_s().map(|v| v.round()),
+                "frames_per_tx": b.frames_per_tx.as_ref().ok().map(|v| round(*v)),
+                "catch_up": b.catch_up.map(|(sync, txs)| json!({ "sync": sync, "txs": txs })),
+            }),
+            Err(e) => json!({ "error": e }),
+        };
+        json!({
+            "overlay": s.overlay,
+            "ready_ms": match &s.ready {
+                Ok(v) => json!(round(*v)),
+                Err(e) => json!({ "error": e }),
+            },
+            "tree_ms": match &s.tree {
+                None => Value::Null,
+                Some(Ok(v)) => json!(round(*v)),
+                Some(Err(e)) => json!({ "error": e }),
+            },
+            "connections_per_node": s.connections.map(|p| p.json()),
+            "links_per_node_after": s.links_after.map(|p| p.json()),
+            "isolated": s.isolated,
+            "burst": burst,
+            "control": s.control.map(|(ihave, graft, tree)| {
+                json!({ "ihave": ihave, "graft": graft, "tree": tree })
+            }),
+            "cpu_s": s.cpu_s.map(round),
+            "max_hwm_kib": s.memory.as_ref().and_then(|m| m.as_ref().ok()).map(|m| m.max_hwm_kib),
+        })
+    };
+    let (files, memory) = report.ratios();
+    json!({
+        "nodes": report.nodes,
+        "burst": report.burst,
+        "mesh": side(&report.mesh),
+        "overlay": side(&report.overlay),
+        "ratio_files": files.map(|r| (r * 100.0).round() / 100.0),
+        "ratio_memory": memory.map(|r| (r * 100.0).round() / 100.0),
+        "seconds": round(report.seconds),
+    })
+}
+
+fn print_overlay(report: &OverlayReport) {
+    println!();
+    println!(
+        "== N = {}: full mesh against overlay, a burst of {} into node 1 each; {:.0} s; load \
+         average {} before, {} after ==",
+        report.nodes,
+        fmt_count(report.burst as f64),
+        report.seconds,
+        report.load.0,
+        report.load.1
+    );
+    println!();
+    print!("{}", overlay_table(report));
+    println!();
+    println!("- {}", overlay_target(report));
+    println!();
+    println!("{OVERLAY_HOW}");
+    println!();
+    println!("{}", overlay_json(report));
+}
+
+fn write_overlay(path: &Path, command: &str, machine: &Machine, report: &OverlayReport) {
+    let mut body = String::new();
+    let _ = writeln!(
+        body,
+        "## The overlay against the full mesh, N = {}\n",
+        report.nodes
+    );
+    let _ = writeln!(body, "Command: `{command}`\n");
+    let _ = writeln!(
+        body,
+        "{} Load average (1, 5, 15 min) {} before the run, {} after; the run took {:.0} s.\n",
+        machine.markdown(),
+        report.load.0,
+        report.load.1,
+        report.seconds
+    );
+    body.push_str(&overlay_table(report));
+    body.push('\n');
+    let _ = writeln!(body, "- {}\n", overlay_target(report));
+    let _ = writeln!(body, "{OVERLAY_HOW}\n");
+    let _ = writeln!(
+        body,
+        "The run as one JSON line:\n\n```json\n{}\n```\n",
+        overlay_json(report)
+    );
+    write_section(path, "bench:overlay", &body);
+}
+
+// ---------------------------------------------------------------------------------------
 // BENCHMARKS.md
 
 struct Machine {
@@ -3316,6 +4006,24 @@ mod unit {
         assert!(
             text.ends_with("<!-- bench:figures:begin -->\nfigures\n<!-- bench:figures:end -->\n")
         );
+    }
+
+    #[test]
+    fn overlay_links_count_both_ways_and_parts_are_counted() {
+        let addresses: Vec<String> = (1..=4).map(|i| format!("ws://localhost:{i}")).collect();
+        let view = |peers: &[usize]| Some(peers.iter().map(|&i| addresses[i].clone()).collect());
+        // 0-1 named by 0 only, 2-3 by 3 only: two parts; 1-2 named by 1 joins them.
+        let views = vec![view(&[1]), view(&[]), view(&[]), view(&[2])];
+        assert_eq!(overlay_components(&addresses, &views), 2);
+        let views = vec![view(&[1]), view(&[2]), None, view(&[2])];
+        assert_eq!(overlay_components(&addresses, &views), 1);
+        let strangers = vec![
+            view(&[]),
+            None,
+            None,
+            Some(vec!["ws://elsewhere:1".to_owned()]),
+        ];
+        assert_eq!(overlay_components(&addresses, &strangers), 4);
     }
 
     #[test]
