@@ -326,11 +326,14 @@ impl Node {
         };
         state.dial_deadlines.retain(|&(_, d)| d != dial);
         state.passive.retain(|a| *a != address);
-        // A dead address is no refusal: the next passive address is tried at once (each
-        // failure removes one, so this ends).
+        // A dead passive address is no refusal: the next one is tried at once (each
+        // failure removes one, so this ends). A known peer that does not answer a JOIN
+        // is: the next JOIN waits, longer each time.
         let short = state.links.len() < self.config.overlay.as_ref().map_or(0, |o| o.active);
-        if short {
+        if short && !state.passive.is_empty() {
             state.next_repair = Some(now);
+        } else {
+            self.repair_refused();
         }
         self.log(Notice::DialFailed {
             address,

@@ -437,3 +437,27 @@ fn a_rewired_link_is_replaced_by_the_one_named_the_smaller_address_dialling() {
     node.handle_text(ConnId(2), &frame::rewire(&Address::localhost(4000)), ms(7));
     assert!(dials(&drain(&mut node)).is_empty());
 }
+
+#[test]
+fn a_join_that_fails_is_tried_again_later_and_later() {
+    let (mut node, actions) = started(overlay_config(&["ws://localhost:4002"], 5));
+    let mut dial = dial_to(&actions, "ws://localhost:4002");
+    let mut gaps = Vec::new();
+    let mut now = ms(10);
+    let mut last = Time::ZERO;
+    for _ in 0..4 {
+        node.handle_dial_failed(dial, now);
+        // Not at once: the contact is down.
+        assert!(dials(&drain(&mut node)).is_empty());
+        let at = node.poll_timeout().expect("a retry is due");
+        node.handle_timeout(at);
+        dial = dial_to(&drain(&mut node), "ws://localhost:4002");
+        gaps.push(at.since(last));
+        last = at;
+        now = at + Duration::from_millis(10);
+    }
+    assert!(
+        gaps.windows(2).skip(1).all(|w| w[1] > w[0]),
+        "backing off: {gaps:?}"
+    );
+}
