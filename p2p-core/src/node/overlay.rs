@@ -113,6 +113,8 @@ pub(super) struct OverlayState {
     repair_delay: Duration,
     /// Which known peer the next JOIN goes to.
     next_contact: usize,
+    /// The last peer that dropped its link to us: repair asks others first.
+    avoid: Option<Address>,
     /// The root of the tree as this node knows it, its distance to it, and the link
     /// that leads there (none at the root).
     pub(super) root: Address,
@@ -179,6 +181,7 @@ impl OverlayState {
             next_repair: None,
             repair_delay: Duration::ZERO,
             next_contact: 0,
+            avoid: None,
             root: address,
             dist: 0,
             parent: None,
@@ -469,8 +472,15 @@ impl Node {
             }
             OverlayFrame::Disconnect if linked => {
                 self.remove_link(&peer, "it dropped the link", now);
-                self.add_passive(peer);
                 self.close_conn(conn);
+                // It was full: ask someone else first, and not at once, or nodes with
+                // one link each around a full one take turns dropping each other.
+                let every = self.overlay_config().repair_every;
+                let later = now + super::membership::jitter(every, &mut self.rng);
+                let state = self.ov();
+                state.avoid = Some(peer.clone());
+                state.next_repair = Some(state.next_repair.map_or(later, |at| at.max(later)));
+                self.add_passive(peer);
             }
             OverlayFrame::Shuffle(list) if linked => {
                 let config = self.overlay_config();
@@ -640,7 +650,6 @@ impl Node {
             active,
         });
         self.retree(now);
-        self.want_repair(now);
     }
 
     /// A link was lost: promote a passive address now (tries that fail are retried
@@ -698,6 +707,7 @@ impl Node {
         };
         if self.link(&address) == Some(conn) {
             self.remove_link(&address, "its connection closed", now);
+            self.want_repair(now);
         }
     }
 
@@ -749,24 +759,33 @@ impl Node {
             return;
         }
         let high = state.links.is_empty();
-        let candidates: Vec<Address> = state
+        let mut candidates: Vec<Address> = state
             .passive
             .iter()
             .filter(|a| !state.is_dialling(a) && !state.asking.values().any(|b| b == *a))
             .cloned()
             .collect();
+        if candidates.len() > 1 {
+            if let Some(avoid) = state.avoid.take() {
+                candidates.retain(|a| *a != avoid);
+            }
+        }
         if !candidates.is_empty() {
             let address = candidates[self.pick(candidates.len())].clone();
             return self.overlay_dial(address, Ask::Neighbor { high }, now);
         }
-        if !high || !self.ov().asking.is_empty() {
+        if !self.ov().asking.is_empty() {
             return;
         }
+        // No passive address: the known peers. With no link at all, JOIN one (it must
+        // link us); with some, ask one that is not linked yet for a link, as a passive
+        // address would be asked: two parts of an overlay that formed apart (nodes that
+        // joined during a partition) find each other through them.
         let contacts: Vec<Address> = self
             .config
             .known_peers
             .iter()
-            .filter(|a| !self.members.is_self(&self.config, a))
+            .filter(|a| !self.members.is_self(&self.config, a) && self.link(a).is_none())
             .cloned()
             .collect();
         if contacts.is_empty() {
@@ -776,7 +795,12 @@ impl Node {
         let contact = contacts[state.next_contact % contacts.len()].clone();
         state.next_contact = state.next_contact.wrapping_add(1);
         if !state.is_dialling(&contact) {
-            self.overlay_dial(contact, Ask::Join, now);
+            let ask = if high {
+                Ask::Join
+            } else {
+                Ask::Neighbor { high: false }
+            };
+            self.overlay_dial(contact, ask, now);
         }
     }
 
@@ -848,6 +872,7 @@ impl Node {
         if self.ov().shuffles <= config.rewire_rounds {
             self.try_swap(now);
         }
+        self.rejoin_if_apart(now);
         let links: Vec<(Address, ConnId)> = self
             .ov()
             .links
@@ -879,6 +904,33 @@ impl Node {
         }
         let frame: Payload = frame::shuffle("SHUFFLE", &list).into();
         self.send_overlay(conn, &frame, now);
+    }
+
+    /// A known peer with a smaller address than our tree's root is not in our part of
+    /// the overlay (in one connected overlay the root is the smallest address of all):
+    /// two parts formed apart (during a partition, or full cliques that refuse low
+    /// NEIGHBORs). JOIN it: it must link us, and its walks spread our part into its own.
+    /// Once joined, the root falls to it or lower and this stops.
+    fn rejoin_if_apart(&mut self, now: Time) {
+        let smallest = self
+            .config
+            .known_peers
+            .iter()
+            .filter(|a| !self.members.is_self(&self.config, a))
+            .min()
+            .cloned();
+        let Some(contact) = smallest else {
+            return;
+        };
+        let state = self.ov();
+        let apart = contact < state.root
+            && !state.links.contains_key(&contact)
+            && !state.is_dialling(&contact)
+            && !state.asking.values().any(|a| *a == contact)
+            && state.dials.len() < MAX_DIALS;
+        if apart {
+            self.overlay_dial(contact, Ask::Join, now);
+        }
     }
 
     /// With a full view, offers a random link for a link to a random passive address.
