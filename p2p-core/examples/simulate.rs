@@ -8,11 +8,15 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
+use std::time::Duration;
+
 use p2p_core::sim::{Latency, Scenario};
+use p2p_core::Overlay;
 
 const USAGE: &str = "\
 usage: simulate [--nodes N] [--transactions T] [--seed S] [--latency-ms MIN,MAX]
                 [--churn K] [--partition] [--check] [--log LINES]
+                [--overlay] [--crash-fraction F] [--all-send] [--settle-ms MS]
 
   --nodes N            nodes in the network, ports 4001 on (default 10)
   --transactions T     transactions entering at random nodes (default 10)
@@ -22,12 +26,25 @@ usage: simulate [--nodes N] [--transactions T] [--seed S] [--latency-ms MIN,MAX]
   --partition          the network splits in two for a while during the traffic
   --check              check every HANDSHAKE sent and report broken invariants
   --log LINES          print the last LINES lines of the run's story to stderr
+  --overlay            every node in overlay mode (HyParView and Plumtree, default
+                       sizes) instead of the full mesh; the run ends once converged
+                       (every running node holds every transaction, the overlay is
+                       connected) and 5 s of virtual time more
+  --crash-fraction F   after the settling time, this share of the nodes (0 to 1, chosen
+                       by the seed) crash at once for good, before the transactions;
+                       delivered then counts among the survivors, and reconnect_ms
+                       (overlay mode) says when their overlay was connected again
+  --all-send           every running node makes one transaction at the same instant,
+                       after the settling time (instead of --transactions)
+  --settle-ms MS       virtual time between the nodes' starts and the traffic (default
+                       0, or 10000 with --crash-fraction or --all-send)
 
 Prints one JSON line: nodes, seed, converged, mesh_ms, delivered, tx_frames_per_tx,
 frames_total, virtual_ms, rmr (relative message redundancy: copies of a transaction
 delivered per node reached, minus one), ldh_max (the most hops a transaction took),
 active_view_max (the most peers a node holds dials to), connections_per_node (open
-connection ends per node), wall_ms.";
+connection ends per node; in overlay mode the longest active view), reconnect_ms
+(with --crash-fraction in overlay mode), wall_ms.";
 
 struct Args {
     scenario: Scenario,
@@ -37,6 +54,8 @@ struct Args {
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
     let mut scenario = Scenario::new(10, 10, 1);
     let mut log_lines = 0;
+    let mut crash_fraction = 0.0;
+    let mut settle = None;
     while let Some(flag) = args.next() {
         let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
         match flag.as_str() {
@@ -56,6 +75,18 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
                 }
                 scenario.latency = Latency::from_millis(min, max);
             }
+            "--crash-fraction" => {
+                let text = value()?;
+                crash_fraction = text
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|f| (0.0..=1.0).contains(f))
+                    .ok_or_else(|| format!("{flag}: {text:?} is not a number from 0 to 1"))?;
+            }
+            "--settle-ms" => settle = Some(Duration::from_millis(number(&flag, &value()?)?)),
+            "--overlay" => scenario.overlay = Some(Overlay::default()),
+            "--all-send" => scenario.all_send = true,
             "--partition" => scenario.partition = true,
             "--check" => scenario.check_frames = true,
             "-h" | "--help" => return Ok(None),
@@ -71,6 +102,13 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, St
     if log_lines > 0 {
         scenario.log_capacity = log_lines;
     }
+    scenario.crash_at_once = (crash_fraction * scenario.nodes as f64).round() as usize;
+    let measured_apart = scenario.crash_at_once > 0 || scenario.all_send;
+    scenario.settle = settle.unwrap_or(if measured_apart {
+        Duration::from_secs(10)
+    } else {
+        Duration::ZERO
+    });
     Ok(Some(Args {
         scenario,
         log_lines,

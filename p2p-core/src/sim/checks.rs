@@ -1,8 +1,9 @@
 //! What the simulator checks and measures: the protocol's invariants (as they are broken,
-//! and of the running nodes now), whether and when the nodes form one full mesh, and how
-//! much of what was added reached every pool.
+//! and of the running nodes now, the overlay mode's among them), whether and when the
+//! nodes form one full mesh, and how much of what was added reached every pool.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use super::{NodeId, Sim, Violation};
 use crate::address::Address;
@@ -11,6 +12,11 @@ use crate::time::Time;
 
 /// Violations kept word for word; past this only their number grows.
 const MAX_VIOLATIONS: usize = 1000;
+
+/// In overlay mode, how long a connection between two overlay nodes may stay open
+/// without being a link of the active view (a dial waiting for its NEIGHBOR_REPLY, a
+/// link being dropped) before it counts as leaked.
+const LINK_GRACE: Duration = Duration::from_secs(10);
 
 impl Sim {
     // ----- what it sees ----------------------------------------------------------------
@@ -25,7 +31,11 @@ impl Sim {
     /// [`Sim::violations`], and what is wrong with the running nodes now: for each, its
     /// `connectedAddresses` must be exactly its open dialled connections, one per server,
     /// never itself; it must not dial itself or a server it holds a connection to; its
-    /// pool must not hold a transaction twice. Empty when all is well.
+    /// pool must not hold a transaction twice. In overlay mode, dialled connections to
+    /// overlay nodes are links instead: its active view holds at most `Overlay::active`
+    /// peers, never itself or one twice, each one it holds an open connection with; and
+    /// a connection with an overlay node open longer than `LINK_GRACE` (10 s) is a link
+    /// of its view, one per peer. Empty when all is well.
     pub fn check(&self) -> Vec<Violation> {
         let mut found = self.violations.clone();
         for id in self.live_nodes() {
@@ -53,9 +63,15 @@ impl Sim {
                     ));
                 }
             }
+            let overlay = node.config().overlay.is_some();
             for (&target, &count) in &host.out {
                 if count > 1 {
                     fault(format!("holds {count} dialled connections to {target}"));
+                }
+                // Between overlay nodes a dialled connection is a link or on its way to
+                // be one, not a `connectedAddresses` entry: the link checks below.
+                if overlay && self.runs_overlay(target) {
+                    continue;
                 }
                 if !connected.contains(&Some(target)) {
                     fault(format!(
@@ -74,6 +90,64 @@ impl Sim {
                 }
                 if !dialling.insert(address) {
                     fault(format!("is dialling {address} twice"));
+                }
+            }
+            if let Some(overlay) = &node.config().overlay {
+                // A link is one connection, used both ways: past a grace period, every
+                // connection this node holds with an overlay node is a link of its view,
+                // and there is one per peer.
+                let mut settled: BTreeMap<NodeId, usize> = BTreeMap::new();
+                for link in host.ends.iter().filter_map(|&l| self.link(l)) {
+                    let side = usize::from(link.nodes[0] != id);
+                    let peer = link.nodes[1 - side];
+                    if link.is_open(side)
+                        && peer != id
+                        && self.runs_overlay(peer)
+                        && self.now.since(link.opened) > LINK_GRACE
+                    {
+                        *settled.entry(peer).or_insert(0) += 1;
+                    }
+                }
+                let view: BTreeSet<NodeId> =
+                    node.active_view().filter_map(|a| self.node_at(a)).collect();
+                for (peer, count) in settled {
+                    if count > 1 {
+                        fault(format!(
+                            "holds {count} connections with {peer}, open over {LINK_GRACE:?}: a link is one"
+                        ));
+                    }
+                    if !view.contains(&peer) && !connected.contains(&Some(peer)) {
+                        fault(format!(
+                            "holds a connection with {peer}, open over {LINK_GRACE:?}, that is not a link of its active view"
+                        ));
+                    }
+                }
+                let linked: BTreeSet<NodeId> = host
+                    .ends
+                    .iter()
+                    .filter_map(|&link| self.link(link))
+                    .flat_map(|link| link.nodes)
+                    .filter(|&peer| peer != id)
+                    .collect();
+                let mut viewed = BTreeSet::new();
+                for address in node.active_view() {
+                    let target = self.node_at(address);
+                    if target == Some(id) {
+                        fault(format!("its active view lists itself ({address})"));
+                    } else if !viewed.insert(address) {
+                        fault(format!("its active view lists {address} twice"));
+                    } else if !target.is_some_and(|t| linked.contains(&t)) {
+                        fault(format!(
+                            "its active view lists {address}, but it holds no open connection there"
+                        ));
+                    }
+                }
+                if viewed.len() > overlay.active {
+                    fault(format!(
+                        "its active view holds {} peers, over its bound of {}",
+                        viewed.len(),
+                        overlay.active
+                    ));
                 }
             }
             let mut hashes = BTreeSet::new();
@@ -128,6 +202,13 @@ impl Sim {
     /// When every node added was first running and in one full mesh, if ever.
     pub fn first_full_mesh(&self) -> Option<Time> {
         self.first_full_mesh
+    }
+
+    /// Whether a node is made to run in overlay mode (running or not).
+    fn runs_overlay(&self, id: NodeId) -> bool {
+        self.hosts
+            .get(id.0)
+            .is_some_and(|h| h.config.overlay.is_some())
     }
 
     // ----- violations as they happen ---------------------------------------------------
@@ -208,7 +289,9 @@ impl Sim {
                         )),
                     }
                 }
-                if let Some(server) = server {
+                // An overlay node's HANDSHAKE asks for no dial back: it need not list
+                // the connection it goes on (that may be a link being made).
+                if let Some(server) = server.filter(|_| host.config.overlay.is_none()) {
                     if !listed.contains(&server) {
                         faults.push(format!(
                             "sent a HANDSHAKE to {server} that does not list the connection it is sent on"
@@ -258,6 +341,7 @@ impl Sim {
     /// connections to its previous life they were not yet told about.
     pub(super) fn go_live(&mut self, id: NodeId) {
         self.live += 1;
+        self.live_stored += self.hosts[id.0].store.len();
         let pairs = self.hosts[id.0]
             .dialled_by
             .iter()
@@ -283,9 +367,11 @@ impl Sim {
         }
         self.mesh_pairs -= incoming + outgoing;
         self.live -= 1;
+        self.live_stored -= self.hosts[id.0].store.len();
     }
 
     pub(super) fn after_change(&mut self) {
+        self.overlay_after_change();
         if self.first_full_mesh.is_none()
             && self.live == self.hosts.len()
             && self.live > 0

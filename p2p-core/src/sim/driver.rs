@@ -6,11 +6,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::links::{End, Latency, Link};
+use super::overlay::OverlayWatch;
 use super::queue::{Pending, Queue};
 use super::record::{Log, LogEntry, Spread};
 use super::{Command, Counters, FrameCounts, FrameKind, NodeId, Violation, FIRST_PORT};
 use crate::address::Address;
-use crate::config::Config;
+use crate::config::{Config, Overlay};
 use crate::node::{Action, DialId, Level, Node};
 use crate::rng::Rng;
 use crate::time::Time;
@@ -46,6 +47,13 @@ pub struct SimConfig {
     /// [`Sim::run_until_quiet`] stops after this many events in one call, whatever the
     /// clock says, in case a protocol loop keeps virtual time from moving.
     pub max_events_per_run: u64,
+    /// The `Config::overlay` of every node added with [`Sim::add_node`]: `None` (the
+    /// default) is the full mesh.
+    pub overlay: Option<Overlay>,
+    /// While any node runs in overlay mode, whether its graph of active-view links is
+    /// connected is sampled at the first event this long after the last sample
+    /// ([`Sim::overlay_changes`]): a pass over every node, so not after every event.
+    pub overlay_sample_every: Duration,
 }
 
 impl SimConfig {
@@ -62,6 +70,8 @@ impl SimConfig {
             measure_spread: false,
             quiet_horizon: Duration::from_secs(30),
             max_events_per_run: 1_000_000_000,
+            overlay: None,
+            overlay_sample_every: Duration::from_millis(100),
         }
     }
 }
@@ -177,6 +187,8 @@ pub enum Outcome {
     TimeLimit,
     /// The event budget ([`SimConfig::max_events_per_run`]) ran out.
     EventLimit,
+    /// What the run waited for came ([`Sim::run_until_overlay_converged`]).
+    Converged,
 }
 
 /// What a drive loop did.
@@ -208,7 +220,7 @@ pub(super) struct Host {
     pub(super) config: Config,
     state: HostState,
     /// The persisted pool, in order: what `transactions.json` would hold.
-    store: Vec<Transaction>,
+    pub(super) store: Vec<Transaction>,
     stored: BTreeSet<String>,
     /// Bumped at every crash, so news for the crashed process is dropped.
     pub(super) epoch: u32,
@@ -224,8 +236,9 @@ pub(super) struct Host {
     pub(super) out: BTreeMap<NodeId, u32>,
     /// Nodes whose view holds a dialled connection to this one.
     pub(super) dialled_by: BTreeSet<NodeId>,
-    /// Frames sent, per receiver.
-    pub(super) sent_to: Vec<FrameCounts>,
+    /// Frames sent, per receiver that got any: a map, as an overlay node talks to a few
+    /// nodes among thousands.
+    pub(super) sent_to: BTreeMap<NodeId, FrameCounts>,
 }
 
 impl Host {
@@ -263,6 +276,10 @@ pub struct Sim {
     pub(super) transactions: Vec<Transaction>,
     added: BTreeSet<String>,
     pub(super) spread: Spread,
+    /// Transactions stored by running nodes, summed: every running node holds every
+    /// transaction when this is `live` times the transactions added.
+    pub(super) live_stored: usize,
+    pub(super) overlay: OverlayWatch,
     last_time_stamp: u64,
     scratch: Vec<Action>,
 }
@@ -287,6 +304,8 @@ impl Sim {
             transactions: Vec::new(),
             added: BTreeSet::new(),
             spread: Spread::default(),
+            live_stored: 0,
+            overlay: OverlayWatch::default(),
             last_time_stamp: 0,
             scratch: Vec::new(),
         }
@@ -318,8 +337,12 @@ impl Sim {
         let address = id.address().ok_or(SimError::NoPortLeft)?;
         let mut config = Config::new(address.clone());
         config.known_peers = self.config.known_peers.clone();
+        config.overlay = self.config.overlay.clone();
         customise(&mut config);
         config.address = address.clone();
+        if config.overlay.is_some() {
+            self.overlay.nodes += 1;
+        }
         self.hosts.push(Host {
             address,
             config,
@@ -334,7 +357,7 @@ impl Sim {
             dialling: BTreeMap::new(),
             out: BTreeMap::new(),
             dialled_by: BTreeSet::new(),
-            sent_to: Vec::new(),
+            sent_to: BTreeMap::new(),
         });
         Ok(id)
     }
@@ -395,6 +418,7 @@ impl Sim {
         host.timer = None;
         host.listening = false;
         host.dialling.clear();
+        self.overlay.started_or_stopped(id, false);
         let ends = std::mem::take(&mut host.ends);
         self.cut_links(id, ends);
         self.after_change();
@@ -624,11 +648,7 @@ impl Sim {
 
     /// The node an address reaches, if any node was added there.
     pub fn node_at(&self, address: &Address) -> Option<NodeId> {
-        if !address.is_loopback() {
-            return None;
-        }
-        let index = usize::from(address.port().checked_sub(FIRST_PORT)?);
-        (index < self.hosts.len()).then_some(NodeId(index))
+        node_among(address, self.hosts.len())
     }
 
     /// A running node's `connectedAddresses`; empty if it is not running.
@@ -703,6 +723,15 @@ impl Sim {
         ends as f64 / live.len() as f64
     }
 
+    /// How many connections a node holds open now, dialled and accepted (ends it has not
+    /// been told are closed); 0 if it is not running.
+    pub fn open_connections(&self, id: NodeId) -> usize {
+        self.hosts
+            .get(id.0)
+            .filter(|h| h.is_up())
+            .map_or(0, |h| h.ends.len())
+    }
+
     /// The most peers any running node has in its `connectedAddresses`.
     pub fn connected_max(&self) -> usize {
         self.live_nodes()
@@ -761,7 +790,9 @@ impl Sim {
         let host = &mut self.hosts[id.0];
         let mut config = host.config.clone();
         config.seed = seed;
+        let overlay = config.overlay.is_some();
         host.state = HostState::Up(Box::new(Node::new(config, host.store.clone())));
+        self.overlay.started_or_stopped(id, overlay);
         self.go_live(id);
         self.input(id, false, |node, now| node.start(now));
         self.after_change();
@@ -770,7 +801,25 @@ impl Sim {
     /// Hands the node one input, then carries out everything it asks for and books its
     /// next wake-up. `woken` says the input was its timeout.
     pub(super) fn input(&mut self, id: NodeId, woken: bool, f: impl FnOnce(&mut Node, Time)) {
+        self.input_with(id, woken, true, f);
+    }
+
+    /// [`Sim::input`] of `handle_written`: room in a send buffer does not change who a
+    /// node is linked to, so its active view is not looked at again (the cost of that
+    /// look is a few addresses, but this is half the inputs of a run).
+    pub(super) fn input_written(&mut self, id: NodeId, f: impl FnOnce(&mut Node, Time)) {
+        self.input_with(id, false, false, f);
+    }
+
+    fn input_with(
+        &mut self,
+        id: NodeId,
+        woken: bool,
+        note_view: bool,
+        f: impl FnOnce(&mut Node, Time),
+    ) {
         let now = self.now;
+        let count = self.hosts.len();
         let Some(Host {
             state: HostState::Up(node),
             ..
@@ -779,6 +828,9 @@ impl Sim {
             return;
         };
         f(node, now);
+        if note_view && node.config().overlay.is_some() {
+            self.overlay.note_view(id, node, count);
+        }
         let mut actions = std::mem::take(&mut self.scratch);
         actions.extend(std::iter::from_fn(|| node.poll_action()));
         let timeout = node.poll_timeout();
@@ -833,6 +885,7 @@ impl Sim {
                 let host = &mut self.hosts[id.0];
                 if host.stored.insert(transaction.hash().to_owned()) {
                     host.store.push(transaction);
+                    self.live_stored += 1;
                 } else {
                     let short = transaction.short_hash().to_owned();
                     self.violation(id, format!("persists transaction {short} a second time"));
@@ -884,4 +937,13 @@ impl Sim {
             }
         }
     }
+}
+
+/// The node of `count` an address reaches, if any (see [`Sim::node_at`]).
+pub(super) fn node_among(address: &Address, count: usize) -> Option<NodeId> {
+    if !address.is_loopback() {
+        return None;
+    }
+    let index = usize::from(address.port().checked_sub(FIRST_PORT)?);
+    (index < count).then_some(NodeId(index))
 }

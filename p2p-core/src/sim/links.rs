@@ -97,9 +97,16 @@ pub(super) struct Link {
     /// Whether the dialler counts it among its connections: not if it had given up on
     /// the dial before it opened (it then only closes it).
     wanted: bool,
+    /// When it opened.
+    pub(super) opened: Time,
 }
 
 impl Link {
+    /// Whether the end at `side` is open (its node holds it and has not asked to close it).
+    pub(super) fn is_open(&self, side: usize) -> bool {
+        self.ends[side] == End::Open
+    }
+
     /// Starts closing this link's end at `side`, if it is open (its node is told at `now`);
     /// false if it was not open.
     fn start_closing(&mut self, link_id: u64, side: usize, queue: &mut Queue, now: Time) -> bool {
@@ -214,7 +221,7 @@ impl Sim {
     pub fn link_frames(&self, from: NodeId, to: NodeId) -> FrameCounts {
         self.hosts
             .get(from.0)
-            .and_then(|h| h.sent_to.get(to.0))
+            .and_then(|h| h.sent_to.get(&to))
             .copied()
             .unwrap_or_default()
     }
@@ -224,9 +231,8 @@ impl Sim {
         self.hosts.iter().enumerate().flat_map(|(i, host)| {
             host.sent_to
                 .iter()
-                .enumerate()
                 .filter(|(_, counts)| counts.total() > 0)
-                .map(move |(to, &counts)| ((NodeId(i), NodeId(to)), counts))
+                .map(move |(&to, &counts)| ((NodeId(i), to), counts))
         })
     }
 
@@ -321,11 +327,10 @@ impl Sim {
             return;
         }
         self.counters.sent.add(kind);
-        let sent_to = &mut self.hosts[id.0].sent_to;
-        if sent_to.len() <= to.0 {
-            sent_to.resize(to.0 + 1, FrameCounts::default());
+        if kind == FrameKind::Other && super::record::is_packed(&frame) {
+            self.counters.packed += 1;
         }
-        sent_to[to.0].add(kind);
+        self.hosts[id.0].sent_to.entry(to).or_default().add(kind);
         if self.config.check_frames && kind == FrameKind::Handshake {
             let server = (side == DIALLER).then_some(to);
             self.check_handshake(id, server, &frame);
@@ -408,6 +413,7 @@ impl Sim {
             ends: [End::Open, End::Open],
             last: [self.now, self.now],
             wanted,
+            opened: self.now,
         }));
         self.hosts[from.0].ends.insert(link_id);
         self.hosts[to.0].ends.insert(link_id);
@@ -442,7 +448,8 @@ impl Sim {
         }
         let sender_open = link.ends[1 - side] == End::Open;
         self.counters.delivered.add(kind);
-        if self.config.measure_spread {
+        let bodies = kind == FrameKind::Transaction || super::record::is_packed(frame);
+        if self.config.measure_spread && bodies {
             self.record_spread(frame, from, to);
         }
         self.input(to, false, |node, now| {
@@ -451,7 +458,7 @@ impl Sim {
         if sender_open {
             // The frame left the sender's buffer: room for more there.
             let len = frame.len();
-            self.input(from, false, |node, now| {
+            self.input_written(from, |node, now| {
                 node.handle_written(conn_id(link_id, 1 - side), len, now)
             });
         }
@@ -459,15 +466,53 @@ impl Sim {
     }
 
     /// Counts the transactions `frame` carries from `from` to `to` (see [`Spread`](super::Spread)).
+    /// Reads only each body's `hash`, as its JSON text (what `Transaction::hash` gives),
+    /// not the whole transaction: this runs for every copy delivered.
     fn record_spread(&mut self, frame: &str, from: NodeId, to: NodeId) {
-        use crate::frame::{self, Frame};
-        let txs = match frame::decode(frame, usize::MAX) {
-            Ok(Frame::Transaction(tx)) => vec![tx],
-            Ok(Frame::Transactions(txs) | Frame::Txs(txs)) => txs,
-            _ => return,
+        use serde::Deserialize;
+        use serde_json::value::RawValue;
+        #[derive(Deserialize)]
+        struct Envelope<'a> {
+            #[serde(rename = "type", borrow)]
+            kind: std::borrow::Cow<'a, str>,
+            #[serde(borrow)]
+            data: Option<&'a RawValue>,
+        }
+        #[derive(Deserialize)]
+        struct Body<'a> {
+            #[serde(borrow)]
+            hash: &'a RawValue,
+        }
+        fn hash<'a>(body: &Body<'a>) -> Option<&'a str> {
+            let text = body.hash.get();
+            text.strip_prefix('"')?.strip_suffix('"')
+        }
+        let Ok(Envelope {
+            kind,
+            data: Some(data),
+        }) = serde_json::from_str::<Envelope<'_>>(frame)
+        else {
+            return;
         };
-        for tx in txs {
-            self.spread.delivered(tx.hash(), from, to);
+        match &*kind {
+            "TRANSACTION" => {
+                if let Some(h) = serde_json::from_str::<Body<'_>>(data.get())
+                    .ok()
+                    .as_ref()
+                    .and_then(hash)
+                {
+                    self.spread.delivered(h, from, to);
+                }
+            }
+            "TRANSACTIONS" | "TXS" => {
+                let Ok(bodies) = serde_json::from_str::<Vec<Body<'_>>>(data.get()) else {
+                    return;
+                };
+                for h in bodies.iter().filter_map(hash) {
+                    self.spread.delivered(h, from, to);
+                }
+            }
+            _ => {}
         }
     }
 

@@ -43,7 +43,15 @@
 //! so a failing seed reads like a story ([`Sim::story`]). [`Sim::check`] lists every
 //! broken invariant of the protocol seen so far or true now (a node dialling itself, two
 //! connections to one server, a HANDSHAKE listing a connection that is not open, a
-//! transaction pooled twice, …).
+//! transaction pooled twice, …; in overlay mode, an active view over its bound, naming
+//! a peer it holds no connection to, or a connection between overlay nodes left open
+//! that is no link).
+//!
+//! With nodes in overlay mode ([`SimConfig::overlay`]), [`Sim::active_view`] and
+//! [`Sim::is_overlay_connected`] show the graph of active-view links; whether it is
+//! connected is sampled as the run goes ([`Sim::overlay_changes`],
+//! [`Sim::overlay_reconnected_after`]), and [`Sim::run_until_overlay_converged`] ends a
+//! run that, with its periodic shuffles, never goes quiet.
 //!
 //! # Where things are
 //!
@@ -56,6 +64,8 @@
 //!   and closes in order, dials, partitions, and frames lost on a closed end.
 //! - `checks.rs`: the protocol's invariants ([`Sim::check`], HANDSHAKE and dial checks),
 //!   when the nodes first formed one full mesh, and the share of transactions delivered.
+//! - `overlay.rs`: the overlay mode's graph, noted view by view after each input and
+//!   sampled for connectedness; when a run of it has converged.
 //! - `record.rs`: what is counted ([`Counters`], [`FrameCounts`]) and written down (the
 //!   story, [`Violation`]s).
 //! - `scenario.rs`: the vocabulary of runs: [`Command`], and [`Scenario`], a whole run
@@ -72,6 +82,7 @@ use crate::address::Address;
 mod checks;
 mod driver;
 mod links;
+mod overlay;
 mod queue;
 mod record;
 mod scenario;

@@ -16,20 +16,25 @@ pub enum FrameKind {
     /// `HANDSHAKE`.
     Handshake,
     /// `TRANSACTION`, or our catch-up's `TXS`: a frame that carries transaction bodies.
+    /// (Our packed pushes, `TRANSACTIONS`, count as [`FrameKind::Other`], as they always
+    /// have; [`Counters::packed`] counts them apart.)
     Transaction,
-    /// Any other type (`STATUS`, extensions, frames that are not JSON).
+    /// Any other type (`STATUS`, `TRANSACTIONS`, extensions, the overlay's frames, frames
+    /// that are not JSON).
     Other,
 }
 
 impl FrameKind {
     /// The type of a frame's text. Frames of our nodes start with their `type`, so this is
-    /// a prefix test; anything else is parsed for its `type`.
+    /// a look at the first key; anything else is parsed for its `type`.
     pub fn of(text: &str) -> FrameKind {
-        if text.starts_with(r#"{"type":"HANDSHAKE""#) {
-            return FrameKind::Handshake;
-        }
-        if text.starts_with(r#"{"type":"TRANSACTION""#) || text.starts_with(r#"{"type":"TXS""#) {
-            return FrameKind::Transaction;
+        let named = text
+            .strip_prefix(r#"{"type":""#)
+            .and_then(|rest| rest.split_once('"'))
+            .map(|(name, _)| name)
+            .filter(|name| !name.contains('\\'));
+        if let Some(name) = named {
+            return FrameKind::named(name);
         }
         #[derive(Deserialize)]
         struct TypeOnly<'a> {
@@ -37,11 +42,23 @@ impl FrameKind {
             kind: std::borrow::Cow<'a, str>,
         }
         match serde_json::from_str::<TypeOnly<'_>>(text) {
-            Ok(t) if t.kind == "HANDSHAKE" => FrameKind::Handshake,
-            Ok(t) if t.kind == "TRANSACTION" || t.kind == "TXS" => FrameKind::Transaction,
+            Ok(t) => FrameKind::named(&t.kind),
             _ => FrameKind::Other,
         }
     }
+
+    fn named(name: &str) -> FrameKind {
+        match name {
+            "HANDSHAKE" => FrameKind::Handshake,
+            "TRANSACTION" | "TXS" => FrameKind::Transaction,
+            _ => FrameKind::Other,
+        }
+    }
+}
+
+/// How a `TRANSACTIONS` frame of ours starts.
+pub(super) fn is_packed(text: &str) -> bool {
+    text.starts_with(r#"{"type":"TRANSACTIONS""#)
 }
 
 impl fmt::Display for FrameKind {
@@ -107,6 +124,10 @@ pub struct Counters {
     pub delivered: FrameCounts,
     /// Frames lost because their connection closed, or a node crashed, on the way.
     pub dropped: FrameCounts,
+    /// `TRANSACTIONS` frames sent (our packed pushes, and every push of an overlay
+    /// node), counted among `sent.other`: with `sent.transaction`, every frame that
+    /// carried transaction bodies.
+    pub packed: u64,
     /// Dials the nodes asked for.
     pub dials: u64,
     /// Dials that failed: nobody listening, a partition, or the dialler gave up.
@@ -318,6 +339,22 @@ mod tests {
             FrameKind::of(r#"{"data":{"hash":"a"},"type":"TRANSACTION"}"#),
             FrameKind::Transaction
         );
+        assert_eq!(
+            FrameKind::of(r#"{"type":"TRANSACTIONS","data":[]}"#),
+            FrameKind::Other
+        );
+        assert_eq!(
+            FrameKind::of(r#"{"type":"TXS","data":{"txs":[]}}"#),
+            FrameKind::Transaction
+        );
+        assert_eq!(
+            FrameKind::of(r#"{"type":"IHAVE","data":[]}"#),
+            FrameKind::Other
+        );
+        assert_eq!(
+            FrameKind::of(r#"{"type":"HANDSH\u0041KE","data":[]}"#),
+            FrameKind::Handshake
+        );
         assert_eq!(FrameKind::of(r#"{"type":"STATUS"}"#), FrameKind::Other);
         assert_eq!(FrameKind::of("not json"), FrameKind::Other);
     }
@@ -363,7 +400,12 @@ impl Spread {
 
     /// A copy of `hash` went from `from` to `to`.
     pub(super) fn delivered(&mut self, hash: &str, from: NodeId, to: NodeId) {
-        let tx = self.by_hash.entry(hash.to_owned()).or_default();
+        if !self.by_hash.contains_key(hash) {
+            self.by_hash.insert(hash.to_owned(), TxSpread::default());
+        }
+        let Some(tx) = self.by_hash.get_mut(hash) else {
+            return;
+        };
         tx.copies += 1;
         let hop = tx.hops.get(&from.0).map_or(1, |h| h + 1);
         tx.hops.entry(to.0).or_insert(hop);

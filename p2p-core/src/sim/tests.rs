@@ -410,3 +410,138 @@ fn a_stable_full_mesh_delivers_each_transaction_once_per_node_in_one_hop() {
     assert_eq!(summary.active_view_max, 29);
     assert_eq!(summary.connections_per_node, 58.0);
 }
+
+// ----- the overlay mode ------------------------------------------------------------------
+
+fn overlay_sim(seed: u64, nodes: usize) -> Sim {
+    let mut config = SimConfig::new(seed);
+    config.overlay = Some(crate::config::Overlay::default());
+    let mut sim = Sim::new(config);
+    sim.add_nodes(nodes).unwrap();
+    for id in sim.nodes().collect::<Vec<_>>() {
+        sim.start(id).unwrap();
+    }
+    sim
+}
+
+#[test]
+fn the_overlay_graph_the_simulator_keeps_is_each_nodes_own_active_view() {
+    let mut sim = overlay_sim(3, 20);
+    for _ in 0..20 {
+        sim.run_for(Duration::from_millis(250));
+        for id in sim.nodes() {
+            let noted: Vec<NodeId> = sim.overlay.views[id.0]
+                .iter()
+                .filter_map(|&(_, peer)| peer)
+                .collect();
+            assert_eq!(noted, sim.active_view(id), "{id} at {}", sim.now());
+        }
+    }
+    assert!(sim.is_overlay_connected(), "{}", sim.story());
+    assert!((1..=5).contains(&sim.active_view_max()));
+    assert_clean(&sim);
+    // A crash takes the node out of the graph at once, before anyone hears of it.
+    sim.crash(NodeId(4)).unwrap();
+    assert!(sim.overlay.views[4].is_empty());
+    assert!(!sim.overlay.running[4]);
+}
+
+#[test]
+fn an_overlay_run_ends_once_every_pool_is_full_and_a_fresh_sample_finds_it_connected() {
+    let mut sim = overlay_sim(4, 12);
+    sim.run_for(Duration::from_secs(3));
+    sim.add_new_transaction(NodeId(5)).unwrap();
+    let report = sim.run_until_overlay_converged(Duration::from_secs(60));
+    assert_eq!(report.outcome, Outcome::Converged, "{}", sim.story());
+    assert!(sim.is_overlay_converged());
+    assert!(sim.is_overlay_connected());
+    assert_eq!(sim.delivered(), 1.0);
+    assert_eq!(sim.overlay_sampled_connected(), Some(true));
+    // Another transaction: not converged until every pool holds it.
+    sim.add_new_transaction(NodeId(0)).unwrap();
+    assert!(!sim.is_overlay_converged());
+    let report = sim.run_until_overlay_converged(Duration::from_secs(60));
+    assert_eq!(report.outcome, Outcome::Converged);
+    assert_eq!(sim.delivered(), 1.0);
+}
+
+#[test]
+fn reconnection_is_the_first_sample_after_the_instant_that_finds_the_overlay_whole() {
+    let mut sim = Sim::new(SimConfig::new(1));
+    let t = Time::from_millis;
+    sim.overlay.changes = vec![
+        (t(0), false),
+        (t(500), true),
+        (t(2000), false),
+        (t(2600), true),
+    ];
+    // Split at 2.0 s, whole again at 2.6 s.
+    assert_eq!(sim.overlay_reconnected_after(t(1900)), Some(t(2600)));
+    assert_eq!(sim.overlay_reconnected_after(t(2000)), Some(t(2600)));
+    // Whole throughout after 2.6 s: no sample saw a split.
+    assert_eq!(sim.overlay_reconnected_after(t(3000)), Some(t(3000)));
+    // Split at the instant itself (a sample at that instant counts as before it).
+    assert_eq!(sim.overlay_reconnected_after(t(100)), Some(t(500)));
+    sim.overlay.changes.push((t(4000), false));
+    assert_eq!(sim.overlay_reconnected_after(t(3000)), None);
+    assert_eq!(sim.overlay_reconnected_after(t(5000)), None);
+}
+
+#[test]
+fn a_mass_crash_comes_first_when_the_traffic_starts_then_every_survivor_sends() {
+    let mut scenario = Scenario::new(10, 3, 7);
+    scenario.settle = Duration::from_secs(2);
+    scenario.crash_at_once = 4;
+    scenario.all_send = true;
+    let crashed = scenario.crashed();
+    assert_eq!(crashed.len(), 4);
+    let at = scenario.traffic_starts();
+    assert_eq!(at, Time::from_millis(3000));
+    let plan = scenario.plan();
+    let after: Vec<&Command> = plan
+        .iter()
+        .filter(|(when, _)| *when >= at)
+        .map(|(when, command)| {
+            assert_eq!(*when, at);
+            command
+        })
+        .collect();
+    let crashes: Vec<Command> = crashed.iter().map(|&id| Command::Crash(id)).collect();
+    let sends: Vec<Command> = (0..10)
+        .map(NodeId)
+        .filter(|id| !crashed.contains(id))
+        .map(Command::AddTransaction)
+        .collect();
+    assert_eq!(after[..4], crashes.iter().collect::<Vec<_>>()[..]);
+    assert_eq!(after[4..], sends.iter().collect::<Vec<_>>()[..]);
+}
+
+#[test]
+fn a_plan_without_the_overlay_options_is_the_plan_it_always_was() {
+    // Taken from the build before the settling time, the mass crash and all-send existed.
+    let mut scenario = Scenario::new(4, 2, 11);
+    scenario.churn = 1;
+    scenario.partition = true;
+    let node = NodeId;
+    let before = vec![
+        (44_445, Command::Start(node(2))),
+        (269_729, Command::Start(node(1))),
+        (344_436, Command::Start(node(3))),
+        (387_664, Command::Start(node(0))),
+        (
+            1_813_264,
+            Command::Partition(vec![vec![node(0), node(1)], vec![node(2), node(3)]]),
+        ),
+        (2_642_671, Command::AddTransaction(node(1))),
+        (3_516_962, Command::AddTransaction(node(1))),
+        (3_531_989, Command::Heal),
+        (4_212_404, Command::Crash(node(3))),
+        (4_827_758, Command::Restart(node(3))),
+    ];
+    let plan: Vec<(u64, Command)> = scenario
+        .plan()
+        .into_iter()
+        .map(|(when, command)| (when.as_micros(), command))
+        .collect();
+    assert_eq!(plan, before);
+}
