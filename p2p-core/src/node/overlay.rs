@@ -5,8 +5,8 @@
 //! **Links.** A link is one connection, dialled by either side, used both ways. A node
 //! keeps at most `Overlay::active` links (its active view) and up to `Overlay::passive`
 //! addresses to replace them (its passive view). A newcomer dials a known peer and sends
-//! JOIN: the contact links it (dropping a random link with DISCONNECT if its view is
-//! full) and walks FORWARD_JOIN from each of its other links for `Overlay::active_walk`
+//! JOIN: the contact links it and says so (NEIGHBOR_REPLY; it drops a random link with
+//! DISCONNECT if its view is full) and walks FORWARD_JOIN from each of its other links for `Overlay::active_walk`
 //! hops; where a walk ends, that node dials the newcomer and asks for a link with
 //! NEIGHBOR, high priority (always granted). A walk also leaves the newcomer in the
 //! passive view of the node it passes at `Overlay::passive_walk` hops left. A link that
@@ -92,6 +92,9 @@ pub(super) struct OverlayState {
     /// Our dials that sent NEIGHBOR or SWAP and wait for the reply, with the peer's
     /// address.
     asking: BTreeMap<ConnId, Address>,
+    /// When each of those is given up if unanswered (entries of answered ones are
+    /// stale).
+    asking_deadlines: BTreeSet<(Time, ConnId)>,
     /// Of those, the SWAPs, with the link each offers to drop.
     swapping: BTreeMap<ConnId, Address>,
     /// Shuffles run since start (SWAPs are tried in the first `rewire_rounds`).
@@ -171,6 +174,7 @@ impl OverlayState {
             dials: BTreeMap::new(),
             dial_deadlines: BTreeSet::new(),
             asking: BTreeMap::new(),
+            asking_deadlines: BTreeSet::new(),
             swapping: BTreeMap::new(),
             shuffles: 0,
             missing: HashMap::with_hasher(SeededHasher(seed)),
@@ -194,10 +198,12 @@ impl OverlayState {
     /// When the node next needs its timers run for the overlay.
     pub(super) fn next_timer(&self) -> Option<Time> {
         let deadline = self.dial_deadlines.first().map(|&(at, _)| at);
+        let asking = self.asking_deadlines.first().map(|&(at, _)| at);
         let graft = self.graft_timers.first().map(|(at, _)| *at);
         let shuffle = (!self.links.is_empty()).then_some(self.next_shuffle);
         [
             deadline,
+            asking,
             graft,
             shuffle,
             self.next_repair,
@@ -299,21 +305,20 @@ impl Node {
         let handshake = frame::handshake_overlay(&self.config.address, nonce);
         self.send(conn, handshake.into(), now);
         self.sent.membership += 1;
-        match ask {
-            Ask::Join => {
-                self.send(conn, frame::JOIN.into(), now);
-                self.add_link(address, conn, now);
-            }
-            Ask::Neighbor { high } => {
-                self.send(conn, frame::neighbor(high).into(), now);
-                self.ov().asking.insert(conn, address);
-            }
-            Ask::Swap { drop } => {
-                self.send(conn, frame::swap(&drop).into(), now);
-                let state = self.ov();
-                state.asking.insert(conn, address);
-                state.swapping.insert(conn, drop);
-            }
+        let question = match &ask {
+            Ask::Join => frame::JOIN.to_owned(),
+            Ask::Neighbor { high } => frame::neighbor(*high),
+            Ask::Swap { drop } => frame::swap(drop),
+        };
+        self.send(conn, question.into(), now);
+        // Linked only on the answer: a node that does not run the overlay never gives
+        // one, and is let go when the dial timeout passes.
+        let deadline = now + self.config.backoff.dial_timeout;
+        let state = self.ov();
+        state.asking.insert(conn, address);
+        state.asking_deadlines.insert((deadline, conn));
+        if let Ask::Swap { drop } = ask {
+            state.swapping.insert(conn, drop);
         }
         true
     }
@@ -383,6 +388,8 @@ impl Node {
         let linked = self.link(&peer) == Some(conn);
         match message {
             OverlayFrame::Join if self.is_accepted(conn) => {
+                self.sent.membership += 1;
+                self.send(conn, frame::neighbor_reply(true).into(), now);
                 self.add_link(peer.clone(), conn, now);
                 let walk = self.overlay_config().active_walk;
                 let frame: Payload = frame::forward_join(&peer, walk).into();
@@ -724,6 +731,17 @@ impl Node {
             if self.ov().dials.contains_key(&dial) {
                 self.actions.push_back(Action::AbandonDial { dial });
                 self.overlay_dial_failed(dial, now);
+            }
+        }
+        while let Some(&(at, conn)) = self.ov().asking_deadlines.first() {
+            if at > now {
+                break;
+            }
+            self.ov().asking_deadlines.pop_first();
+            if self.ov().asking.remove(&conn).is_some() {
+                self.ov().swapping.remove(&conn);
+                self.close_conn(conn);
+                self.repair_refused();
             }
         }
         self.grafts_due(now);

@@ -58,6 +58,9 @@ fn a_new_node_dials_one_known_peer_and_joins_through_it() {
         sent[0].contains(r#""overlay":true"#) && sent[0].contains(r#"["ws://localhost:4001"]"#)
     );
     assert_eq!(sent[1], frame::JOIN);
+    // Linked once the contact says so.
+    assert!(active(&node).is_empty());
+    node.handle_text(ConnId(1), &frame::neighbor_reply(true), ms(6));
     assert_eq!(active(&node), ["ws://localhost:4002"]);
     let status = node.status().overlay.expect("overlay status");
     // Linked, not yet in a tree: until the contact says where the root is, nothing is
@@ -69,6 +72,18 @@ fn a_new_node_dials_one_known_peer_and_joins_through_it() {
 }
 
 #[test]
+fn a_contact_that_never_answers_a_join_is_let_go_at_the_dial_timeout() {
+    // A node of the full mesh (or anything else) refuses JOIN and says nothing.
+    let (mut node, actions) = started(overlay_config(&["ws://localhost:4002"], 5));
+    node.handle_dial_opened(dial_to(&actions, "ws://localhost:4002"), ConnId(1), ms(5));
+    drain(&mut node);
+    let timeout = Backoff::default().dial_timeout;
+    node.handle_timeout(ms(5) + timeout);
+    assert_eq!(closes(&drain(&mut node)), [ConnId(1)]);
+    assert!(active(&node).is_empty());
+}
+
+#[test]
 fn a_join_is_linked_without_a_dial_back_and_walked_from_every_other_link() {
     let (mut node, _) = started(overlay_config(&[], 5));
     link_from(&mut node, 1, 4002, frame::JOIN, ms(1));
@@ -77,6 +92,10 @@ fn a_join_is_linked_without_a_dial_back_and_walked_from_every_other_link() {
     assert!(
         dials(&actions).is_empty(),
         "an overlay HANDSHAKE is not dialled back"
+    );
+    assert!(
+        frames_on(&actions, 3).contains(&frame::neighbor_reply(true)),
+        "granted"
     );
     let walk = frame::forward_join(&Address::localhost(4004), 6);
     for conn in [1, 2] {
