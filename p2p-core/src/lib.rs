@@ -40,6 +40,11 @@
 //! `Config::watch` it also asks those nodes to stream what they do, and hands each event
 //! over as an [`Action::Watched`], JSON for the host to show.
 //!
+//! `Config::overlay` puts the node in the overlay mode (a few links per node instead of
+//! the full mesh; `docs/overlay.md`). Driving it is the same: the same inputs and
+//! actions, dials and connections; a link is one connection used both ways, so the host
+//! reads and writes every connection whatever side opened it, as it already does.
+//!
 //! ```
 //! use p2p_core::{Action, Address, Config, ConnId, Node, Time};
 //!
