@@ -168,13 +168,20 @@ impl Sim {
     /// The share of (transaction added, node) pairs where the node holds the transaction
     /// (running) or stored it (down); 1.0 when no transaction was added.
     pub fn delivered(&self) -> f64 {
-        let pairs = self.transactions.len() * self.hosts.len();
+        self.delivered_to(self.nodes())
+    }
+
+    /// The share of (transaction added, node of `nodes`) pairs where the node holds the
+    /// transaction; 1.0 when there are none.
+    pub(super) fn delivered_to(&self, nodes: impl Iterator<Item = NodeId>) -> f64 {
+        let nodes: Vec<NodeId> = nodes.collect();
+        let pairs = self.transactions.len() * nodes.len();
         if pairs == 0 {
             return 1.0;
         }
-        let held: usize = self
-            .nodes()
-            .map(|id| {
+        let held: usize = nodes
+            .iter()
+            .map(|&id| {
                 self.transactions
                     .iter()
                     .filter(|tx| self.has_transaction(id, tx.hash()))

@@ -572,11 +572,21 @@ impl Sim {
     /// time and [`SimConfig::max_events_per_run`] events. A node that keeps redialling a
     /// peer that is down keeps the network from going quiet, so then the limit ends it.
     pub fn run_until_quiet(&mut self, limit: Duration) -> RunReport {
+        self.run_until_done(limit, |sim| sim.is_quiet().then_some(Outcome::Quiet))
+    }
+
+    /// Steps until `done` names an outcome, nothing is left to happen, `limit` of virtual
+    /// time passes or [`SimConfig::max_events_per_run`] events have run.
+    pub(super) fn run_until_done(
+        &mut self,
+        limit: Duration,
+        mut done: impl FnMut(&mut Sim) -> Option<Outcome>,
+    ) -> RunReport {
         let deadline = self.now + limit;
         let mut events = 0;
         let outcome = loop {
-            if self.is_quiet() {
-                break Outcome::Quiet;
+            if let Some(outcome) = done(self) {
+                break outcome;
             }
             let Some(next) = self.next_event_time() else {
                 break Outcome::Quiet;

@@ -205,21 +205,7 @@ impl Sim {
     /// transaction; 1.0 when no transaction was added or no node runs. What `delivered`
     /// counts after a mass crash: the survivors.
     pub fn delivered_among_running(&self) -> f64 {
-        let live: Vec<NodeId> = self.live_nodes().collect();
-        let pairs = self.transactions.len() * live.len();
-        if pairs == 0 {
-            return 1.0;
-        }
-        let held: usize = live
-            .iter()
-            .map(|&id| {
-                self.transactions
-                    .iter()
-                    .filter(|tx| self.has_transaction(id, tx.hash()))
-                    .count()
-            })
-            .sum();
-        held as f64 / pairs as f64
+        self.delivered_to(self.live_nodes())
     }
 
     /// Runs until every running node holds every transaction added and a sample taken
@@ -229,29 +215,12 @@ impl Sim {
     ///
     /// [`SimConfig::max_events_per_run`]: super::SimConfig::max_events_per_run
     pub fn run_until_overlay_converged(&mut self, limit: Duration) -> RunReport {
-        let deadline = self.now + limit;
-        let mut events = 0;
         if self.overlay.connected().is_none() {
             self.sample_overlay();
         }
-        let outcome = loop {
-            if self.is_overlay_converged() {
-                break Outcome::Converged;
-            }
-            let Some(next) = self.next_event_time() else {
-                break Outcome::Quiet;
-            };
-            if next > deadline {
-                self.now = self.now.max(deadline);
-                break Outcome::TimeLimit;
-            }
-            if events >= self.config.max_events_per_run {
-                break Outcome::EventLimit;
-            }
-            self.step();
-            events += 1;
-        };
-        RunReport { events, outcome }
+        self.run_until_done(limit, |sim| {
+            sim.is_overlay_converged().then_some(Outcome::Converged)
+        })
     }
 
     // ----- the simulator's work --------------------------------------------------------
