@@ -33,7 +33,8 @@ pub struct Config {
     pub watch: bool,
     /// Join a bounded-degree overlay instead of the full mesh: peers of ours are linked
     /// only within a small active view (HyParView) and transactions spread along a tree
-    /// of those links with lazy announcements on the others (Plumtree). `None`: the
+    /// of those links (rooted at the smallest address) with announcements on the others
+    /// (IHAVE, as Plumtree's lazy push). `None`: the
     /// curriculum's full mesh. JavaScript peers are served as in the mesh either way.
     pub overlay: Option<Overlay>,
 }

@@ -1,6 +1,8 @@
 //! The overlay mode (`Config::overlay`): a bounded-degree overlay of nodes of ours in
-//! place of the full mesh. Membership is HyParView's, broadcast Plumtree's, both as
-//! frames of ours over links (see `docs/overlay.md` for the design and its sources).
+//! place of the full mesh. Membership is HyParView's; broadcast goes along one tree of
+//! the links with announcements on the others, as in Plumtree, but the tree is kept by
+//! distances to a root rather than by pruning duplicates. All as frames of ours over
+//! links (see `docs/overlay.md` for the design, its sources and why).
 //!
 //! **Links.** A link is one connection, dialled by either side, used both ways. A node
 //! keeps at most `Overlay::active` links (its active view) and up to `Overlay::passive`
@@ -215,8 +217,10 @@ impl OverlayState {
         .min()
     }
 
-    fn is_dialling(&self, address: &Address) -> bool {
-        self.dials.values().any(|(a, _)| a == address)
+    /// Whether an overlay dial to `address` is in flight, or our dial to it waits for
+    /// the answer to its question: either way, no second one.
+    fn is_reaching(&self, address: &Address) -> bool {
+        self.dials.values().any(|(a, _)| a == address) || self.asking.values().any(|a| a == address)
     }
 }
 
@@ -231,7 +235,7 @@ impl Node {
 
     /// A random index below `len` (which is not zero).
     fn pick(&mut self, len: usize) -> usize {
-        (self.rng.next_u64() % len as u64) as usize
+        pick(&mut self.rng, len)
     }
 
     /// Starts the overlay: the first repair (a JOIN) at once, shuffles from a random
@@ -572,8 +576,7 @@ impl Node {
         }
         // The walk ends here: link the newcomer (it must accept), if a dial is free.
         let state = self.ov();
-        let asking = state.asking.values().any(|a| *a == node);
-        if state.dials.len() < MAX_DIALS && !state.is_dialling(&node) && !asking {
+        if state.dials.len() < MAX_DIALS && !state.is_reaching(&node) {
             self.overlay_dial(node, Ask::Neighbor { high: true }, now);
         } else {
             self.add_passive(node);
@@ -780,7 +783,7 @@ impl Node {
         let mut candidates: Vec<Address> = state
             .passive
             .iter()
-            .filter(|a| !state.is_dialling(a) && !state.asking.values().any(|b| b == *a))
+            .filter(|a| !state.is_reaching(a))
             .cloned()
             .collect();
         if candidates.len() > 1 {
@@ -812,7 +815,7 @@ impl Node {
         let state = self.ov();
         let contact = contacts[state.next_contact % contacts.len()].clone();
         state.next_contact = state.next_contact.wrapping_add(1);
-        if !state.is_dialling(&contact) {
+        if !state.is_reaching(&contact) {
             let ask = if high {
                 Ask::Join
             } else {
@@ -870,7 +873,7 @@ impl Node {
         if self.config.address < to {
             // Not held to `MAX_DIALS`: the trade only keeps both views' size if this
             // link is made, and only a link of ours can ask for it (and loses its link).
-            if !self.ov().is_dialling(&to) {
+            if !self.ov().dials.values().any(|(a, _)| *a == to) {
                 return self.overlay_dial(to, Ask::Neighbor { high: true }, now);
             }
         }
@@ -916,7 +919,7 @@ impl Node {
                 if from.is_empty() {
                     break;
                 }
-                let i = (self.rng.next_u64() % from.len() as u64) as usize;
+                let i = pick(&mut self.rng, from.len());
                 list.push(from.swap_remove(i));
             }
         }
@@ -943,8 +946,7 @@ impl Node {
         let state = self.ov();
         let apart = contact < state.root
             && !state.links.contains_key(&contact)
-            && !state.is_dialling(&contact)
-            && !state.asking.values().any(|a| *a == contact)
+            && !state.is_reaching(&contact)
             && state.dials.len() < MAX_DIALS;
         if apart {
             self.overlay_dial(contact, Ask::Join, now);
@@ -961,7 +963,7 @@ impl Node {
         let candidates: Vec<Address> = state
             .passive
             .iter()
-            .filter(|a| !state.is_dialling(a) && !state.asking.values().any(|b| b == *a))
+            .filter(|a| !state.is_reaching(a))
             .cloned()
             .collect();
         if candidates.is_empty() {
@@ -1163,6 +1165,11 @@ impl Node {
             }
         }
     }
+}
+
+/// A random index below `len` (which is not zero).
+fn pick(rng: &mut crate::rng::Rng, len: usize) -> usize {
+    (rng.next_u64() % len as u64) as usize
 }
 
 /// The name of an overlay frame's type, for notices.
