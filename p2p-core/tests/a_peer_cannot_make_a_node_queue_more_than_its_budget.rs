@@ -6,18 +6,14 @@
 //!
 //! `FUZZ_CASES` sets the number of cases (default 256, what CI runs).
 
+mod common;
+
+use common::cases_from;
 use std::collections::HashMap;
 
 use p2p_core::{Action, Address, Config, ConnId, Node, Time, Transaction};
 use proptest::prelude::*;
 use serde_json::json;
-
-fn cases() -> u32 {
-    std::env::var("FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256)
-}
 
 /// The budget under test: small, so that it bites within a few frames.
 const BUDGET: usize = 16 << 10;
@@ -143,7 +139,7 @@ fn drain(
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(cases()))]
+    #![proptest_config(ProptestConfig::with_cases(cases_from("FUZZ_CASES", 256)))]
 
     #[test]
     fn the_bytes_queued_for_a_connection_stay_within_its_budget(

@@ -1,4 +1,4 @@
-//! Plumtree's promise (issue 12), measured as iroh-gossip's simulator measures it: in a
+//! The overlay broadcast's promise (issue 12), measured as iroh-gossip's simulator measures it: in a
 //! stable overlay of 100 nodes, transactions from random senders, one at a time, reach
 //! every node with a relative message redundancy (copies delivered per node reached,
 //! minus one) of at most 0.2, in at most 15 hops; and each node holds at most
@@ -9,6 +9,9 @@
 //! once every node holds every one and the overlay is connected, plus 5 s for copies on
 //! their way. `PROPTEST_CASES` sets the number of seeds (default 8).
 
+mod common;
+
+use common::cases;
 use std::time::Duration;
 
 use p2p_core::sim::{Scenario, Summary};
@@ -18,13 +21,6 @@ use proptest::prelude::*;
 const NODES: usize = 100;
 const MAX_RMR: f64 = 0.2;
 const MAX_LDH: u32 = 15;
-
-fn cases(default: u32) -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn run(seed: u64) -> Result<Summary, TestCaseError> {
     let mut scenario = Scenario::new(NODES, 50, seed);

@@ -10,28 +10,13 @@
 //! Under a minute in the workspace's test profile on two cores; `simulate --overlay`
 //! runs the same at any size.
 
+mod common;
+
+use common::overlay_mode_is_built;
 use std::time::Duration;
 
-use p2p_core::sim::{Scenario, Sim, SimConfig};
+use p2p_core::sim::Scenario;
 use p2p_core::Overlay;
-
-/// Fails at once, not after a long run of a full mesh, if overlay mode is not built:
-/// twenty overlay nodes, five seconds, and some active view must hold a peer.
-fn overlay_mode_is_built() {
-    let mut config = SimConfig::new(1);
-    config.overlay = Some(Overlay::default());
-    config.log_capacity = 0;
-    let mut sim = Sim::new(config);
-    sim.add_nodes(20).unwrap();
-    for id in sim.nodes().collect::<Vec<_>>() {
-        sim.start(id).unwrap();
-    }
-    sim.run_for(Duration::from_secs(5));
-    assert!(
-        sim.active_view_max() > 0,
-        "overlay mode is not built: after 5 s, every active view of 20 overlay nodes is empty"
-    );
-}
 
 #[test]
 fn a_thousand_node_overlay_delivers_everything_over_a_few_links_each() {

@@ -1,11 +1,14 @@
 //! Every node of a stable overlay of 100 nodes makes a transaction at the same instant
 //! (issue 12's "all-send bursts"): each still reaches every node, with a relative message
-//! redundancy of at most 1 (iroh-gossip's simulator allows 3 there: the trees of 100
-//! origins are pruned while they are used).
+//! redundancy of at most 1 (iroh-gossip's simulator allows 3 there, where the trees of
+//! 100 origins are pruned while they are used; ours is one tree whatever the origins).
 //!
 //! The nodes start within 1 s and the overlay gets 10 s to settle before the burst.
 //! `PROPTEST_CASES` sets the number of seeds (default 4).
 
+mod common;
+
+use common::cases;
 use std::time::Duration;
 
 use p2p_core::sim::Scenario;
@@ -14,13 +17,6 @@ use proptest::prelude::*;
 
 const NODES: usize = 100;
 const MAX_RMR: f64 = 1.0;
-
-fn cases(default: u32) -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(cases(4)))]

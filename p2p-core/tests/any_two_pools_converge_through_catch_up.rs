@@ -6,18 +6,14 @@
 //! issue 9 (60,000 against 10,000, and 200,000 against none) run with `--ignored`, in a
 //! release build: `cargo test --release -p p2p-core --test any_two_pools_converge_through_catch_up -- --ignored`.
 
+mod common;
+
+use common::cases;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use p2p_core::sim::{NodeId, Sim, SimConfig};
 use proptest::prelude::*;
-
-fn cases() -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(32)
-}
 
 /// Two nodes meshed, then cut apart; `common` transactions go to both before the cut,
 /// `only_a` to the first and `only_b` to the second during it; then the cut heals.
@@ -87,7 +83,7 @@ fn assert_converged(sim: &Sim, total: usize) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(cases()))]
+    #![proptest_config(ProptestConfig::with_cases(cases(32)))]
 
     #[test]
     fn any_two_pools_become_equal_after_a_cut_heals(

@@ -6,16 +6,12 @@
 //!
 //! `FUZZ_CASES` sets the number of cases per property (default 256, what CI runs).
 
+mod common;
+
+use common::cases_from;
 use p2p_core::{frame, Action, Address, Config, ConnId, DialId, Node, Time};
 use proptest::prelude::*;
 use serde_json::{json, Value};
-
-fn cases() -> u32 {
-    std::env::var("FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256)
-}
 
 /// Any JSON value, a few levels deep.
 fn any_json() -> impl Strategy<Value = Value> {
@@ -122,7 +118,7 @@ fn drain(node: &mut Node) -> Vec<Action> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(cases()))]
+    #![proptest_config(ProptestConfig::with_cases(cases_from("FUZZ_CASES", 256)))]
 
     #[test]
     fn the_frame_decoder_never_panics_on_any_text(text in any_text()) {

@@ -11,6 +11,9 @@
 //! A failing case prints its seed, its transitions and the network's story, node by node.
 //! `PROPTEST_CASES` sets the number of cases (default 64).
 
+mod common;
+
+use common::cases;
 use std::time::Duration;
 
 use p2p_core::sim::{Latency, NodeId, NodeState, Sim, SimConfig};
@@ -86,13 +89,6 @@ fn case() -> impl Strategy<Value = Case> {
             latency_ms: (min, min + spread),
             transitions,
         })
-}
-
-fn cases(default: u32) -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 /// The running nodes' active views, as `node-i: [peers]`, for a failure report.

@@ -5,6 +5,9 @@
 //! A failing case prints its seed, its transitions and the network's story, node by node.
 //! `PROPTEST_CASES` sets the number of cases (default 256 for the invariants).
 
+mod common;
+
+use common::cases;
 use std::time::Duration;
 
 use p2p_core::sim::{NodeId, NodeState, Sim, SimConfig};
@@ -72,13 +75,6 @@ fn case() -> impl Strategy<Value = Case> {
             latency_ms: (min, min + spread),
             transitions,
         })
-}
-
-fn cases(default: u32) -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 /// A failed check, with everything needed to replay and read it.
