@@ -242,6 +242,9 @@ pub struct Overlay {
     /// link with a passive address (SWAP): links formed while many nodes join at once
     /// are local; trading them for random ones gives the overlay a short diameter.
     pub rewire_rounds: u32,
+    /// How often a node shuffles (and trades a link) in those first rounds: the overlay
+    /// that many joins at once leave behind is rewired within seconds, not minutes.
+    pub rewire_every: Duration,
     /// How often a node with fewer links than `active` promotes a passive address.
     pub repair_every: Duration,
     /// A transaction announced (IHAVE) and not received by push within this is asked
@@ -263,6 +266,7 @@ impl Default for Overlay {
             shuffle_active: 3,
             shuffle_passive: 4,
             rewire_rounds: 6,
+            rewire_every: Duration::from_secs(2),
             repair_every: Duration::from_secs(1),
             graft_after: Duration::from_millis(80),
             max_missing: 16_384,

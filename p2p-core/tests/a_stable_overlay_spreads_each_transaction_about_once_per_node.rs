@@ -4,7 +4,8 @@
 //! minus one) of at most 0.2, in at most 15 hops; and each node holds at most
 //! `Overlay::active` links.
 //!
-//! Each case: the nodes start within 1 s, the overlay gets 10 s to settle, then 50
+//! Each case: the nodes start within 1 s, the overlay gets 20 s to settle (its first
+//! shuffles, which trade links, come every 2 s: six are over by then), then 50
 //! transactions enter at random nodes over 5 s (only these are measured); the run ends
 //! once every node holds every one and the overlay is connected, plus 5 s for copies on
 //! their way. `PROPTEST_CASES` sets the number of seeds (default 8).
@@ -25,7 +26,7 @@ const MAX_LDH: u32 = 15;
 fn run(seed: u64) -> Result<Summary, TestCaseError> {
     let mut scenario = Scenario::new(NODES, 50, seed);
     scenario.overlay = Some(Overlay::default());
-    scenario.settle = Duration::from_secs(10);
+    scenario.settle = Duration::from_secs(20);
     let (sim, summary) = scenario
         .run()
         .map_err(|e| TestCaseError::fail(format!("seed {seed}: {e}")))?;

@@ -3,7 +3,8 @@
 //! redundancy of at most 1 (iroh-gossip's simulator allows 3 there, where the trees of
 //! 100 origins are pruned while they are used; ours is one tree whatever the origins).
 //!
-//! The nodes start within 1 s and the overlay gets 10 s to settle before the burst.
+//! The nodes start within 1 s and the overlay gets 20 s to settle before the burst (its
+//! link-trading first shuffles are over by then).
 //! `PROPTEST_CASES` sets the number of seeds (default 4).
 
 mod common;
@@ -25,7 +26,7 @@ proptest! {
     fn an_all_send_burst_reaches_every_node_with_at_most_one_extra_copy(seed in any::<u64>()) {
         let mut scenario = Scenario::new(NODES, 0, seed);
         scenario.overlay = Some(Overlay::default());
-        scenario.settle = Duration::from_secs(10);
+        scenario.settle = Duration::from_secs(20);
         scenario.all_send = true;
         let (sim, summary) = scenario.run().map_err(|e| TestCaseError::fail(e.to_string()))?;
         let line = summary.to_json();
