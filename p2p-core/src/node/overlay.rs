@@ -284,12 +284,13 @@ impl Node {
 
     /// Starts an overlay dial to `address`, asking `ask` once open.
     fn overlay_dial(&mut self, address: Address, ask: Ask, now: Time) {
-        // One dialled connection per server: one still open (a NEIGHBOR or SWAP waiting
-        // for its answer, a link on its way out) makes this one wait for a later turn.
+        // One dialled connection per server: one still held (a NEIGHBOR or SWAP waiting
+        // for its answer, a link on its way out, closing or not) makes this one wait for
+        // a later turn.
         let open = self
             .conns
             .values()
-            .any(|c| !c.closing && matches!(&c.kind, ConnKind::Dialled(a, _) if *a == address));
+            .any(|c| matches!(&c.kind, ConnKind::Dialled(a, _) if *a == address));
         if open {
             return;
         }

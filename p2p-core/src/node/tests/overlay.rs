@@ -372,6 +372,37 @@ fn a_lost_link_is_replaced_from_the_passive_view() {
 }
 
 #[test]
+fn a_peer_that_dropped_our_link_is_not_dialled_again_until_that_connection_closed() {
+    // Found by the stable-overlay property test: a link dropped and re-dialled in one
+    // step (a repair or a SWAP picking the address just made passive) left two dialled
+    // connections to one server.
+    let (mut node, _) = started(overlay_config(&[], 5));
+    link_from(&mut node, 1, 4002, frame::JOIN, ms(1));
+    let addresses = [Address::localhost(4009)];
+    node.handle_text(ConnId(1), &frame::shuffle("SHUFFLE", &addresses), ms(2));
+    node.handle_closed(ConnId(1), ms(3));
+    node.handle_timeout(ms(3));
+    let actions = drain(&mut node);
+    node.handle_dial_opened(dial_to(&actions, "ws://localhost:4009"), ConnId(5), ms(10));
+    node.handle_text(ConnId(5), &frame::neighbor_reply(true), ms(20));
+    drain(&mut node);
+    // 4009 drops the link: it is passive again, the only address to repair from.
+    node.handle_text(ConnId(5), frame::DISCONNECT, ms(30));
+    let mut actions = drain(&mut node);
+    for at in (40..=3_000).step_by(20) {
+        node.handle_timeout(ms(at));
+        actions.extend(drain(&mut node));
+    }
+    assert!(dials(&actions).is_empty(), "{actions:?}");
+    node.handle_closed(ConnId(5), ms(3_010));
+    for at in (3_020..=40_000).step_by(500) {
+        node.handle_timeout(ms(at));
+        actions.extend(drain(&mut node));
+    }
+    assert_eq!(dialled_addresses(&actions), ["ws://localhost:4009"]);
+}
+
+#[test]
 fn announced_hashes_awaited_at_once_are_capped() {
     let mut config = overlay_config(&[], 5);
     config.overlay.as_mut().expect("set").max_missing = 2;
