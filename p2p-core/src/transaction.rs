@@ -151,7 +151,12 @@ impl Transaction {
 
     /// The hash, shared (indexes keep it without a copy).
     pub(crate) fn shared_hash(&self) -> TxHash {
-        TxHash(self.clone())
+        TxHash {
+            prefix: prefix(self.hash_bytes()),
+            text: Arc::clone(&self.text),
+            start: self.hash_start,
+            len: self.hash_len,
+        }
     }
 
     /// The JSON object as it arrived.
@@ -188,22 +193,53 @@ impl Transaction {
 
 /// A transaction's hash, for indexes: ordered, compared and hashed as the hash's text,
 /// and sharing the transaction's allocation.
+///
+/// Its first eight bytes are kept beside the pointer, so two hashes that differ in them
+/// (any two SHA-256s, but for one pair in four billion) are ordered without reading
+/// either transaction's text: a pool's sorted index compares a new hash with about 25
+/// others, and each read of a text was a cache miss (`memcmp` under `BTreeMap::entry`
+/// was a tenth of a receiving node's processor time in a burst). The same size as
+/// the transaction it replaced here.
 #[derive(Clone)]
-pub(crate) struct TxHash(Transaction);
+pub(crate) struct TxHash {
+    /// The first eight bytes, big-endian, zeros after a shorter hash: ordered as the
+    /// text is, where they differ.
+    prefix: u64,
+    /// The transaction's text, and where the hash stands in it.
+    text: Arc<str>,
+    start: u32,
+    len: u32,
+}
+
+/// A hash's first eight bytes as a number that orders as they do: if
+/// `prefix(a) < prefix(b)` then `a < b` (zeros pad a shorter hash, which is then a
+/// prefix of the other one, or differs from it in a byte that is not zero).
+fn prefix(hash: &[u8]) -> u64 {
+    let mut bytes = [0u8; 8];
+    let n = hash.len().min(8);
+    bytes[..n].copy_from_slice(&hash[..n]);
+    u64::from_be_bytes(bytes)
+}
 
 impl TxHash {
     /// A hash of its own, for tests of indexes: the transaction `{"hash":...}`.
     #[cfg(test)]
     pub(crate) fn of(hash: &str) -> TxHash {
         let body = format!(r#"{{"hash":{}}}"#, serde_json::Value::from(hash));
-        TxHash(Transaction::new(&body, hash))
+        Transaction::new(&body, hash).shared_hash()
+    }
+
+    fn bytes(&self) -> &[u8] {
+        let start = self.start as usize;
+        &self.text.as_bytes()[start..start + self.len as usize]
     }
 }
 
 impl std::ops::Deref for TxHash {
     type Target = str;
     fn deref(&self) -> &str {
-        self.0.hash()
+        let start = self.start as usize;
+        &self.text[start..start + self.len as usize]
     }
 }
 
@@ -215,7 +251,7 @@ impl std::borrow::Borrow<str> for TxHash {
 
 impl PartialEq for TxHash {
     fn eq(&self, other: &TxHash) -> bool {
-        self.0.hash_bytes() == other.0.hash_bytes()
+        self.prefix == other.prefix && self.bytes() == other.bytes()
     }
 }
 
@@ -231,7 +267,9 @@ impl Ord for TxHash {
     /// As the hashes' text: byte by byte, as `str` orders (a `BTreeMap<TxHash, _>` is
     /// searched with `&str` keys too).
     fn cmp(&self, other: &TxHash) -> std::cmp::Ordering {
-        self.0.hash_bytes().cmp(other.0.hash_bytes())
+        self.prefix
+            .cmp(&other.prefix)
+            .then_with(|| self.bytes().cmp(other.bytes()))
     }
 }
 
@@ -474,6 +512,34 @@ mod tests {
         let escaped =
             Transaction::from_json(r#"{"note":"ab","hash":"a\u0062"}"#).expect("a transaction");
         assert_eq!(escaped.hash(), "ab");
+    }
+
+    #[test]
+    fn hashes_order_and_compare_as_their_text_whatever_their_first_bytes() {
+        let texts = [
+            "",
+            "\u{0}",
+            "a",
+            "a\u{0}",
+            "a\u{0}\u{0}b",
+            "ab",
+            "abcdefg",
+            "abcdefgh",
+            "abcdefgh\u{0}",
+            "abcdefgh0",
+            "abcdefghi",
+            "abcdefgi",
+            "é",
+            "éa",
+            "zz",
+        ];
+        for a in texts {
+            for b in texts {
+                let (x, y) = (TxHash::of(a), TxHash::of(b));
+                assert_eq!(x.cmp(&y), a.cmp(b), "{a:?} against {b:?}");
+                assert_eq!(x == y, a == b, "{a:?} against {b:?}");
+            }
+        }
     }
 
     #[test]
