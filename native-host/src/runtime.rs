@@ -14,12 +14,12 @@ pub(crate) use async_std::net::TcpStream;
 /// A WebSocket over TCP, dialled or accepted.
 pub(crate) type Socket = WebSocketStream<TcpStream>;
 
-/// Runs a future to completion on the current thread.
+/// Runs a future to completion on the current thread, and with it the tasks that
+/// [`spawn`] starts from it.
 ///
 /// The node's work is one task (the core is single-threaded by design) plus light
-/// per-connection tasks, so unless `ASYNC_STD_THREAD_COUNT` says otherwise the executor
-/// gets one thread: every frame then crosses fewer threads (measured: lower latency and
-/// higher throughput with ten nodes on two cores).
+/// per-connection tasks on the same thread, so unless `ASYNC_STD_THREAD_COUNT` says
+/// otherwise the executor's own pool gets one thread, which runs nothing of ours.
 pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
     if std::env::var_os("ASYNC_STD_THREAD_COUNT").is_none() {
         // Safe here: called before the runtime, or any other thread, starts.
@@ -28,12 +28,18 @@ pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
     async_std::task::block_on(future)
 }
 
-/// Runs a future in the background.
+/// Runs a future in the background, on the thread of the [`block_on`] that calls this.
+///
+/// Connection tasks run beside the node's loop on one thread, not on the executor's
+/// thread: a frame read is handled without crossing threads (fewer wake-ups), and
+/// frames are allocated and freed by the thread that holds the pool, so glibc keeps one
+/// heap for both instead of a second arena holding what the readers once buffered (see
+/// BENCHMARKS.md, issue 10).
 pub(crate) fn spawn<F>(future: F)
 where
-    F: Future<Output = ()> + Send + 'static,
+    F: Future<Output = ()> + 'static,
 {
-    async_std::task::spawn(future);
+    async_global_executor::spawn_local(future).detach();
 }
 
 /// Waits for `duration`.

@@ -5,8 +5,9 @@ Starts N nodes (release build, folders in a temporary directory, ports 29921 on,
 node knowing all), waits for the mesh, then writes a burst of pre-serialised TRANSACTION
 frames into node 1 over one raw WebSocket connection and waits until every node logs a
 pool holding the whole burst. Prints the wall time and the processor time (utime + stime
-of all nodes, from /proc) from just before the burst until then. Processor time is the
-steadier figure on a shared machine.
+of all nodes, from /proc) from just before the burst until then, and each node's peak
+resident memory (VmHWM) 2 s later. Processor time is the steadier figure on a shared
+machine.
 
     cargo build --release -p native-host
     python3 tests/perf/burst_cpu.py --nodes 50 --burst 20000
@@ -70,6 +71,11 @@ try:
         sys.exit(f"{len(waiting)} nodes never held the burst within 120 s")
     print(f"N = {args.nodes}, burst {args.burst}: every pool full after {t1 - t0:.2f} s "
           f"({args.burst / (t1 - t0):,.0f} tx/s, from the logs); processor {c1 - c0:.2f} s over all nodes")
+    time.sleep(2)  # the pool writers' last rewrites
+    hwm = [int(re.search(r"VmHWM:\s+(\d+)", open(f"/proc/{p.pid}/status").read()).group(1)) / 1024
+           for p in procs]
+    print(f"peak resident memory (VmHWM): node 1 {hwm[0]:.1f} MiB, the others "
+          f"{min(hwm[1:]):.1f}-{max(hwm[1:]):.1f} MiB (mean {sum(hwm[1:]) / len(hwm[1:]):.1f})")
 finally:
     for p in procs:
         p.kill()
