@@ -574,10 +574,12 @@ mod tests {
             Err(TransactionError::NotAnObject)
         );
         assert_eq!(Transaction::from_json("{}"), Err(TransactionError::NoHash));
-        assert_eq!(
-            Transaction::from_json(r#"{"hash":7}"#),
-            Err(TransactionError::NoHash)
-        );
+        for not_a_string in [r#"{"hash":7}"#, r#"{"hash":null}"#, r#"{"hash":["h"]}"#] {
+            assert_eq!(
+                Transaction::from_json(not_a_string),
+                Err(TransactionError::NoHash)
+            );
+        }
         assert_eq!(
             Transaction::from_json(r#"{"hash":""}"#),
             Err(TransactionError::BadHash)
