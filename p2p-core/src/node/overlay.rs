@@ -94,6 +94,13 @@ const TREE_HOLD: Duration = Duration::from_millis(100);
 /// tree, delivery and rmr, and a crash's losses still recovered.
 const ANNOUNCE_DELAY: Duration = Duration::from_millis(250);
 
+/// Hashes announced to one link per gathering (`ANNOUNCE_DELAY`): a burst gathers more,
+/// and is not announced at all. Its announcements would cost each node about as much as
+/// the burst itself (a hash each for every link off the tree, where the tree carries
+/// the bodies once) and each receiver a look-up and a timer per hash; what a burst's
+/// pushes miss, catch-up brings once the burst is over (an equal pool costs one frame).
+const MAX_ANNOUNCED: usize = 1024;
+
 /// Links that may announce one missing hash (asked in turn).
 const MAX_ANNOUNCERS: usize = 4;
 
@@ -1035,11 +1042,10 @@ impl Node {
             } else {
                 let state = self.ov();
                 state.announce_at.get_or_insert(now + ANNOUNCE_DELAY);
-                state
-                    .announce
-                    .entry(conn)
-                    .or_default()
-                    .push(tx.shared_hash());
+                let gathered = state.announce.entry(conn).or_default();
+                if gathered.len() <= MAX_ANNOUNCED {
+                    gathered.push(tx.shared_hash());
+                }
             }
         }
         self.ov().scratch = targets;
@@ -1192,12 +1198,16 @@ impl Node {
     }
 
     /// Sends the announcements gathered (see `ANNOUNCE_DELAY`); a link without room
-    /// loses them (catch-up covers what it then misses).
+    /// loses them, and so does one that gathered more than `MAX_ANNOUNCED` (catch-up
+    /// covers what it then misses).
     fn flush_announcements(&mut self, now: Time) {
         let state = self.ov();
         state.announce_at = None;
         let gathered = std::mem::take(&mut state.announce);
         for (conn, hashes) in gathered {
+            if hashes.len() > MAX_ANNOUNCED {
+                continue;
+            }
             for chunk in hash_chunks(hashes.iter().map(|h| &**h)) {
                 if self.has_room(conn) {
                     self.sent.ihave += 1;

@@ -217,6 +217,29 @@ fn a_push_goes_on_over_the_tree_and_is_announced_elsewhere() {
 }
 
 #[test]
+fn a_burst_is_not_announced_but_left_to_catch_up() {
+    // Within one gathering: 1,024 hashes are announced, 1,025 are not (the burst's
+    // announcements would cost as much as the burst).
+    for (count, announced) in [(1024, true), (1025, false)] {
+        let mut node = in_a_tree();
+        link_from(&mut node, 3, 4004, frame::JOIN, ms(5));
+        drain(&mut node);
+        for n in 0..count {
+            node.handle_text(ConnId(1), &tx(1000 + n).to_frame(), ms(10));
+        }
+        drain(&mut node);
+        node.handle_timeout(ms(300));
+        let ihave = of_type(frames_on(&drain(&mut node), 3), "IHAVE");
+        assert_eq!(
+            !ihave.is_empty(),
+            announced,
+            "{count}: {} IHAVE frames",
+            ihave.len()
+        );
+    }
+}
+
+#[test]
 fn a_transaction_made_here_goes_over_the_tree_and_is_announced_elsewhere() {
     // Over the tree only: a copy over another link could come first by a quicker way
     // that is longer in hops (in the simulator at 1,000 nodes, ldh 14 -> 25).
