@@ -18,8 +18,8 @@ use futures::future::{AbortHandle, Abortable, Either};
 use futures::io::{AsyncRead, AsyncWrite};
 use futures::{SinkExt, StreamExt};
 use p2p_core::{
-    is_rendered_pool, Action, Address, Config, ConnId, DialId, Level, Node, Notice, Overlay,
-    Payload, Time, Transaction,
+    is_rendered_pool, Action, Address, Config, ConnId, DialId, Level, Limits, Node, Notice,
+    Overlay, Payload, Time, Transaction,
 };
 
 use crate::folder::{NodeFolder, POOL_FILE};
@@ -165,16 +165,17 @@ async fn run_async(mut folder: NodeFolder, overlay: bool) -> Result<(), RunError
     }
     config.known_peers = folder.known_peers.clone();
     config.seed = seed();
+    if overlay {
+        config.overlay = Some(Overlay::default());
+        config.limits = Limits::overlay();
+        // Said once here: a node in the wrong topology is otherwise only seen in `status`.
+        log::info!("overlay mode: a bounded-degree overlay instead of the full mesh");
+    }
     if let Some(bytes) = folder.env.send_buffer {
         config.limits.max_send_buffer = bytes;
     }
     if let Some(timeout) = folder.env.stall_timeout {
         config.limits.stall_timeout = timeout;
-    }
-    if overlay {
-        config.overlay = Some(Overlay::default());
-        // Said once here: a node in the wrong topology is otherwise only seen in `status`.
-        log::info!("overlay mode: a bounded-degree overlay instead of the full mesh");
     }
     let listener = bind(folder.env.port, folder.env.bind).await?;
     let journal = folder.dir.join(store::JOURNAL_FILE);
