@@ -7,7 +7,7 @@
 
 mod common;
 
-use common::overlay_mode_is_built;
+use common::{assert_whole, overlay_mode_is_built};
 use std::time::Duration;
 
 use p2p_core::sim::Scenario;
@@ -23,15 +23,6 @@ fn a_burst_in_a_churning_overlay_reaches_every_running_node() {
         scenario.traffic_window = Duration::from_millis(200);
         scenario.churn = 20;
         let (sim, summary) = scenario.run().unwrap();
-        let line = summary.to_json();
-        let violations = sim.check();
-        assert!(
-            violations.is_empty(),
-            "seed {seed}: {} broken invariants, the first: {}",
-            violations.len(),
-            violations[0]
-        );
-        assert!(summary.converged, "seed {seed}: not converged: {line}");
-        assert_eq!(summary.delivered, 1.0, "seed {seed}: {line}");
+        assert_whole(&sim, &summary, &format!("seed {seed}"));
     }
 }

@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::overlay_mode_is_built;
+use common::{assert_whole, overlay_mode_is_built};
 use std::time::Duration;
 
 use p2p_core::sim::Scenario;
@@ -22,15 +22,7 @@ fn half_of_a_thousand_node_overlay_crashing_at_once_leaves_it_whole() {
     let (sim, summary) = scenario.run().unwrap();
     let line = summary.to_json();
     assert_eq!(sim.live_nodes().count(), 500);
-    let violations = sim.check();
-    assert!(
-        violations.is_empty(),
-        "{} broken invariants, the first: {}",
-        violations.len(),
-        violations[0]
-    );
-    assert!(summary.converged, "not converged: {line}");
-    assert_eq!(summary.delivered, 1.0, "{line}");
+    assert_whole(&sim, &summary, "half crashed");
     assert!(
         summary
             .reconnect_ms

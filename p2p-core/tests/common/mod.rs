@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use p2p_core::sim::{Sim, SimConfig};
+use p2p_core::sim::{Sim, SimConfig, Summary};
 use p2p_core::Overlay;
 
 /// The number of cases a property test runs: `var` from the environment, else `default`.
@@ -36,4 +36,19 @@ pub(crate) fn overlay_mode_is_built() {
         sim.active_view_max() > 0,
         "overlay mode is not built: after 5 s, every active view of 20 overlay nodes is empty"
     );
+}
+
+/// Fails unless the run ended whole: no broken invariant, converged, and every running
+/// node holding every transaction. `what` names the run in the failure.
+pub(crate) fn assert_whole(sim: &Sim, summary: &Summary, what: &str) {
+    let line = summary.to_json();
+    let violations = sim.check();
+    assert!(
+        violations.is_empty(),
+        "{what}: {} broken invariants, the first: {}",
+        violations.len(),
+        violations[0]
+    );
+    assert!(summary.converged, "{what}: not converged: {line}");
+    assert_eq!(summary.delivered, 1.0, "{what}: {line}");
 }
