@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::cases;
+use common::{cases, ended_whole};
 use std::time::Duration;
 
 use p2p_core::sim::{Scenario, Summary};
@@ -30,13 +30,7 @@ fn run(seed: u64) -> Result<Summary, TestCaseError> {
     let (sim, summary) = scenario
         .run()
         .map_err(|e| TestCaseError::fail(format!("seed {seed}: {e}")))?;
-    let violations = sim.check();
-    if let Some(first) = violations.first() {
-        return Err(TestCaseError::fail(format!(
-            "seed {seed}: {} broken invariants, the first: {first}",
-            violations.len()
-        )));
-    }
+    ended_whole(&sim, &summary, &format!("seed {seed}")).map_err(TestCaseError::fail)?;
     Ok(summary)
 }
 
@@ -47,8 +41,6 @@ proptest! {
     fn a_stable_overlay_of_a_hundred_nodes_spreads_with_little_redundancy(seed in any::<u64>()) {
         let summary = run(seed)?;
         let line = summary.to_json();
-        prop_assert!(summary.converged, "not converged: {}", line);
-        prop_assert_eq!(summary.delivered, 1.0, "{}", line);
         prop_assert!(
             (1..=Overlay::default().active).contains(&summary.active_view_max),
             "active views not within 1 to {}: {}", Overlay::default().active, line

@@ -38,17 +38,32 @@ pub(crate) fn overlay_mode_is_built() {
     );
 }
 
-/// Fails unless the run ended whole: no broken invariant, converged, and every running
-/// node holding every transaction. `what` names the run in the failure.
-pub(crate) fn assert_whole(sim: &Sim, summary: &Summary, what: &str) {
+/// Whether the run ended whole: no broken invariant, converged, and every running node
+/// holding every transaction; else why not. `what` names the run in the answer.
+pub(crate) fn ended_whole(sim: &Sim, summary: &Summary, what: &str) -> Result<(), String> {
     let line = summary.to_json();
     let violations = sim.check();
-    assert!(
-        violations.is_empty(),
-        "{what}: {} broken invariants, the first: {}",
-        violations.len(),
-        violations[0]
-    );
-    assert!(summary.converged, "{what}: not converged: {line}");
-    assert_eq!(summary.delivered, 1.0, "{what}: {line}");
+    if let Some(first) = violations.first() {
+        return Err(format!(
+            "{what}: {} broken invariants, the first: {first}",
+            violations.len()
+        ));
+    }
+    if !summary.converged {
+        return Err(format!("{what}: not converged: {line}"));
+    }
+    if summary.delivered != 1.0 {
+        return Err(format!(
+            "{what}: delivered {} of 1.0: {line}",
+            summary.delivered
+        ));
+    }
+    Ok(())
+}
+
+/// Fails unless the run [`ended_whole`].
+pub(crate) fn assert_whole(sim: &Sim, summary: &Summary, what: &str) {
+    if let Err(why) = ended_whole(sim, summary, what) {
+        panic!("{why}");
+    }
 }
