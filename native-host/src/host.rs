@@ -336,6 +336,7 @@ impl Host {
         let now = self.now();
         self.node.start(now);
         self.carry_out();
+        let mut alarm = runtime::Alarm::new();
         loop {
             // What was written, then timers, every time round: frames arriving without
             // pause must not keep due dial deadlines, stall checks or catch-up rounds
@@ -346,24 +347,21 @@ impl Host {
                 .node
                 .poll_timeout()
                 .map(|at| self.epoch + Duration::from_micros(at.as_micros()));
+            alarm.set(node_wake);
             let next = futures::future::select(events.next(), written.next());
-            let next = match node_wake {
-                Some(at) => {
-                    let wait = at.saturating_duration_since(Instant::now());
-                    runtime::timeout(wait, next).await
-                }
-                None => Some(next.await),
+            let next = match futures::future::select(next, alarm.ring()).await {
+                // Woken by a timer: fired at the top of the loop.
+                Either::Right(((), _)) => continue,
+                Either::Left((next, _)) => next,
             };
             let next = match next {
-                // Woken by a timer: fired at the top of the loop.
-                None => continue,
-                Some(Either::Right((Some((conn, bytes)), _))) => {
+                Either::Right((Some((conn, bytes)), _)) => {
                     self.report_written(conn, bytes);
                     continue;
                 }
                 // The host holds a sender of its own: the channel never ends.
-                Some(Either::Right((None, _))) => continue,
-                Some(Either::Left((event, _))) => event,
+                Either::Right((None, _)) => continue,
+                Either::Left((event, _)) => event,
             };
             match next {
                 Some(Event::Shutdown) | None => break,

@@ -4,7 +4,9 @@
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
 
 use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use async_tungstenite::WebSocketStream;
@@ -45,6 +47,67 @@ where
 /// Waits for `duration`.
 pub(crate) async fn sleep(duration: Duration) {
     async_std::task::sleep(duration).await;
+}
+
+/// The node loop's wake-up: one timer kept across the loop's turns and re-armed only when
+/// its instant changes.
+///
+/// A timer made afresh each turn (as [`timeout`] does) is registered with the reactor each
+/// time, and each registration wakes the thread that waits on the reactor (async-io's own
+/// while the node's thread works) to re-arm its clock: two thread switches more for every
+/// frame a node handles. The node's next deadline seldom moves from one frame to the next.
+pub(crate) struct Alarm {
+    timer: async_io::Timer,
+    /// The instant the timer is armed for (`None`: not armed, or rung since).
+    at: Option<Instant>,
+}
+
+impl Alarm {
+    /// An alarm that never rings until [`Alarm::set`].
+    pub(crate) fn new() -> Alarm {
+        Alarm {
+            timer: async_io::Timer::never(),
+            at: None,
+        }
+    }
+
+    /// Rings at `at` (at once if it has passed), or never if `None`.
+    pub(crate) fn set(&mut self, at: Option<Instant>) {
+        if at == self.at {
+            return;
+        }
+        match at {
+            Some(at) => self.timer.set_at(at),
+            None => self.timer.clear(),
+        }
+        self.at = at;
+    }
+
+    /// Waits until the alarm rings; it is then unarmed until the next [`Alarm::set`].
+    pub(crate) fn ring(&mut self) -> Ring<'_> {
+        Ring(self)
+    }
+}
+
+/// The future of [`Alarm::ring`].
+pub(crate) struct Ring<'a>(&'a mut Alarm);
+
+impl Future for Ring<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let alarm = &mut *self.get_mut().0;
+        if alarm.at.is_none() {
+            return Poll::Pending;
+        }
+        match Pin::new(&mut alarm.timer).poll(cx) {
+            Poll::Ready(_) => {
+                alarm.at = None;
+                Poll::Ready(())
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 /// `future`'s output, or `None` if it takes longer than `duration`.
