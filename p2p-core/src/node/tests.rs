@@ -687,6 +687,24 @@ fn early_or_repeated_timeouts_do_nothing() {
 // Transactions.
 
 #[test]
+fn the_action_queue_keeps_little_room_once_a_burst_is_drained() {
+    let mut node = meshed();
+    node.handle_accepted(ConnId(10), ms(2));
+    for n in 0..5_000 {
+        let frame = format!(r#"{{"type":"TRANSACTION","data":{}}}"#, tx(n).body());
+        node.handle_text(ConnId(10), &frame, ms(3));
+    }
+    assert!(node.actions.len() > 5_000, "{}", node.actions.len());
+    let actions = drain(&mut node);
+    assert_eq!(persists(&actions).len(), 5_000);
+    assert!(
+        node.actions.capacity() <= ACTIONS_KEPT,
+        "{}",
+        node.actions.capacity()
+    );
+}
+
+#[test]
 fn new_transaction_is_persisted_and_sent_unchanged_on_every_open_dialled_connection() {
     let mut node = meshed();
     node.handle_accepted(ConnId(10), ms(2));
