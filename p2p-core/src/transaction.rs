@@ -421,17 +421,31 @@ fn minify(json: &str) -> std::borrow::Cow<'_, str> {
 /// Where the JSON string whose text starts at byte `from` of `bytes` ends: just past its
 /// closing quote (or the end of `bytes`).
 fn string_end(bytes: &[u8], mut from: usize) -> usize {
-    while let Some(k) = bytes
-        .get(from..)
-        .and_then(|rest| rest.iter().position(|&b| b == b'"' || b == b'\\'))
-    {
-        if bytes[from + k] == b'"' {
-            return from + k + 1;
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGH: u64 = ONES << 7;
+    const QUOTES: u64 = ONES * b'"' as u64;
+    const BACKSLASHES: u64 = ONES * b'\\' as u64;
+    // Whether some byte of `word` is zero.
+    let any_zero = |word: u64| word.wrapping_sub(ONES) & !word & HIGH != 0;
+    loop {
+        // Eight bytes at a time while none is a quote or a backslash.
+        while let Some(word) = bytes.get(from..from + 8) {
+            let word = u64::from_ne_bytes(word.try_into().unwrap_or_default());
+            if any_zero(word ^ QUOTES) || any_zero(word ^ BACKSLASHES) {
+                break;
+            }
+            from += 8;
         }
-        // An escape: the byte after the backslash is never the string's end.
-        from += k + 2;
+        match bytes
+            .get(from..)
+            .and_then(|rest| rest.iter().position(|&b| b == b'"' || b == b'\\'))
+        {
+            Some(k) if bytes[from + k] == b'"' => return from + k + 1,
+            // An escape: the byte after the backslash is never the string's end.
+            Some(k) => from += k + 2,
+            None => return bytes.len(),
+        }
     }
-    bytes.len()
 }
 
 /// Re-indents valid compact or spaced JSON text as `JSON.stringify(v, null, 2)` does,
@@ -620,6 +634,33 @@ mod tests {
         let b = Transaction::from_json(r#"{"hash":"i","n":[1, {"m": true}]}"#).unwrap();
         let expected = "[\n  {\n    \"fromAddress\": null,\n    \"toAddress\": \"k\",\n    \"amount\": 1,\n    \"timeStamp\": 2,\n    \"hash\": \"h\",\n    \"x\": [],\n    \"y\": {},\n    \"s\": \"a,b:{c}\\\"]\"\n  },\n  {\n    \"hash\": \"i\",\n    \"n\": [\n      1,\n      {\n        \"m\": true\n      }\n    ]\n  }\n]";
         assert_eq!(render_pool([&a, &b]), expected);
+    }
+
+    /// [`string_end`] byte by byte.
+    fn string_end_slowly(bytes: &[u8], mut i: usize) -> usize {
+        while i < bytes.len() && bytes[i] != b'"' {
+            i += if bytes[i] == b'\\' { 2 } else { 1 };
+        }
+        (i + 1).min(bytes.len())
+    }
+
+    #[test]
+    fn a_string_ends_at_its_first_unescaped_quote_at_every_offset_in_a_word() {
+        for before in 0..20 {
+            for escape in [r#"\""#, r#"\\"#, r#"\u0041"#, ""] {
+                for after in 0..20 {
+                    for tail in [r#"""#, r#"","x":"y""#, ""] {
+                        let text = format!(
+                            r#""{}{escape}{}{tail}"#,
+                            "a".repeat(before),
+                            "b".repeat(after)
+                        );
+                        let bytes = text.as_bytes();
+                        assert_eq!(string_end(bytes, 1), string_end_slowly(bytes, 1), "{text}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
