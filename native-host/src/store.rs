@@ -836,6 +836,23 @@ mod tests {
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
+    /// Appends to the journal and rewrites into the pool file at `path` what `pool` has
+    /// beyond what the file holds, and checks the file then holds `pool`.
+    fn grow_to(store: &mut PoolStore, pool: &[Transaction], path: &Path) {
+        let new = &pool[store.filed()..];
+        store.append(new).unwrap();
+        store.rewrite(new).unwrap();
+        assert_eq!(fs::read_to_string(path).unwrap(), render_pool(pool));
+    }
+
+    fn assert_only_the_pool_file_left(dir: &Path) {
+        let names: Vec<_> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["transactions.json"]);
+    }
+
     /// The inode of the file at `path`.
     fn inode(path: &Path) -> u64 {
         use std::os::unix::fs::MetadataExt;
@@ -851,10 +868,7 @@ mod tests {
         let mut store = PoolStore::open(&path, &all[..1], false).unwrap();
         let mut inodes = Vec::new();
         for end in (2..=all.len()).step_by(3) {
-            let filed = store.filed();
-            store.append(&all[filed..end]).unwrap();
-            store.rewrite(&all[filed..end]).unwrap();
-            assert_eq!(fs::read_to_string(&path).unwrap(), render_pool(&all[..end]));
+            grow_to(&mut store, &all[..end], &path);
             inodes.push(inode(&path));
         }
         // Two files in turn: the pool file and the one it replaced, kept beside it.
@@ -865,11 +879,7 @@ mod tests {
         assert!(temporary_beside(&path).exists());
         store.close(&[]).unwrap();
         assert_eq!(fs::read_to_string(&path).unwrap(), render_pool(&all[..59]));
-        assert_eq!(
-            fs::read_dir(dir.path()).unwrap().count(),
-            1,
-            "only the pool file left"
-        );
+        assert_only_the_pool_file_left(dir.path());
     }
 
     #[test]
@@ -883,20 +893,13 @@ mod tests {
         let mut reader = File::open(&path).unwrap();
         let seen = render_pool(&all[..2]);
         for end in [4, 6, 8] {
-            let filed = store.filed();
-            store.append(&all[filed..end]).unwrap();
-            store.rewrite(&all[filed..end]).unwrap();
-            assert_eq!(fs::read_to_string(&path).unwrap(), render_pool(&all[..end]));
+            grow_to(&mut store, &all[..end], &path);
         }
         let mut read = String::new();
         reader.read_to_string(&mut read).unwrap();
         assert_eq!(read, seen);
         store.close(&[]).unwrap();
-        assert_eq!(
-            fs::read_dir(dir.path()).unwrap().count(),
-            1,
-            "only the pool file left"
-        );
+        assert_only_the_pool_file_left(dir.path());
     }
 
     #[test]
