@@ -74,9 +74,9 @@ pub(crate) trait Disk {
         range: Range<u64>,
         to: &mut Self::File,
     ) -> io::Result<u64>;
-    /// Opens the existing file `path` for writing, if no other process holds it open,
-    /// and keeps it so (`None` if one does, or if that cannot be known here) until the
-    /// file is closed.
+    /// Opens the existing file `path` for writing, if no other process holds it open
+    /// and it has no other name, and keeps it so (`None` if one does, or it has, or if
+    /// that cannot be known here) until the file is closed.
     fn reuse(&self, path: &Path) -> io::Result<Option<Self::File>>;
     /// Cuts `file` to its first `len` bytes; what is written next goes after them.
     fn truncate(&self, file: &mut Self::File, len: u64) -> io::Result<()>;
@@ -133,7 +133,8 @@ impl Disk for RealDisk {
 
     fn reuse(&self, path: &Path) -> io::Result<Option<File>> {
         let file = OpenOptions::new().write(true).open(path)?;
-        Ok(lease::hold(&file).then_some(file))
+        // A file with another name (someone linked the pool file to keep it) is theirs.
+        Ok((lease::hold(&file) && single_name(&file)?).then_some(file))
     }
 
     fn truncate(&self, file: &mut File, len: u64) -> io::Result<()> {
@@ -224,6 +225,18 @@ fn replace_file(from: &Path, to: &Path) -> io::Result<()> {
         }
     }
     fs::rename(from, to)
+}
+
+/// Whether `file` has one name only.
+#[cfg(unix)]
+fn single_name(file: &File) -> io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(file.metadata()?.nlink() == 1)
+}
+
+#[cfg(not(unix))]
+fn single_name(_file: &File) -> io::Result<bool> {
+    Ok(false)
 }
 
 /// Whether another process holds a file open, asked of the kernel.
@@ -900,6 +913,20 @@ mod tests {
         assert_eq!(read, seen);
         store.close(&[]).unwrap();
         assert_only_the_pool_file_left(dir.path());
+    }
+
+    #[test]
+    fn a_pool_file_linked_under_another_name_is_never_written_into() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("transactions.json");
+        let kept = dir.path().join("kept.json");
+        let all: Vec<_> = (0..10).map(tx).collect();
+        let mut store = PoolStore::open(&path, &all[..2], false).unwrap();
+        fs::hard_link(&path, &kept).unwrap();
+        for end in [4, 6, 8] {
+            grow_to(&mut store, &all[..end], &path);
+        }
+        assert_eq!(fs::read_to_string(&kept).unwrap(), render_pool(&all[..2]));
     }
 
     #[test]
