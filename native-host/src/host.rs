@@ -22,7 +22,7 @@ use p2p_core::{
     Overlay, Payload, Time, Transaction,
 };
 
-use crate::folder::{NodeFolder, POOL_FILE};
+use crate::folder::{Env, NodeFolder, POOL_FILE};
 use crate::runtime::{self, Listener};
 use crate::store::{self, PoolStore, StoreError};
 use crate::writer::PoolWriter;
@@ -148,34 +148,39 @@ pub(crate) fn run(folder: NodeFolder, overlay: bool) -> Result<(), RunError> {
     runtime::block_on(run_async(folder, overlay))
 }
 
-async fn run_async(mut folder: NodeFolder, overlay: bool) -> Result<(), RunError> {
-    // Advertised: P2P_ADVERTISE, else the one IP of P2P_BIND, else ws://localhost:PORT.
-    // Every other spelling this node answers to is an alias it never dials.
-    let local = folder.env.local_address();
-    let advertised = folder
-        .env
-        .advertise
-        .clone()
-        .unwrap_or_else(|| local.clone());
+/// The node's configuration from its `.env` and topology (known peers and seed apart).
+/// Advertised: P2P_ADVERTISE, else the one IP of P2P_BIND, else ws://localhost:PORT; every
+/// other spelling this node answers to is an alias it never dials. The overlay's limits
+/// (`Limits::overlay`) in overlay mode; P2P_SEND_BUFFER and P2P_STALL_TIMEOUT over either.
+fn node_config(env: &Env, overlay: bool) -> Config {
+    let local = env.local_address();
+    let advertised = env.advertise.clone().unwrap_or_else(|| local.clone());
     let mut config = Config::new(advertised);
-    for alias in [local, Address::localhost(folder.env.port)] {
+    for alias in [local, Address::localhost(env.port)] {
         if alias != config.address && !config.aliases.contains(&alias) {
             config.aliases.push(alias);
         }
     }
-    config.known_peers = folder.known_peers.clone();
-    config.seed = seed();
     if overlay {
         config.overlay = Some(Overlay::default());
         config.limits = Limits::overlay();
-        // Said once here: a node in the wrong topology is otherwise only seen in `status`.
-        log::info!("overlay mode: a bounded-degree overlay instead of the full mesh");
     }
-    if let Some(bytes) = folder.env.send_buffer {
+    if let Some(bytes) = env.send_buffer {
         config.limits.max_send_buffer = bytes;
     }
-    if let Some(timeout) = folder.env.stall_timeout {
+    if let Some(timeout) = env.stall_timeout {
         config.limits.stall_timeout = timeout;
+    }
+    config
+}
+
+async fn run_async(mut folder: NodeFolder, overlay: bool) -> Result<(), RunError> {
+    let mut config = node_config(&folder.env, overlay);
+    config.known_peers = folder.known_peers.clone();
+    config.seed = seed();
+    if overlay {
+        // Said once here: a node in the wrong topology is otherwise only seen in `status`.
+        log::info!("overlay mode: a bounded-degree overlay instead of the full mesh");
     }
     let listener = bind(folder.env.port, folder.env.bind).await?;
     let journal = folder.dir.join(store::JOURNAL_FILE);
@@ -735,4 +740,36 @@ async fn connection<S>(
         futures::future::Either::Right((reason, _)) => reason,
     };
     let _ = events.send(Event::Closed { conn, reason }).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(send_buffer: Option<usize>) -> Env {
+        Env {
+            port: 4001,
+            public_key: None,
+            bind: None,
+            advertise: None,
+            send_buffer,
+            stall_timeout: None,
+            overlay: None,
+        }
+    }
+
+    #[test]
+    fn an_overlay_node_queues_the_overlays_budget_per_connection_unless_told_otherwise() {
+        let mesh = node_config(&env(None), false);
+        assert!(mesh.overlay.is_none());
+        assert_eq!(mesh.limits, Limits::default());
+        let overlay = node_config(&env(None), true);
+        assert!(overlay.overlay.is_some());
+        assert_eq!(overlay.limits, Limits::overlay());
+        assert!(Limits::overlay().max_send_buffer < Limits::default().max_send_buffer);
+        for mode in [false, true] {
+            let told = node_config(&env(Some(3 << 20)), mode);
+            assert_eq!(told.limits.max_send_buffer, 3 << 20);
+        }
+    }
 }
