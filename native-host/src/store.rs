@@ -12,11 +12,11 @@
 //!   replaced whole, by writing a temporary file and renaming it over the old one, so a
 //!   reader, or a restart after `kill -9` at any moment, sees the old pool or the new one,
 //!   never a mix. A rewrite renders only the transactions new since the last one, into
-//!   the file the last rewrite replaced (kept beside under a temporary name, and taken only
-//!   when no other process holds it open and no other name leads to it), which lacks just the last rewrite's
-//!   transactions: it costs O(new transactions), no memory of the pool's size, and no
-//!   fsync: the journal already holds what it adds. When to rewrite is the writer
-//!   thread's business (`writer.rs`).
+//!   the file the last rewrite replaced (kept beside under a temporary name, and taken
+//!   only when no other process holds it open and no other name leads to it), which
+//!   lacks just the last rewrite's transactions: it costs O(new transactions), no memory
+//!   of the pool's size, and no fsync: the journal already holds what it adds. When to
+//!   rewrite is the writer thread's business (`writer.rs`).
 //!
 //! A power loss keeps only what was synced, and a rename or a file creation is only
 //! synced with its directory, so:
@@ -525,9 +525,9 @@ impl<D: Disk> PoolStore<D> {
     /// are exchanged, so a reader sees the old file or the new one. The old file then
     /// stays under the temporary name, and the next rewrite writes into it instead of a
     /// new file, when no other process holds it open (a reader that opened it as the pool
-    /// file) and it has no other name (see [`Disk::reuse`]): it already holds all but the last rewrite's
-    /// transactions, so only those and `new` are written, not the whole pool (16 MB at
-    /// 50,000 pooled), and no file is made and removed per rewrite.
+    /// file) and it has no other name (see [`Disk::reuse`]): it already holds all but the
+    /// last rewrite's transactions, so only those and `new` are written, not the whole
+    /// pool (16 MB at 50,000 pooled), and no file is made and removed per rewrite.
     pub(crate) fn rewrite(&mut self, new: &[Transaction]) -> Result<(), StoreError> {
         let started = Clock::start();
         let temporary = temporary_beside(&self.path);
