@@ -2,6 +2,8 @@
 //! and uses a part of this, hence `dead_code` allowed.
 #![allow(dead_code)]
 
+pub(crate) mod transitions;
+
 use std::time::Duration;
 
 use p2p_core::sim::{Sim, SimConfig, Summary};
