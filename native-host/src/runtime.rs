@@ -178,3 +178,32 @@ pub(crate) async fn accept(
 ) -> Result<Socket, async_tungstenite::tungstenite::Error> {
     async_tungstenite::accept_async_with_config(stream, Some(config)).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn an_alarm_rings_at_its_instant_once_and_again_when_set_again() {
+        block_on(async {
+            let mut alarm = Alarm::new();
+            // Never set: it does not ring.
+            assert!(timeout(20 * MS, alarm.ring()).await.is_none());
+            let at = Instant::now() + 30 * MS;
+            alarm.set(Some(at));
+            alarm.set(Some(at));
+            alarm.ring().await;
+            assert!(Instant::now() >= at);
+            // Rung: silent until set, even to the same instant (now passed: at once).
+            assert!(timeout(20 * MS, alarm.ring()).await.is_none());
+            alarm.set(Some(at));
+            assert!(timeout(20 * MS, alarm.ring()).await.is_some());
+            // Moved later, then cleared: it does not ring.
+            alarm.set(Some(Instant::now() + 10 * MS));
+            alarm.set(None);
+            assert!(timeout(40 * MS, alarm.ring()).await.is_none());
+        });
+    }
+}
