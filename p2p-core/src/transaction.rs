@@ -401,10 +401,9 @@ fn minify(json: &str) -> std::borrow::Cow<'_, str> {
     while i < bytes.len() {
         match bytes[i] {
             b'"' => {
-                i += 1;
-                while i < bytes.len() && bytes[i] != b'"' {
-                    i += if bytes[i] == b'\\' { 2 } else { 1 };
-                }
+                // Whitespace inside a string is kept.
+                i = string_end(bytes, i + 1);
+                continue;
             }
             b' ' | b'\t' | b'\n' | b'\r' => {
                 out.push_str(&json[start..i]);
