@@ -398,14 +398,10 @@ impl PoolStore {
 /// replaced, see [`PoolStore::rewrite`]) and removes it when it stops cleanly, not when
 /// it is killed. Where it cannot be known whether a process runs, none is removed.
 fn remove_stale_temporaries(path: &Path) {
-    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+    let Some(name) = path.file_name() else {
         return;
     };
-    let dir = if dir.as_os_str().is_empty() {
-        Path::new(".")
-    } else {
-        dir
-    };
+    let dir = folder_of(path);
     if !Path::new("/proc/self").exists() {
         return;
     }
@@ -719,12 +715,17 @@ fn temporary_beside(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
 }
 
-/// Makes the directory entry of `path` durable.
-fn sync_dir_of<D: Disk>(disk: &D, path: &Path) -> Result<(), StoreError> {
-    let dir = match path.parent() {
+/// The folder `path` stands in (`.` for a bare file name).
+fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),
-    };
+    }
+}
+
+/// Makes the directory entry of `path` durable.
+fn sync_dir_of<D: Disk>(disk: &D, path: &Path) -> Result<(), StoreError> {
+    let dir = folder_of(path);
     disk.sync_dir(dir).map_err(at(dir))
 }
 
