@@ -32,10 +32,11 @@
 //! node where it is made pushes it over the tree too: a copy over another link would
 //! come first when its way is quicker, not shorter, and lengthen the longest path in
 //! hops). A shorter way or a smaller root is told within `TREE_DELAY`, other changes
-//! within `TREE_HOLD`, and a link is never told the same place twice. A hash announced and not received within
-//! `Overlay::graft_after` is asked for (GRAFT) from the link that announced it: that is
-//! how transactions cross a tree that is being rebuilt after a crash. A root that is
-//! gone is forgotten once the distances that still name it count up to `MAX_DIST`.
+//! within `TREE_HOLD`, and a link is never told the same place twice. A hash announced
+//! and not received within `Overlay::graft_after` is asked for (GRAFT) from the link
+//! that announced it: that is how transactions cross a tree that is being rebuilt after
+//! a crash. A root that is gone is forgotten once the distances that still name it count
+//! up to `MAX_DIST`.
 //! Catch-up runs on links as between peers of ours in the mesh (the smaller address
 //! leads), so whatever a crash or a partition lost still arrives.
 //!
@@ -1043,6 +1044,7 @@ impl Node {
                 let state = self.ov();
                 state.announce_at.get_or_insert(now + ANNOUNCE_DELAY);
                 let gathered = state.announce.entry(conn).or_default();
+                // One past the bound is kept, to say the bound was passed.
                 if gathered.len() <= MAX_ANNOUNCED {
                     gathered.push(tx.shared_hash());
                 }
