@@ -154,15 +154,19 @@ impl Default for Limits {
 
 impl Limits {
     /// The limits of a node in overlay mode (`Config::overlay`): the defaults, with a
-    /// send buffer of 1 MiB per connection instead of 4. An overlay node forwards what it
-    /// gets to a few links; with 4 MiB a link, the node that takes a burst handed each
-    /// link most of it at once, and every node below held it while it passed: after a
-    /// 10,000 burst into one of 200 real processes, VmHWM over 16 MiB in 14 of the 200
-    /// nodes (max 19.0 MiB), none with 1 MiB (max 15.0 MiB; BENCHMARKS.md). Five links of
-    /// 1 MiB also bound what a node queues to 5 MiB by construction.
+    /// send buffer of 1 MiB per connection instead of 4 and an inbound buffer of 256 KiB
+    /// instead of 2 MiB. An overlay node forwards what it gets to a few links; with 4 MiB
+    /// a link, the node that takes a burst handed each link most of it at once, and every
+    /// node below held it while it passed (after a 10,000 burst into one of 200 real
+    /// processes, VmHWM over 16 MiB in 14 of the 200 nodes, max 19.0 MiB). With 1 MiB,
+    /// still 0 to 5 nodes over 16 MiB per run (max 18.0): a node on a loaded machine read
+    /// up to 2 MiB ahead from each link while it fell behind. With 256 KiB, none in ten
+    /// runs (max 15.8 MiB; BENCHMARKS.md). Five links bound what a node queues to 5 MiB
+    /// and what it reads ahead to 1.25 MiB by construction.
     pub fn overlay() -> Limits {
         Limits {
             max_send_buffer: 1 << 20,
+            max_inbound_buffer: 256 << 10,
             ..Limits::default()
         }
     }
