@@ -85,7 +85,12 @@ fn parse_status(text: &str) -> Option<NodeStatus> {
 async fn open(address: &Address) -> Result<runtime::Socket, ClientError> {
     match runtime::timeout(
         ANSWER_TIMEOUT,
-        runtime::connect(address.host(), address.port(), WebSocketConfig::default()),
+        runtime::connect(
+            address.host(),
+            address.port(),
+            WebSocketConfig::default(),
+            |s| s,
+        ),
     )
     .await
     {

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -23,6 +23,7 @@ use p2p_core::{
 };
 
 use crate::folder::{Env, NodeFolder, POOL_FILE};
+use crate::inbound::{Budget, Meter, Metered};
 use crate::runtime::{self, Listener};
 use crate::store::{self, PoolStore, StoreError};
 use crate::writer::PoolWriter;
@@ -83,7 +84,9 @@ enum Event {
     Text {
         conn: ConnId,
         text: Utf8Bytes,
-        inbound: Arc<Inbound>,
+        /// What reading it cost the connection's budget, given back once it is handled.
+        charge: usize,
+        meter: Arc<Meter>,
     },
     Binary {
         conn: ConnId,
@@ -226,12 +229,17 @@ async fn run_async(mut folder: NodeFolder, overlay: bool) -> Result<(), RunError
     })
     .map_err(RunError::Writer)?;
     let (progress, written) = mpsc::unbounded();
-    let limit = node.config().limits.max_frame_bytes;
-    let inbound_limit = node.config().limits.max_inbound_buffer;
+    let limits = &node.config().limits;
+    let inbound = Budget::new(
+        limits.max_inbound_total,
+        limits.max_inbound_buffer,
+        limits.stall_timeout,
+        limits.max_frame_buffers,
+    );
     let mut host = Host {
         ws_config: WebSocketConfig::default()
-            .max_message_size(Some(limit))
-            .max_frame_size(Some(limit))
+            .max_message_size(Some(limits.max_frame_bytes))
+            .max_frame_size(Some(limits.max_frame_bytes))
             .read_buffer_size(SOCKET_BUFFER)
             .write_buffer_size(SOCKET_BUFFER),
         node,
@@ -246,19 +254,21 @@ async fn run_async(mut folder: NodeFolder, overlay: bool) -> Result<(), RunError
         new_unlogged: 0,
         last_frame: None,
         dials: HashMap::new(),
-        inbound_limit,
+        inbound,
         progress,
-        batch_bytes: 0,
+        uncarried_bytes: 0,
     };
     host.run(events, written).await
 }
 
-/// A batch of events ends once frames of this many bytes were handled in it. What the
-/// node queues for the host (for each new transaction a notice and a persist, sends) is
-/// held until the batch ends: 1,024 frames of up to 64 KiB each could be a whole burst
-/// (1.45 MB of queued actions in one node of `up 200 --overlay`, heaptrack). A few
-/// frames of 64 KiB still give the node's pushes a batch worth packing.
-const BATCH_BYTES: usize = 256 << 10;
+/// Within a batch of events, the node's actions are carried out whenever frames of this
+/// many bytes were handled since they last were. What the node queues for the host (for
+/// each new transaction a notice and a persist, sends) waits until then: a batch of 1,024
+/// frames of up to 64 KiB each could be a whole burst (1.45 MB of queued actions in one
+/// node of `up 200 --overlay`, heaptrack). A few frames of 64 KiB still give the node's
+/// pushes enough to pack; the pool writer still gets the whole batch at once (handing it
+/// a part every 256 KiB cost a 50,000 burst 15% of its rate).
+const CARRY_OUT_BYTES: usize = 256 << 10;
 
 /// A frame's shared text, as the bytes the WebSocket layer sends without copying them.
 struct SharedText(Payload);
@@ -294,48 +304,13 @@ struct Host {
     last_frame: Option<(Payload, Utf8Bytes)>,
     /// Dials in flight, to stop when the node abandons them.
     dials: HashMap<DialId, AbortHandle>,
-    /// `Limits::max_inbound_buffer`: bytes read from one connection and not yet handled.
-    inbound_limit: usize,
+    /// What the node reads ahead of itself and keeps of read buffers
+    /// (`Limits::max_inbound_buffer`, `max_inbound_total`, `max_frame_buffers`).
+    inbound: Budget,
     /// Where connection tasks report what they wrote.
     progress: Progress,
-    /// Bytes of frames handled in the current batch of events.
-    batch_bytes: usize,
-}
-
-/// Bytes read from one connection and not yet handed to the node. Past the node's
-/// `Limits::max_inbound_buffer` the connection's task stops reading until the node has
-/// caught up: a peer that sends faster than the node handles is slowed by TCP's
-/// back-pressure, and holds at most that much (plus one frame) of the node's memory.
-#[derive(Default)]
-struct Inbound {
-    bytes: AtomicUsize,
-    drained: event_listener::Event,
-}
-
-impl Inbound {
-    /// Waits until the connection may read another frame.
-    async fn room(&self, limit: usize) {
-        while self.bytes.load(Ordering::Acquire) >= limit {
-            let listener = self.drained.listen();
-            if self.bytes.load(Ordering::Acquire) < limit {
-                return;
-            }
-            listener.await;
-        }
-    }
-
-    /// The task read a frame of `bytes`.
-    fn read(&self, bytes: usize) {
-        self.bytes.fetch_add(bytes, Ordering::AcqRel);
-    }
-
-    /// The node handled a frame of `bytes`: the task may read again if it waited.
-    fn handled(&self, bytes: usize, limit: usize) {
-        let before = self.bytes.fetch_sub(bytes, Ordering::AcqRel);
-        if before >= limit && before - bytes < limit {
-            self.drained.notify(usize::MAX);
-        }
-    }
+    /// Bytes of frames handled since the node's actions were last carried out.
+    uncarried_bytes: usize,
 }
 
 impl Host {
@@ -386,8 +361,10 @@ impl Host {
                     }
                     // Take what else is waiting before handing the batch to the pool writer.
                     let mut budget = 1024;
-                    self.batch_bytes = 0;
-                    while budget > 0 && self.batch_bytes < BATCH_BYTES {
+                    while budget > 0 {
+                        if self.uncarried_bytes >= CARRY_OUT_BYTES {
+                            self.carry_out();
+                        }
                         match events.try_recv() {
                             Ok(event) => {
                                 if self.handle(event) {
@@ -456,13 +433,14 @@ impl Host {
             Event::Text {
                 conn,
                 text,
-                inbound,
+                charge,
+                meter,
             } => {
                 if self.conns.contains_key(&conn) {
                     self.node.handle_text(conn, text.as_str(), now);
                 }
-                self.batch_bytes += text.len();
-                inbound.handled(text.len(), self.inbound_limit);
+                self.uncarried_bytes += text.len();
+                meter.handled(charge);
             }
             Event::Binary { conn, len } => {
                 if self.conns.contains_key(&conn) {
@@ -486,6 +464,7 @@ impl Host {
 
     /// Carries out every action the node has queued.
     fn carry_out(&mut self) {
+        self.uncarried_bytes = 0;
         while let Some(action) = self.node.poll_action() {
             match action {
                 Action::Listen { address } => self.listen(address),
@@ -603,7 +582,7 @@ impl Host {
         let events = self.events_tx.clone();
         let ids = self.ids.clone();
         let config = self.ws_config;
-        let inbound_limit = self.inbound_limit;
+        let inbound = self.inbound.clone();
         let progress = self.progress.clone();
         runtime::spawn(async move {
             loop {
@@ -619,7 +598,9 @@ impl Host {
                 let mut events = events.clone();
                 let ids = ids.clone();
                 let progress = progress.clone();
+                let meter = inbound.meter();
                 runtime::spawn(async move {
+                    let stream = Metered::new(stream, Arc::clone(&meter));
                     let socket = match runtime::timeout(
                         ACCEPT_HANDSHAKE_TIMEOUT,
                         runtime::accept(stream, config),
@@ -636,10 +617,12 @@ impl Host {
                             return;
                         }
                     };
+                    // The upgrade request is read and gone.
+                    meter.handled(meter.claim());
                     let conn = ids.next();
                     let (outbox, queue) = mpsc::unbounded();
                     if events.send(Event::Accepted { conn, outbox }).await.is_ok() {
-                        connection(socket, conn, queue, events, progress, inbound_limit).await;
+                        connection(socket, conn, queue, events, progress, meter).await;
                     }
                 });
             }
@@ -650,25 +633,28 @@ impl Host {
         let mut events = self.events_tx.clone();
         let ids = self.ids.clone();
         let config = self.ws_config;
-        let inbound_limit = self.inbound_limit;
+        let meter = self.inbound.meter();
         let progress = self.progress.clone();
         let (handle, registration) = AbortHandle::new_pair();
         self.dials.insert(dial, handle);
         runtime::spawn(async move {
             // TCP connect and the WebSocket handshake; the node abandons the dial (and
             // this stops it) if it takes longer than its dial timeout.
-            let connect = runtime::connect(address.host(), address.port(), config);
+            let wrap = |stream| Metered::new(stream, Arc::clone(&meter));
+            let connect = runtime::connect(address.host(), address.port(), config, wrap);
             let Ok(result) = Abortable::new(connect, registration).await else {
                 log::debug!("dial to {address} abandoned");
                 return;
             };
             match result {
                 Ok(socket) => {
+                    // The upgrade response is read and gone.
+                    meter.handled(meter.claim());
                     let conn = ids.next();
                     let (outbox, queue) = mpsc::unbounded();
                     let opened = Event::DialOpened { dial, conn, outbox };
                     if events.send(opened).await.is_ok() {
-                        connection(socket, conn, queue, events, progress, inbound_limit).await;
+                        connection(socket, conn, queue, events, progress, meter).await;
                     }
                 }
                 Err(e) => {
@@ -692,7 +678,7 @@ async fn connection<S>(
     mut queue: mpsc::UnboundedReceiver<Utf8Bytes>,
     mut events: mpsc::Sender<Event>,
     progress: Progress,
-    inbound_limit: usize,
+    meter: Arc<Meter>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send,
 {
@@ -716,29 +702,41 @@ async fn connection<S>(
         Ok::<(), async_tungstenite::tungstenite::Error>(())
     };
     let mut reader_events = events.clone();
-    let inbound = Arc::new(Inbound::default());
     let reader = async {
-        loop {
-            inbound.room(inbound_limit).await;
-            let Some(message) = stream.next().await else {
-                break;
+        // Each read waits for the connection's and the node's budgets (`inbound`).
+        while let Some(message) = stream.next().await {
+            let charge = meter.claim();
+            let kept = message.map_err(|e| e.to_string()).and_then(|message| {
+                meter
+                    .keep(charge)
+                    .map(|()| message)
+                    .map_err(|e| e.to_string())
+            });
+            let message = match kept {
+                Ok(message) => message,
+                Err(reason) => {
+                    meter.handled(charge);
+                    return Some(reason);
+                }
             };
             let event = match message {
-                Ok(Message::Text(text)) => {
-                    inbound.read(text.len());
-                    Event::Text {
-                        conn,
-                        text,
-                        inbound: Arc::clone(&inbound),
+                Message::Text(text) => Event::Text {
+                    conn,
+                    text,
+                    charge,
+                    meter: Arc::clone(&meter),
+                },
+                message => {
+                    meter.handled(charge);
+                    match message {
+                        Message::Binary(bytes) => Event::Binary {
+                            conn,
+                            len: bytes.len(),
+                        },
+                        Message::Close(_) => break,
+                        _ => continue,
                     }
                 }
-                Ok(Message::Binary(bytes)) => Event::Binary {
-                    conn,
-                    len: bytes.len(),
-                },
-                Ok(Message::Close(_)) => break,
-                Ok(_) => continue,
-                Err(e) => return Some(e.to_string()),
             };
             if reader_events.send(event).await.is_err() {
                 return None;

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 mod client;
 mod folder;
 mod host;
+mod inbound;
 mod runtime;
 mod store;
 mod up;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use async_tungstenite::tungstenite::protocol::WebSocketConfig;
 use async_tungstenite::WebSocketStream;
+use futures::io::{AsyncRead, AsyncWrite};
 
 pub(crate) use async_std::net::TcpStream;
 
@@ -156,26 +157,33 @@ pub(crate) fn tune(stream: &TcpStream) {
     let _ = socket.set_tcp_user_timeout(Some(DEAD_AFTER));
 }
 
-/// Opens a WebSocket to `ws://host:port`.
-pub(crate) async fn connect(
+/// Opens a WebSocket to `ws://host:port`, over the TCP stream as `wrap` makes it.
+pub(crate) async fn connect<S>(
     host: &str,
     port: u16,
     config: WebSocketConfig,
-) -> Result<Socket, async_tungstenite::tungstenite::Error> {
+    wrap: impl FnOnce(TcpStream) -> S,
+) -> Result<WebSocketStream<S>, async_tungstenite::tungstenite::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let stream =
         TcpStream::connect((host.trim_start_matches('[').trim_end_matches(']'), port)).await?;
     tune(&stream);
     let url = format!("ws://{host}:{port}/");
     let (socket, _response) =
-        async_tungstenite::client_async_with_config(url, stream, Some(config)).await?;
+        async_tungstenite::client_async_with_config(url, wrap(stream), Some(config)).await?;
     Ok(socket)
 }
 
 /// Completes the WebSocket handshake on an accepted stream.
-pub(crate) async fn accept(
-    stream: TcpStream,
+pub(crate) async fn accept<S>(
+    stream: S,
     config: WebSocketConfig,
-) -> Result<Socket, async_tungstenite::tungstenite::Error> {
+) -> Result<WebSocketStream<S>, async_tungstenite::tungstenite::Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     async_tungstenite::accept_async_with_config(stream, Some(config)).await
 }
 

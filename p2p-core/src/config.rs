@@ -90,10 +90,23 @@ pub struct Limits {
     /// peer is disconnected, as it is not keeping up.
     pub max_backlog: usize,
     /// Bytes of frames the host may have read from one connection and not yet handed to
-    /// the node; past it the host stops reading from that connection until the node has
-    /// caught up (back-pressure onto the peer, never a dropped frame).
+    /// the node; past it the host starts no new frame from that connection until the node
+    /// has caught up (back-pressure onto the peer, never a dropped frame).
     pub max_inbound_buffer: usize,
-    /// A connection with bytes queued and no progress for this long is closed.
+    /// Bytes of frames the host may have read from all connections together and not yet
+    /// handed to the node: past it no connection reads, not even to finish a message it
+    /// began, and a message begun must end within `stall_timeout` or its connection is
+    /// closed. So a thousand peers each leaving a long message unfinished hold this much
+    /// of the node at most, and not for longer than `stall_timeout`.
+    pub max_inbound_total: usize,
+    /// Bytes of read buffers the host keeps, over all connections, for long frames (a
+    /// WebSocket layer keeps a buffer the size of the longest frame a connection sent
+    /// until the connection ends): a connection whose message over 96 KiB would pass it
+    /// is closed. Room for 128 connections keeping a buffer for the longest frame our
+    /// nodes send (a SYNC of 256 KiB).
+    pub max_frame_buffers: usize,
+    /// A connection with bytes queued and no progress for this long is closed, and so
+    /// is one that began a message and did not finish it within this long.
     pub stall_timeout: Duration,
     /// SYNC frames one connection may have waiting for an answer; more are refused.
     pub max_sync_requests: usize,
@@ -139,6 +152,8 @@ impl Default for Limits {
             max_send_buffer: 4 << 20,
             max_backlog: 1 << 17,
             max_inbound_buffer: 2 << 20,
+            max_inbound_total: 32 << 20,
+            max_frame_buffers: 32 << 20,
             stall_timeout: Duration::from_secs(10),
             max_sync_requests: 4,
             catch_up_bodies_per_second: 100_000,
@@ -162,11 +177,14 @@ impl Limits {
     /// still 0 to 5 nodes over 16 MiB per run (max 18.0): a node on a loaded machine read
     /// up to 2 MiB ahead from each link while it fell behind. With 256 KiB, none in ten
     /// runs (max 15.8 MiB; BENCHMARKS.md). Five links bound what a node queues to 5 MiB
-    /// and what it reads ahead to 1.25 MiB by construction.
+    /// and what it reads ahead to 1.25 MiB by construction; what it reads ahead from all
+    /// connections, clients and pages included, is held to 4 MiB.
     pub fn overlay() -> Limits {
         Limits {
             max_send_buffer: 1 << 20,
             max_inbound_buffer: 256 << 10,
+            max_inbound_total: 4 << 20,
+            max_frame_buffers: 4 << 20,
             ..Limits::default()
         }
     }

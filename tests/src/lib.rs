@@ -58,6 +58,7 @@
 //! | `up_web_serves_the_page_and_refuses_a_busy_port.rs` | 22400 - 22419; 4001 - 4003 (locked, for a clone that must not be made) |
 //! | `a_dial_only_watcher_joins_a_mixed_network.rs` | 22420 - 22429 |
 //! | `wasm-demo/e2e/live.test.mjs` (the live page in Chromium) | 22430 - 22439 |
+//! | `unfinished_messages_cost_a_bounded_budget.rs` | 22540 - 22549 |
 //!
 //! The curriculum's own ports, 4001 to 4003, are shared by the files marked "locked"; they
 //! hold an exclusive file lock for as long as they run (see [`lock_curriculum_ports`]). The
@@ -195,6 +196,8 @@ pub mod ports {
     /// `an_overlay_of_real_processes_with_a_javascript_node_gets_every_transaction.rs`:
     /// 22500 to 22519.
     pub const OVERLAY_WITH_JAVASCRIPT: u16 = 22500;
+    /// `unfinished_messages_cost_a_bounded_budget.rs`: 22540 to 22549.
+    pub const UNFINISHED_MESSAGES: u16 = 22540;
     /// `tests/perf/burst_cpu.py` (a measurement script, not a test): 29921 on, one port
     /// per node.
     pub const PERF_BURST_CPU: u16 = 29920;

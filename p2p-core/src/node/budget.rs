@@ -17,7 +17,9 @@
 //!   once, and bodies go out at most `Limits::catch_up_bodies_per_second` after a burst
 //!   of `Limits::catch_up_burst`.
 //! - **Bytes read**: the host reads at most `Limits::max_inbound_buffer` (plus one frame)
-//!   from a connection ahead of the node; past it, it stops reading.
+//!   from a connection ahead of the node, and `Limits::max_inbound_total` from all of
+//!   them; past either, it stops reading. A frame begun must end within
+//!   `Limits::stall_timeout`.
 //! - **Work per frame**: a frame is decoded once, within `Limits::max_frame_bytes`;
 //!   a SYNC frame's ranges must be sorted and disjoint, so answering it visits each
 //!   pooled hash at most once.
