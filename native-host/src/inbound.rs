@@ -16,7 +16,6 @@
 //!   A peer that stops in the middle of a message (or a thousand doing it at once, to
 //!   fill the node's budget) holds its bytes that long at most, and a connection stopped
 //!   by a full budget in the middle of a message is closed, not stuck.
-//!
 //! - **Buffers kept for long frames**, `Limits::max_frame_buffers` in all. tungstenite's
 //!   read buffer takes the size of the longest frame a connection sent and keeps it until
 //!   the connection ends (a thousand connections that each sent one frame of 900 KB held
@@ -44,7 +43,7 @@ const READ_AT_ONCE: usize = 16 << 10;
 
 /// Messages up to this long (with what was read of the next one) keep no more than the
 /// buffer every connection has: a TXS or TRANSACTIONS frame of the core (64 KiB) is one.
-pub(crate) const KEPT_FROM: usize = 96 << 10;
+const KEPT_FROM: usize = 96 << 10;
 
 /// A connection sent a message long enough to keep its buffer, and the node keeps its
 /// budget of such buffers already.
