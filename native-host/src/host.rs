@@ -706,13 +706,14 @@ async fn connection<S>(
         // Each read waits for the connection's and the node's budgets (`inbound`).
         while let Some(message) = stream.next().await {
             let charge = meter.claim();
-            let kept = message.map_err(|e| e.to_string()).and_then(|message| {
-                meter
+            let message = match message {
+                Ok(message) => meter
                     .keep(charge)
                     .map(|()| message)
-                    .map_err(|e| e.to_string())
-            });
-            let message = match kept {
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(e.to_string()),
+            };
+            let message = match message {
                 Ok(message) => message,
                 Err(reason) => {
                     meter.handled(charge);
